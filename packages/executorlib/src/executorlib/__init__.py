@@ -1,0 +1,5 @@
+"""executorlib."""
+
+from importlib.metadata import version as _version
+
+__version__ = _version("executorlib")
