@@ -1,0 +1,127 @@
+"""Messages to zmq frames and back, authenticated with a keyed BLAKE2b MAC over every frame (pure functions).
+
+A message on the wire is ``[header, mac, body...]``:
+
+* header (24 bytes): magic ``XL``, protocol version, kind, worker id (u32), sequence number (u64), task id (u64);
+* mac: keyed BLAKE2b-256 over the header and the length and bytes of every body frame;
+* body: xl_serial frames of the message (pickle stream, then out-of-band buffers).
+
+The MAC is checked before a single byte of the body is unpickled, so a peer without the executor's key can
+never get a pickle loaded. Sequence numbers only grow per sender, which stops replays within a session; the
+key is per executor, which stops them across sessions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from xl_serial import Frame, dumps, loads
+
+from xl_comm.messages import Kind, Message
+
+PROTOCOL_VERSION = 1
+MAGIC = b"XL"
+KEY_BYTES = 32
+_HEADER = struct.Struct("!2sBBIQQ")
+HEADER_BYTES = _HEADER.size
+_LENGTH = struct.Struct("!Q")
+
+
+class ProtocolError(Exception):
+    """A frame list that is not a message of this protocol (wrong shape, magic or version)."""
+
+
+class AuthenticationError(ProtocolError):
+    """A message whose MAC does not verify: it did not come from a holder of this executor's key."""
+
+
+class BodyError(Exception):
+    """An authenticated message whose body could not be unpickled; ``header`` names the task it belongs to."""
+
+    def __init__(self, header: Header, cause: BaseException) -> None:
+        super().__init__(f"cannot unpickle the body of a {header.kind.name} message: {cause!r}")
+        self.header = header
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    kind: Kind
+    worker_id: int
+    seq: int
+    task_id: int
+
+
+def new_key() -> bytes:
+    """A fresh random per-executor key."""
+    return secrets.token_bytes(KEY_BYTES)
+
+
+def pack_body(message: Message) -> list[Frame]:
+    """Pickle a message body. Raises whatever pickling raises (the caller fails the one task concerned)."""
+    return dumps(message)
+
+
+def seal(key: bytes, header: Header, body: Sequence[Frame]) -> list[Frame]:
+    """Header + MAC + body: the frames to send."""
+    head = _HEADER.pack(MAGIC, PROTOCOL_VERSION, header.kind, header.worker_id, header.seq, header.task_id)
+    return [head, _mac(key, head, body), *body]
+
+
+def open_header(key: bytes, frames: Sequence[Any]) -> Header:
+    """Check shape, version and MAC of received frames; return the header. Nothing is unpickled here."""
+    if len(frames) < 3:
+        raise ProtocolError(f"a message has at least 3 frames (header, mac, body), got {len(frames)}")
+    head = _bytes(frames[0])
+    if len(head) != HEADER_BYTES or head[:2] != MAGIC:
+        raise ProtocolError("not an xl-comm message (bad header)")
+    _, version, kind, worker_id, seq, task_id = _HEADER.unpack(head)
+    if version != PROTOCOL_VERSION:
+        raise ProtocolError(
+            f"peer speaks xl-comm protocol version {version}, this side speaks {PROTOCOL_VERSION}: "
+            "install the same xl-comm version for the executor and the workers"
+        )
+    if not hmac.compare_digest(_mac(key, head, frames[2:]), _bytes(frames[1])):
+        raise AuthenticationError("message MAC does not verify: sender does not hold this executor's key")
+    try:
+        message_kind = Kind(kind)
+    except ValueError:
+        raise ProtocolError(f"unknown message kind {kind}") from None
+    return Header(message_kind, worker_id, seq, task_id)
+
+
+def open_body(header: Header, frames: Sequence[Any]) -> Message:
+    """Unpickle the body of frames whose header already verified; BodyError if that fails."""
+    try:
+        message = loads(frames[2:])
+    except Exception as problem:
+        raise BodyError(header, problem) from problem
+    if getattr(message, "kind", None) != header.kind:
+        raise BodyError(header, ProtocolError(f"body is {type(message).__name__}, header says {header.kind.name}"))
+    return message  # type: ignore[no-any-return]
+
+
+def _mac(key: bytes, head: bytes, body: Sequence[Any]) -> bytes:
+    mac = hashlib.blake2b(key=key, digest_size=32)
+    mac.update(head)
+    for frame in body:
+        view = _view(frame)
+        mac.update(_LENGTH.pack(view.nbytes))
+        mac.update(view)
+    return mac.digest()
+
+
+def _view(frame: Any) -> memoryview:
+    buffer = getattr(frame, "buffer", None)  # zmq.Frame
+    if buffer is None and hasattr(frame, "raw"):  # pickle.PickleBuffer
+        return frame.raw()  # type: ignore[no-any-return]
+    return memoryview(buffer if buffer is not None else frame).cast("B")
+
+
+def _bytes(frame: Any) -> bytes:
+    return bytes(_view(frame))

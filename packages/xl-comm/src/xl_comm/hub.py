@@ -1,0 +1,287 @@
+"""The executor side of the wire: one ROUTER socket and one IO thread for all workers of an executor.
+
+The IO thread blocks in ``zmq.Poller`` on three kinds of handle at once and never sleeps in a loop:
+
+* the ROUTER socket (hellos and replies from workers),
+* a wake-up pipe (calls handed over by other threads: sends, new sentinels, shutdown),
+* each worker's process sentinel (an fd that turns readable when the process exits),
+
+with the poll timeout set by the nearest timer. All handler callbacks run on the IO thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import itertools
+import logging
+import os
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import zmq
+from xl_serial import Frame, capture
+
+from xl_comm.framing import (
+    AuthenticationError,
+    BodyError,
+    Header,
+    ProtocolError,
+    new_key,
+    open_body,
+    open_header,
+    pack_body,
+    seal,
+)
+from xl_comm.keys import key_environment
+from xl_comm.messages import TO_EXECUTOR, Failure, Hello, Kind, Message, Result
+
+log = logging.getLogger(__name__)
+
+#: zmq heartbeats detect a peer on another host that vanished without closing its connection.
+HEARTBEAT_MS = 5_000
+
+
+class HubHandler(Protocol):
+    """What the owner of a hub is told; every method runs on the hub's IO thread."""
+
+    def on_hello(self, worker_id: int, hello: Hello) -> None: ...
+
+    def on_reply(self, worker_id: int, task_id: int, reply: Result | Failure) -> None: ...
+
+    def on_exit(self, worker_id: int) -> None: ...
+
+
+class Hub:
+    """Owns the socket, the wake-up pipe and the IO thread. ``close()`` releases all three."""
+
+    def __init__(self, handler: HubHandler, *, localhost: bool = True, key: bytes | None = None) -> None:
+        self.key = key if key is not None else new_key()
+        self._handler = handler
+        self._context = zmq.Context(io_threads=1)
+        self._router = self._context.socket(zmq.ROUTER)
+        self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self._router.setsockopt(zmq.LINGER, 0)
+        self._router.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_MS)
+        self._router.setsockopt(zmq.HEARTBEAT_TIMEOUT, 3 * HEARTBEAT_MS)
+        port = self._router.bind_to_random_port("tcp://127.0.0.1" if localhost else "tcp://*")
+        host = "127.0.0.1" if localhost else socket.gethostname()
+        self.address = f"tcp://{host}:{port}"
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._wake_lock = threading.Lock()
+        self._calls: deque[Callable[[], None]] = deque()
+        self._timers: list[tuple[float, int, Callable[[], None]]] = []
+        self._timer_ids = itertools.count()
+        self._identities: dict[int, bytes] = {}
+        self._sent: dict[int, int] = {}
+        self._received: dict[int, int] = {}
+        self._sentinels: dict[int, int] = {}
+        self._expected: set[int] = set()
+        self._stopping = False
+        #: messages dropped because they failed authentication or were not protocol messages
+        self.rejected = 0
+        self._thread = threading.Thread(target=self._run, name="xl-comm-hub", daemon=True)
+        self._thread.start()
+
+    # -- called from any thread -------------------------------------------------------------------------------
+
+    def worker_args(self, worker_id: int) -> list[str]:
+        """Command-line arguments for ``python -m xl_comm.worker`` (no secret among them)."""
+        return ["--address", self.address, "--worker-id", str(worker_id)]
+
+    def worker_env(self) -> dict[str, str]:
+        """Environment entries a worker needs: the key."""
+        return key_environment(self.key)
+
+    def expect(self, worker_id: int, sentinel: int | None) -> None:
+        """Accept a hello from ``worker_id``; report ``on_exit`` when ``sentinel`` (an fd) turns readable.
+
+        The hub watches a duplicate of ``sentinel``, so the spawner may close its own fd at any time.
+        """
+        watched = os.dup(sentinel) if sentinel is not None else None
+        self.call_soon(lambda: self._expect(worker_id, watched))
+
+    def send(self, worker_id: int, message: Message, *, task_id: int = 0, body: Sequence[Frame] | None = None) -> None:
+        """Send ``message`` to a worker that said hello. ``body`` is the message pre-pickled by
+        :func:`xl_comm.framing.pack_body` (so pickling errors surface in the caller's thread)."""
+        frames = pack_body(message) if body is None else body
+        self.call_soon(lambda: self._send(worker_id, message.kind, task_id, frames))
+
+    def call_soon(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the IO thread (at once when already there)."""
+        if threading.get_ident() == self._thread.ident:
+            fn()
+            return
+        self._calls.append(fn)
+        with self._wake_lock:  # the lock keeps a write from racing the close of the pipe in _teardown
+            if self._wake_w < 0:
+                return
+            with contextlib.suppress(BlockingIOError):  # pipe full: the IO thread is awake anyway
+                os.write(self._wake_w, b"\0")
+
+    def call_later(self, delay: float, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the IO thread after ``delay`` seconds."""
+        deadline = time.monotonic() + delay
+        self.call_soon(lambda: heapq.heappush(self._timers, (deadline, next(self._timer_ids), fn)))
+
+    def forget(self, worker_id: int) -> None:
+        """Drop everything known about a worker that is gone."""
+        self.call_soon(lambda: self._forget(worker_id))
+
+    def close(self) -> None:
+        """Stop the IO thread and close socket, pipe and watched sentinels. Idempotent."""
+        if self._thread.is_alive():
+            self.call_soon(self._stop)
+            if threading.get_ident() != self._thread.ident:
+                self._thread.join()
+
+    @property
+    def closed(self) -> bool:
+        return not self._thread.is_alive()
+
+    # -- the IO thread ----------------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self._router, zmq.POLLIN)
+        poller.register(self._wake_r, zmq.POLLIN)
+        self._poller = poller
+        try:
+            while not self._stopping:
+                ready = dict(poller.poll(self._timeout_ms()))
+                if self._router in ready:
+                    self._receive_all()
+                if self._wake_r in ready:
+                    self._run_calls()
+                for fd in [fd for fd in ready if isinstance(fd, int) and fd in self._sentinels]:
+                    self._exited(fd)
+                self._run_timers()
+        except Exception:  # pragma: no cover - a bug here must be loud, never a silent hang
+            log.exception("xl-comm hub IO thread failed")
+            raise
+        finally:
+            self._teardown()
+
+    def _timeout_ms(self) -> int | None:
+        if self._calls:
+            return 0
+        if not self._timers:
+            return None
+        return max(0, int((self._timers[0][0] - time.monotonic()) * 1000) + 1)
+
+    def _run_calls(self) -> None:
+        try:
+            while os.read(self._wake_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
+        while self._calls:
+            self._guarded(self._calls.popleft())
+
+    def _run_timers(self) -> None:
+        now = time.monotonic()
+        while self._timers and self._timers[0][0] <= now:
+            _, _, fn = heapq.heappop(self._timers)
+            self._guarded(fn)
+
+    def _guarded(self, fn: Callable[[], None]) -> None:
+        try:
+            fn()
+        except Exception:
+            log.exception("callback on the xl-comm hub IO thread raised")
+
+    def _expect(self, worker_id: int, sentinel: int | None) -> None:
+        self._expected.add(worker_id)
+        if sentinel is not None:
+            self._sentinels[sentinel] = worker_id
+            self._poller.register(sentinel, zmq.POLLIN)
+
+    def _exited(self, fd: int) -> None:
+        worker_id = self._sentinels.pop(fd)
+        self._poller.unregister(fd)
+        os.close(fd)
+        self._guarded(lambda: self._handler.on_exit(worker_id))
+
+    def _forget(self, worker_id: int) -> None:
+        self._expected.discard(worker_id)
+        self._identities.pop(worker_id, None)
+        self._sent.pop(worker_id, None)
+        self._received.pop(worker_id, None)
+        for fd, owner in list(self._sentinels.items()):
+            if owner == worker_id:
+                del self._sentinels[fd]
+                self._poller.unregister(fd)
+                os.close(fd)
+
+    def _send(self, worker_id: int, kind: Kind, task_id: int, body: Sequence[Frame]) -> None:
+        identity = self._identities.get(worker_id)
+        if identity is None:
+            log.debug("dropping %s for worker %d: it is not connected", kind.name, worker_id)
+            return
+        seq = self._sent[worker_id] = self._sent.get(worker_id, 0) + 1
+        frames = seal(self.key, Header(kind, worker_id, seq, task_id), body)
+        try:
+            self._router.send_multipart([identity, *frames], copy=False)
+        except zmq.ZMQError as problem:  # the worker disconnected; its sentinel reports the exit
+            log.debug("send to worker %d failed: %s", worker_id, problem)
+
+    def _receive_all(self) -> None:
+        while True:
+            try:
+                frames = self._router.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            self._receive(frames[0].bytes, frames[1:])
+
+    def _receive(self, identity: bytes, frames: Sequence[Any]) -> None:
+        try:
+            header = open_header(self.key, frames)
+        except (AuthenticationError, ProtocolError) as problem:
+            self.rejected += 1
+            log.warning("rejected a message on %s: %s", self.address, problem)
+            return
+        wid = header.worker_id
+        if header.kind not in TO_EXECUTOR or wid not in self._expected or header.seq <= self._received.get(wid, 0):
+            self.rejected += 1
+            log.warning("rejected an out-of-place %s message claiming worker %d", header.kind.name, wid)
+            return
+        known = self._identities.setdefault(wid, identity) if header.kind == Kind.HELLO else self._identities.get(wid)
+        if known != identity:
+            self.rejected += 1
+            log.warning("rejected a message for worker %d from another connection", wid)
+            return
+        self._received[wid] = header.seq
+        try:
+            message = open_body(header, frames)
+        except BodyError as problem:
+            if header.kind == Kind.HELLO:
+                return
+            failure = Failure(
+                capture(problem.__cause__ or problem, origin=f"the executor reading worker {wid}'s reply")
+            )
+            self._guarded(lambda: self._handler.on_reply(wid, header.task_id, failure))
+            return
+        if isinstance(message, Hello):
+            self._guarded(lambda: self._handler.on_hello(wid, message))
+        elif isinstance(message, Result | Failure):
+            self._guarded(lambda: self._handler.on_reply(wid, header.task_id, message))
+
+    def _stop(self) -> None:
+        self._stopping = True
+
+    def _teardown(self) -> None:
+        for fd in self._sentinels:
+            os.close(fd)
+        self._sentinels.clear()
+        self._router.close(linger=0)
+        self._context.term()
+        with self._wake_lock:
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+            self._wake_w = -1

@@ -1,0 +1,88 @@
+"""Every message on the executor-worker wire, as a frozen dataclass (pure: no sockets here).
+
+Executor to worker: Init, Task, Shutdown. Worker to executor: Hello, Result, Failure.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from xl_serial import RemoteError
+
+
+class Kind(enum.IntEnum):
+    """The one-byte message kind in every header. The two directions never share a value, so a message cannot
+    be reflected back to its sender."""
+
+    INIT = 1
+    TASK = 2
+    SHUTDOWN = 3
+    HELLO = 65
+    RESULT = 66
+    FAILURE = 67
+
+
+TO_WORKER = frozenset({Kind.INIT, Kind.TASK, Kind.SHUTDOWN})
+TO_EXECUTOR = frozenset({Kind.HELLO, Kind.RESULT, Kind.FAILURE})
+
+
+@dataclass(frozen=True, slots=True)
+class Init:
+    """Run ``fn()`` once on the worker; the returned dict supplies keyword arguments to later tasks."""
+
+    fn: Callable[[], Mapping[str, Any]]
+
+    kind = Kind.INIT
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """Call ``fn(*args, **kwargs)``; on an exception append a report to ``error_log_file`` when it is set."""
+
+    fn: Callable[..., Any]
+    args: tuple[Any, ...] = ()
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    error_log_file: str | None = None
+
+    kind = Kind.TASK
+
+
+@dataclass(frozen=True, slots=True)
+class Shutdown:
+    """Finish the current task and exit."""
+
+    kind = Kind.SHUTDOWN
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """First message of a worker: who and where it is."""
+
+    pid: int
+    host: str
+
+    kind = Kind.HELLO
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """The return value of the task named in the header."""
+
+    value: Any
+
+    kind = Kind.RESULT
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """The task named in the header raised (or its arguments or result could not cross the wire)."""
+
+    error: RemoteError
+
+    kind = Kind.FAILURE
+
+
+Message = Init | Task | Shutdown | Hello | Result | Failure

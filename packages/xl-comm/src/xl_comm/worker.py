@@ -1,0 +1,219 @@
+"""The worker main loop: ``python -m xl_comm.worker --address tcp://HOST:PORT --worker-id N [--slot S] [--one-shot]``.
+
+The key comes from the environment (see :mod:`xl_comm.keys`), never from the command line. The worker connects
+out to its executor (it listens on no port), says hello, then runs what it is sent until told to stop. A watchdog
+thread ends the worker, and the process group it leads, as soon as the executor's end of the connection goes away,
+so a killed executor leaves no workers behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import faulthandler
+import inspect
+import os
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import zmq
+import zmq.utils.monitor
+from xl_serial import Frame, RemoteError, capture
+
+from xl_comm.framing import BodyError, Header, ProtocolError, open_body, open_header, pack_body, seal
+from xl_comm.keys import load_key
+from xl_comm.messages import TO_WORKER, Failure, Hello, Init, Kind, Message, Result, Shutdown, Task
+
+#: Exit status of a worker that lost its executor (EX_SOFTWARE would blame the worker; 75 is EX_TEMPFAIL).
+EXIT_ORPHANED = 75
+
+
+class ExecutorGuard:
+    """Watches the connection to the executor from a thread of its own, since the main thread may be deep in a
+    user's function for hours. Not connected within ``connect_timeout`` or disconnected later: end the worker."""
+
+    def __init__(self, sock: zmq.Socket[Any], connect_timeout: float) -> None:
+        self._monitor = sock.get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
+        self._connect_timeout_ms = int(connect_timeout * 1000)
+        self._stop_r, self._stop_w = os.pipe()
+        self._thread = threading.Thread(target=self._watch, name="xl-comm-guard", daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self._monitor, zmq.POLLIN)
+        poller.register(self._stop_r, zmq.POLLIN)
+        connected = False
+        try:
+            while True:
+                ready = dict(poller.poll(None if connected else self._connect_timeout_ms))
+                if self._stop_r in ready:
+                    return
+                if not ready:
+                    _orphaned("the executor did not accept the connection in time")
+                event = zmq.utils.monitor.recv_monitor_message(self._monitor)["event"]
+                if event == zmq.EVENT_CONNECTED:
+                    connected = True
+                elif event == zmq.EVENT_DISCONNECTED:
+                    _orphaned("the executor closed the connection")
+        finally:
+            self._monitor.close(linger=0)
+
+    def stop(self) -> None:
+        os.write(self._stop_w, b"\0")
+        self._thread.join()
+        os.close(self._stop_r)
+        os.close(self._stop_w)
+
+
+def _orphaned(reason: str) -> None:
+    print(f"xl_comm.worker (pid {os.getpid()}): {reason}; exiting", file=sys.stderr, flush=True)
+    if os.getpgrp() == os.getpid():  # we lead our own group: take the function's child processes with us
+        os.killpg(os.getpid(), signal.SIGKILL)
+    os._exit(EXIT_ORPHANED)
+
+
+class WorkerLoop:
+    """Receives, runs and answers messages over one DEALER socket."""
+
+    def __init__(self, sock: zmq.Socket[Any], key: bytes, worker_id: int, slot: int) -> None:
+        self._sock = sock
+        self._key = key
+        self._worker_id = worker_id
+        self._sent = 0
+        self._received = 0
+        self._memory: dict[str, Any] = {"executorlib_worker_id": slot}
+        self._init_error: RemoteError | None = None
+        self._origin = f"worker {worker_id} (pid {os.getpid()} on {socket.gethostname()})"
+
+    def send(self, message: Message, task_id: int = 0, body: Sequence[Frame] | None = None) -> None:
+        self._sent += 1
+        header = Header(message.kind, self._worker_id, self._sent, task_id)
+        self._sock.send_multipart(seal(self._key, header, body or pack_body(message)), copy=False)
+
+    def serve(self, one_shot: bool) -> None:
+        while True:
+            frames = self._sock.recv_multipart(copy=False)
+            try:
+                header = open_header(self._key, frames)
+            except ProtocolError as problem:
+                print(f"xl_comm.worker: dropped a message: {problem}", file=sys.stderr, flush=True)
+                continue
+            if (
+                header.kind not in TO_WORKER
+                or header.worker_id != self._worker_id
+                or header.seq <= self._received
+            ):
+                print("xl_comm.worker: dropped an out-of-place message", file=sys.stderr, flush=True)
+                continue
+            self._received = header.seq
+            try:
+                message = open_body(header, frames)
+            except BodyError as problem:
+                if header.kind == Kind.TASK:
+                    self.send(Failure(capture(problem.__cause__ or problem, origin=self._origin)), header.task_id)
+                    if one_shot:
+                        return
+                continue
+            if isinstance(message, Shutdown):
+                return
+            if isinstance(message, Init):
+                self._init(message)
+            elif isinstance(message, Task):
+                self._run(message, header.task_id)
+                if one_shot:
+                    return
+
+    def _init(self, message: Init) -> None:
+        try:
+            preset = message.fn()
+            if not isinstance(preset, Mapping):
+                raise TypeError(f"init_function must return a dict of keyword arguments, got {type(preset).__name__}")
+            self._memory.update(preset)
+        except BaseException as exc:
+            self._init_error = capture(exc, origin=f"init_function on {self._origin}")
+
+    def _run(self, task: Task, task_id: int) -> None:
+        if self._init_error is not None:
+            self.send(Failure(self._init_error), task_id)
+            return
+        try:
+            kwargs = with_presets(task.fn, task.args, task.kwargs, self._memory)
+            value = task.fn(*task.args, **kwargs)
+        except BaseException as exc:
+            if task.error_log_file:
+                _append_error_log(task, exc)
+            self.send(Failure(capture(exc, origin=self._origin)), task_id)
+            return
+        try:
+            body = pack_body(Result(value))
+        except Exception as exc:
+            self.send(Failure(capture(exc, origin=f"{self._origin}, pickling the result")), task_id)
+            return
+        self.send(Result(value), task_id, body)
+
+
+def with_presets(
+    fn: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str, Any], memory: Mapping[str, Any]
+) -> dict[str, Any]:
+    """``kwargs`` plus the worker's preset values for parameters of ``fn`` that the caller did not supply."""
+    merged = dict(kwargs)
+    try:
+        parameters = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):  # builtins without a signature take no presets
+        return merged
+    for index, parameter in enumerate(parameters):
+        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD, parameter.POSITIONAL_ONLY):
+            continue
+        name = parameter.name
+        given_positionally = parameter.kind == parameter.POSITIONAL_OR_KEYWORD and index < len(args)
+        if name in memory and name not in merged and not given_positionally:
+            merged[name] = memory[name]
+    return merged
+
+
+def _append_error_log(task: Task, exc: BaseException) -> None:
+    import traceback
+
+    assert task.error_log_file is not None
+    with open(task.error_log_file, "a", encoding="utf-8") as log_file:
+        log_file.write(f"function: {task.fn!r}\nargs: {task.args!r}\nkwargs: {dict(task.kwargs)!r}\n")
+        log_file.write("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m xl_comm.worker", description=__doc__)
+    parser.add_argument("--address", required=True, help="the executor's zmq address, tcp://HOST:PORT")
+    parser.add_argument("--worker-id", type=int, required=True, help="the id the executor gave this process")
+    parser.add_argument("--slot", type=int, default=0, help="the executorlib_worker_id handed to functions")
+    parser.add_argument("--one-shot", action="store_true", help="exit after the first task")
+    parser.add_argument("--connect-timeout", type=float, default=60.0, help="seconds to wait for the executor")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    key = load_key()
+    faulthandler.enable()  # a segfault in user code prints its native stack before the executor reports it
+    context = zmq.Context(io_threads=1)
+    sock = context.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 5_000)
+    sock.setsockopt(zmq.HEARTBEAT_IVL, 5_000)
+    sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 15_000)
+    guard = ExecutorGuard(sock, args.connect_timeout)
+    sock.connect(args.address)
+    loop = WorkerLoop(sock, key, args.worker_id, args.slot)
+    loop.send(Hello(pid=os.getpid(), host=socket.gethostname()))
+    loop.serve(one_shot=args.one_shot)
+    sock.disable_monitor()
+    guard.stop()
+    sock.close()  # lingers until the last reply has left
+    context.term()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
