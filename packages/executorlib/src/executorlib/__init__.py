@@ -1,5 +1,36 @@
-"""executorlib."""
+"""executorlib: up-scale Python functions from a laptop to HPC clusters through ``concurrent.futures``.
 
+>>> from executorlib import SingleNodeExecutor
+>>> with SingleNodeExecutor() as exe:
+...     exe.submit(sum, [1, 1]).result()
+2
+"""
+
+from __future__ import annotations
+
+import logging
 from importlib.metadata import version as _version
+from typing import Any
 
 __version__ = _version("executorlib")
+logging.getLogger("executorlib").addHandler(logging.NullHandler())
+
+_LAZY = {
+    "BaseExecutor": "executorlib.executors.base",
+    "SingleNodeExecutor": "executorlib.executors.single",
+}
+
+__all__ = ["BaseExecutor", "SingleNodeExecutor"]
+
+
+def __getattr__(name: str) -> Any:
+    # Heavy imports (zmq) wait until an executor class is first used.
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'executorlib' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

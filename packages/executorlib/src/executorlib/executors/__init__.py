@@ -1,0 +1,1 @@
+"""The public executor classes: thin, validate then compose a scheduler."""

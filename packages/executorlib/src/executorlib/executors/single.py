@@ -1,0 +1,159 @@
+"""SingleNodeExecutor: functions in local worker processes, one per call or a pool."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from executorlib.accounting import available_cores, core_budget, pool_size
+from executorlib.executors.base import BaseExecutor, register_caller_module
+from executorlib.resources import DEFAULTS, BackendRules, Resources, merge, parse_resource_dict
+
+_NEEDS_MPI = (
+    "running one call on several MPI ranks is not available in this release of SingleNodeExecutor; use "
+    '"threads_per_core" for a function that is not an MPI program'
+)
+
+SINGLE_NODE_RULES = BackendRules(
+    executor="SingleNodeExecutor",
+    unsupported={
+        "cores": _NEEDS_MPI,
+        "gpus_per_core": "GPU assignment is not available in this release of SingleNodeExecutor; pick devices "
+        "yourself from executorlib_worker_id",
+        "cache_key": "the result cache is not available in this release; remove the key",
+        "cache_directory": "the result cache is not available in this release; remove the key",
+        "num_nodes": "it runs on one node; use SlurmJobExecutor or FluxJobExecutor for multi-node tasks",
+        "exclusive": "it runs on one node and cannot reserve it; use SlurmJobExecutor or FluxJobExecutor",
+        "run_time_max": "it enforces no time limits; use SlurmJobExecutor, FluxJobExecutor or the cluster executors",
+        "priority": "it has no queue priorities; use FluxJobExecutor or the cluster executors",
+        "slurm_cmd_args": "it does not use SLURM; use SlurmJobExecutor or SlurmClusterExecutor",
+        "submission_template": "it submits no batch jobs; use SlurmClusterExecutor or FluxClusterExecutor",
+    },
+)
+
+
+def _count(name: str, value: Any, minimum: int) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int or None, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value}")
+
+
+def _flag(name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
+
+
+class SingleNodeExecutor(BaseExecutor):
+    """Run Python functions in worker processes on this machine.
+
+    ``block_allocation=False`` (default): a fresh Python process per call, at most ``max_cores`` cores busy
+    (default: the CPUs available to this process). ``block_allocation=True``: ``max_workers`` long-lived workers
+    with the resources of ``resource_dict``, an optional ``init_function`` whose returned dict presets keyword
+    arguments, and ``restart_limit`` restarts of workers that die.
+
+    >>> with SingleNodeExecutor() as exe:
+    ...     exe.submit(sum, [1, 2]).result()
+    3
+    """
+
+    def __init__(
+        self,
+        max_workers: int | None = None,
+        cache_directory: str | None = None,
+        max_cores: int | None = None,
+        resource_dict: Mapping[str, Any] | None = None,
+        hostname_localhost: bool | None = None,
+        block_allocation: bool = False,
+        init_function: Callable[[], Mapping[str, Any]] | None = None,
+        disable_dependencies: bool = False,
+        refresh_rate: float = 0.01,
+        plot_dependency_graph: bool = False,
+        plot_dependency_graph_filename: str | None = None,
+        export_workflow_filename: str | None = None,
+        log_obj_size: bool = False,
+        openmpi_oversubscribe: bool = False,
+        restart_limit: int = 0,
+    ) -> None:
+        _count("max_workers", max_workers, 1)
+        _count("max_cores", max_cores, 1)
+        _count("restart_limit", restart_limit, 0)
+        for name, flag in (
+            ("block_allocation", block_allocation),
+            ("disable_dependencies", disable_dependencies),
+            ("plot_dependency_graph", plot_dependency_graph),
+            ("log_obj_size", log_obj_size),
+            ("openmpi_oversubscribe", openmpi_oversubscribe),
+        ):
+            _flag(name, flag)
+        if hostname_localhost is not None:
+            _flag("hostname_localhost", hostname_localhost)
+        if isinstance(refresh_rate, bool) or not isinstance(refresh_rate, int | float) or refresh_rate <= 0:
+            raise ValueError(f"refresh_rate must be a positive number of seconds, got {refresh_rate!r}")
+        if init_function is not None and not callable(init_function):
+            raise TypeError(f"init_function must be a callable returning a dict, got {init_function!r}")
+        if init_function is not None and not block_allocation:
+            raise ValueError(
+                "init_function needs block_allocation=True: it runs once per long-lived worker, and without block "
+                "allocation every call gets a fresh process"
+            )
+        if restart_limit and not block_allocation:
+            raise ValueError(
+                f"restart_limit={restart_limit} needs block_allocation=True: only long-lived workers are restarted"
+            )
+        for name, value in (
+            ("cache_directory", cache_directory),
+            ("plot_dependency_graph_filename", plot_dependency_graph_filename),
+            ("export_workflow_filename", export_workflow_filename),
+        ):
+            if value is not None:
+                raise ValueError(f"{name}={value!r} is not available in this release of SingleNodeExecutor")
+        if plot_dependency_graph:
+            raise ValueError("plot_dependency_graph=True is not available in this release of SingleNodeExecutor")
+        where = "SingleNodeExecutor(resource_dict=...)"
+        resources = merge(DEFAULTS, parse_resource_dict(resource_dict, where=where))
+        SINGLE_NODE_RULES.check(resources, where=where)
+        self._max_cores = max_cores
+        self._budget = core_budget(max_workers, max_cores, available_cores())
+        localhost = hostname_localhost is not False
+        register_caller_module()
+        scheduler: Any
+        if block_allocation:
+            from executorlib.schedulers.block import BlockAllocationScheduler
+
+            if max_workers is None and max_cores is None:
+                warnings.warn(
+                    f"block_allocation=True without max_workers or max_cores: starting one worker per available "
+                    f"CPU ({available_cores()}); pass max_workers to choose",
+                    UserWarning,
+                    stacklevel=2,
+                )
+            workers = pool_size(max_workers, max_cores, resources.slots, available_cores())
+            scheduler = BlockAllocationScheduler(
+                workers=workers,
+                resources=resources,
+                init_function=init_function,
+                restart_limit=restart_limit,
+                localhost=localhost,
+            )
+        else:
+            from executorlib.schedulers.one_process import OneProcessScheduler
+
+            scheduler = OneProcessScheduler(core_budget=self._budget, max_tasks=max_workers, localhost=localhost)
+        super().__init__(
+            scheduler,
+            resources=resources,
+            rules=SINGLE_NODE_RULES,
+            fixed_resources=block_allocation,
+            log_obj_size=log_obj_size,
+        )
+
+    def _check_task(self, resources: Resources, *, where: str) -> None:
+        if self._budget is not None and resources.slots > self._budget:
+            raise ValueError(
+                f"{where}: this task needs {resources.slots} cores (cores x threads_per_core) but the executor may "
+                f"use only {self._budget} (max_cores or the CPUs available); lower the request or raise max_cores"
+            )

@@ -1,0 +1,174 @@
+"""``resource_dict``: parsed once into a frozen value, checked by type and by what the backend can honour.
+
+Pure functions only. Every rejection is a :class:`ResourceDictError` naming the key, the value, the rule and
+the fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from executorlib.errors import ResourceDictError
+
+
+@dataclass(frozen=True, slots=True)
+class Resources:
+    """What one task (or, with block allocation, every worker) asks for. Field names are the resource_dict keys."""
+
+    cores: int = 1
+    threads_per_core: int = 1
+    gpus_per_core: int = 0
+    cwd: str | None = None
+    cache_key: str | None = None
+    cache_directory: str | None = None
+    num_nodes: int | None = None
+    exclusive: bool = False
+    error_log_file: str | None = None
+    run_time_max: int | None = None
+    priority: int | None = None
+    slurm_cmd_args: tuple[str, ...] = ()
+    submission_template: str | None = None
+
+    @property
+    def slots(self) -> int:
+        """Cores this request occupies: one per thread of every MPI rank."""
+        return self.cores * self.threads_per_core
+
+
+DEFAULTS = Resources()
+KEYS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Resources))
+
+
+def _positive_int(value: Any) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        return "must be an int"
+    return None if value >= 1 else "must be at least 1"
+
+
+def _non_negative_int(value: Any) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        return "must be an int"
+    return None if value >= 0 else "must be 0 or more"
+
+
+def _optional(check: Callable[[Any], str | None]) -> Callable[[Any], str | None]:
+    return lambda value: None if value is None else check(value)
+
+
+def _path(value: Any) -> str | None:
+    return None if isinstance(value, str | os.PathLike) else "must be a path (str or os.PathLike)"
+
+
+def _text(value: Any) -> str | None:
+    return None if isinstance(value, str) and value else "must be a non-empty str"
+
+
+def _cache_key(value: Any) -> str | None:
+    if not isinstance(value, str) or not value:
+        return "must be a non-empty str"
+    return "must not contain a path separator" if os.sep in value or "/" in value else None
+
+
+def _bool(value: Any) -> str | None:
+    return None if isinstance(value, bool) else "must be True or False"
+
+
+def _int(value: Any) -> str | None:
+    return None if isinstance(value, int) and not isinstance(value, bool) else "must be an int"
+
+
+def _str_list(value: Any) -> str | None:
+    ok = isinstance(value, list | tuple) and all(isinstance(item, str) for item in value)
+    return None if ok else "must be a list of str"
+
+
+_RULES: dict[str, tuple[Callable[[Any], str | None], str]] = {
+    "cores": (_positive_int, 'the number of MPI ranks, e.g. {"cores": 2}'),
+    "threads_per_core": (_positive_int, 'threads per rank, e.g. {"threads_per_core": 4}'),
+    "gpus_per_core": (_non_negative_int, 'GPUs per rank, e.g. {"gpus_per_core": 1}'),
+    "cwd": (_optional(_path), 'the working directory, e.g. {"cwd": "/scratch/run1"}'),
+    "cache_key": (_optional(_cache_key), 'a file-name-safe key, e.g. {"cache_key": "run-4"}'),
+    "cache_directory": (_optional(_path), 'a directory, e.g. {"cache_directory": "./cache"}'),
+    "num_nodes": (_optional(_positive_int), 'the number of nodes, e.g. {"num_nodes": 2}'),
+    "exclusive": (_bool, 'e.g. {"exclusive": True}'),
+    "error_log_file": (_optional(_path), 'a file to append tracebacks to, e.g. {"error_log_file": "errors.txt"}'),
+    "run_time_max": (_optional(_positive_int), 'seconds, e.g. {"run_time_max": 3600}'),
+    "priority": (_optional(_int), 'e.g. {"priority": 10}'),
+    "slurm_cmd_args": (_str_list, 'e.g. {"slurm_cmd_args": ["--mem=4G"]}'),
+    "submission_template": (_optional(_text), "the text of a job script template"),
+}
+
+#: Keys that are constructor arguments rather than per-task resources, with where they belong.
+_MOVED = {
+    "openmpi_oversubscribe": "it is a constructor argument: SingleNodeExecutor(openmpi_oversubscribe=True)",
+    "max_cores": "it is a constructor argument: SingleNodeExecutor(max_cores=...)",
+    "max_workers": "it is a constructor argument: SingleNodeExecutor(max_workers=...)",
+}
+
+
+def parse_resource_dict(resource_dict: Mapping[str, Any] | None, *, where: str) -> dict[str, Any]:
+    """Check keys and value types; return the given entries normalised (paths to str, lists to tuples).
+
+    ``where`` names the call site in messages, e.g. "SingleNodeExecutor(resource_dict=...)".
+    """
+    if resource_dict is None:
+        return {}
+    if not isinstance(resource_dict, Mapping):
+        raise ResourceDictError(
+            f"{where}: resource_dict must be a dict, got {type(resource_dict).__name__} {resource_dict!r}; "
+            'pass e.g. resource_dict={"cores": 1}'
+        )
+    parsed: dict[str, Any] = {}
+    for key, value in resource_dict.items():
+        if key in _MOVED:
+            raise ResourceDictError(f"{where}: resource_dict key {key!r} = {value!r} is not a resource: {_MOVED[key]}")
+        if key not in _RULES:
+            close = difflib.get_close_matches(str(key), KEYS, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ResourceDictError(
+                f"{where}: resource_dict key {key!r} (value {value!r}) is not known.{hint} "
+                f"Valid keys are: {', '.join(KEYS)}."
+            )
+        check, example = _RULES[key]
+        problem = check(value)
+        if problem is not None:
+            raise ResourceDictError(
+                f"{where}: resource_dict[{key!r}] = {value!r} is invalid: {key} {problem}; {example}."
+            )
+        parsed[key] = _normalise(value)
+    return parsed
+
+
+def _normalise(value: Any) -> Any:
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, list):
+        return tuple(value)
+    return value
+
+
+def merge(base: Resources, overrides: Mapping[str, Any]) -> Resources:
+    """``base`` with the parsed per-task ``overrides`` applied key by key."""
+    return dataclasses.replace(base, **overrides) if overrides else base
+
+
+@dataclass(frozen=True, slots=True)
+class BackendRules:
+    """What a backend honours: for each key it cannot honour, the reason and the fix (shown to the user)."""
+
+    executor: str
+    unsupported: Mapping[str, str]
+
+    def check(self, resources: Resources, *, where: str) -> None:
+        """Reject any non-default value of a key this backend cannot honour."""
+        for key, reason in self.unsupported.items():
+            value = getattr(resources, key)
+            if value != getattr(DEFAULTS, key):
+                raise ResourceDictError(
+                    f"{where}: resource_dict[{key!r}] = {value!r} is not supported by {self.executor}: {reason}"
+                )

@@ -1,0 +1,110 @@
+"""What both socket schedulers share: the task record, worker start-up, death reports and the exit hook."""
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import os
+import sys
+import threading
+import weakref
+from collections.abc import Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+from xl_comm import Failure, Hub, Result
+from xl_serial import Frame
+from xl_spawn import SubprocessSpawner, describe_returncode, prepend_path, python_module_argv, thread_env
+
+from executorlib.errors import ExecutorlibSocketError
+from executorlib.resources import Resources
+
+#: After a worker's process is seen to exit, how long a reply that was already on its way may still arrive.
+EXIT_GRACE_SECONDS = 0.2
+
+_task_ids = itertools.count(1)
+
+
+@dataclass(eq=False)
+class TaskItem:
+    """One submitted call: its Future, the pickled Task message, and what it asked for."""
+
+    future: Future[Any]
+    body: Sequence[Frame]
+    resources: Resources
+    label: str
+    task_id: int = field(default_factory=lambda: next(_task_ids))
+    started: bool = False
+
+    def start(self) -> bool:
+        """Gate a dispatch: False when the Future was cancelled meanwhile (then the task is dropped)."""
+        if self.started:
+            return True
+        self.started = self.future.set_running_or_notify_cancel()
+        return self.started
+
+
+def settle(future: Future[Any], reply: Result | Failure) -> None:
+    """Complete ``future`` from a worker's reply (the rebuilt exception keeps its type and remote traceback)."""
+    if isinstance(reply, Result):
+        future.set_result(reply.value)
+    else:
+        future.set_exception(reply.error.rebuild())
+
+
+def death_error(worker_id: int, slot: int, spawner: SubprocessSpawner, what: str) -> ExecutorlibSocketError:
+    code = spawner.returncode
+    exit_text = describe_returncode(code) if code is not None else "an unknown status"
+    hint = ""
+    if code is not None and code in (-9, 137):
+        hint = " (SIGKILL often means the out-of-memory killer)"
+    elif code is not None and code in (-11, 139):
+        hint = " (SIGSEGV means a crash in compiled code; the worker's stderr shows the native stack)"
+    return ExecutorlibSocketError(
+        f"worker {worker_id} (executorlib_worker_id {slot}, pid {spawner.pid}) died with {exit_text}{hint} while {what}"
+    )
+
+
+def start_worker(hub: Hub, worker_id: int, slot: int, resources: Resources, *, one_shot: bool) -> SubprocessSpawner:
+    """Start ``python -m xl_comm.worker`` for this hub in its own process group; the caller then has the hub
+    ``expect`` it (after recording the spawner, so exit callbacks always find it)."""
+    args = [*hub.worker_args(worker_id), "--slot", str(slot)]
+    if one_shot:
+        args.append("--one-shot")
+    env = {
+        **hub.worker_env(),
+        **thread_env(resources.threads_per_core),
+        # Modules next to the caller's script and in its working directory import on the worker as they do here.
+        "PYTHONPATH": prepend_path(os.environ.get("PYTHONPATH"), _script_dir(), os.getcwd()),
+    }
+    spawner = SubprocessSpawner(cwd=resources.cwd, env=env)
+    spawner.bootup(python_module_argv("xl_comm.worker", args))
+    return spawner
+
+
+def _script_dir() -> str:
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    return os.path.dirname(os.path.abspath(path)) if path else ""
+
+
+class ExitHook:
+    """Shuts down, at interpreter exit, every scheduler still running (the stdlib pools do the same)."""
+
+    _live: weakref.WeakSet[Any] = weakref.WeakSet()
+    _lock = threading.Lock()
+    _registered = False
+
+    @classmethod
+    def add(cls, scheduler: Any) -> None:
+        with cls._lock:
+            cls._live.add(scheduler)
+            if not cls._registered:
+                atexit.register(cls._run)
+                cls._registered = True
+
+    @classmethod
+    def _run(cls) -> None:
+        for scheduler in list(cls._live):
+            scheduler.shutdown(wait=True)

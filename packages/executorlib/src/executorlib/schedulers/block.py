@@ -1,0 +1,239 @@
+"""A pool of long-lived workers (``block_allocation=True``).
+
+No thread of its own: ``submit`` hands a task straight to an idle worker, and the hub's IO thread hands the next
+queued task to a worker the moment its reply arrives. A worker that dies fails exactly its task (or retries it on
+a restarted worker while ``restart_limit`` allows); when no worker is left, every waiting task fails.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from xl_comm import Failure, Hello, Hub, Init, Result, Shutdown
+from xl_comm.messages import Kind
+from xl_spawn import SubprocessSpawner
+
+from executorlib.errors import ExecutorlibSocketError
+from executorlib.resources import Resources
+from executorlib.schedulers.base import EXIT_GRACE_SECONDS, ExitHook, TaskItem, death_error, settle, start_worker
+
+#: How long a worker told to stop may take before its process group is killed.
+STOP_TIMEOUT_SECONDS = 10.0
+
+
+@dataclass(eq=False)
+class _Worker:
+    slot: int
+    spawner: SubprocessSpawner
+    ready: bool = False
+    item: TaskItem | None = None
+    exited: bool = False
+
+
+class BlockAllocationScheduler:
+    def __init__(
+        self,
+        *,
+        workers: int,
+        resources: Resources,
+        init_function: Callable[[], Mapping[str, Any]] | None,
+        restart_limit: int,
+        localhost: bool,
+    ) -> None:
+        self._resources = resources
+        self._init = Init(init_function) if init_function is not None else None
+        self._lock = threading.Lock()
+        self._pending: deque[TaskItem] = deque()
+        self._workers: dict[int, _Worker] = {}
+        self._idle: deque[int] = deque()
+        self._restarts_left = dict.fromkeys(range(workers), restart_limit)
+        self._restart_limit = restart_limit
+        self._worker_ids = itertools.count(1)
+        self._shutdown = False
+        self._stopping = False
+        self._broken: ExecutorlibSocketError | None = None
+        self._done = threading.Event()
+        self._size = workers
+        self._hub = Hub(self, localhost=localhost)
+        try:
+            for slot in range(workers):
+                self._start(slot)
+        except BaseException:
+            self._kill_all()
+            self._hub.close()
+            raise
+        ExitHook.add(self)
+
+    # -- caller side ------------------------------------------------------------------------------------------
+
+    def submit(self, item: TaskItem) -> None:
+        with self._lock:
+            if self._shutdown:
+                raise RuntimeError("cannot schedule new futures after shutdown")
+            if self._broken is not None:
+                broken = self._broken
+            else:
+                broken = None
+                self._pending.append(item)
+        if broken is not None:
+            item.future.set_exception(broken)
+            return
+        self._hub.call_soon(self._dispatch)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        with self._lock:
+            self._shutdown = True
+            cancelled = list(self._pending) if cancel_futures else []
+            if cancel_futures:
+                self._pending.clear()
+        for item in cancelled:
+            item.future.cancel()
+        if not self._hub.closed:
+            self._hub.call_soon(self._dispatch)
+        if wait and threading.current_thread() is not getattr(self._hub, "_thread", None):
+            self._done.wait()
+
+    @property
+    def queued(self) -> int:
+        return len(self._pending)
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "block_allocation": True,
+            "max_workers": self._size,
+            "cores": self._resources.cores,
+            "threads_per_core": self._resources.threads_per_core,
+            "cwd": self._resources.cwd,
+            "restart_limit": self._restart_limit,
+        }
+
+    # -- IO thread --------------------------------------------------------------------------------------------
+
+    def _start(self, slot: int) -> None:
+        worker_id = next(self._worker_ids)
+        spawner = start_worker(self._hub, worker_id, slot, self._resources, one_shot=False)
+        self._workers[worker_id] = _Worker(slot, spawner)
+        self._hub.expect(worker_id, spawner.sentinel)
+
+    def _dispatch(self) -> None:
+        """Pair idle workers with queued tasks; once shut down and drained, stop the workers."""
+        sends: list[tuple[int, TaskItem]] = []
+        with self._lock:
+            while self._idle and self._pending:
+                item = self._pending.popleft()
+                if not item.start():
+                    continue
+                worker_id = self._idle.popleft()
+                self._workers[worker_id].item = item
+                sends.append((worker_id, item))
+            drained = self._shutdown and not self._pending and all(w.item is None for w in self._workers.values())
+        for worker_id, item in sends:
+            self._hub.send_packed(worker_id, Kind.TASK, item.body, task_id=item.task_id)
+        if drained:
+            self._stop_workers()
+
+    def on_hello(self, worker_id: int, hello: Hello) -> None:
+        worker = self._workers.get(worker_id)
+        if worker is None:
+            return
+        if self._init is not None:
+            self._hub.send(worker_id, self._init)
+        with self._lock:
+            worker.ready = True
+            self._idle.append(worker_id)
+        self._dispatch()
+
+    def on_reply(self, worker_id: int, task_id: int, reply: Result | Failure) -> None:
+        worker = self._workers.get(worker_id)
+        if worker is None or worker.item is None or worker.item.task_id != task_id:
+            return
+        item, worker.item = worker.item, None
+        with self._lock:
+            if not worker.exited:
+                self._idle.append(worker_id)
+        settle(item.future, reply)
+        self._dispatch()
+
+    def on_exit(self, worker_id: int) -> None:
+        worker = self._workers.get(worker_id)
+        if worker is None:
+            return
+        worker.exited = True
+        with self._lock:
+            if worker_id in self._idle:
+                self._idle.remove(worker_id)
+        if worker.item is not None:  # its reply may still be in flight behind the exit
+            self._hub.call_later(EXIT_GRACE_SECONDS, lambda: self._gone(worker_id))
+        else:
+            self._gone(worker_id)
+
+    def _gone(self, worker_id: int) -> None:
+        worker = self._workers.pop(worker_id)
+        self._hub.forget(worker_id)
+        worker.spawner.shutdown(wait=True)  # reaps it and whatever it left in its process group
+        lost, worker.item = worker.item, None
+        if self._stopping:
+            if not self._workers:
+                self._finish()
+            return
+        if self._restarts_left[worker.slot] > 0:
+            self._restarts_left[worker.slot] -= 1
+            if lost is not None:
+                with self._lock:
+                    self._pending.appendleft(lost)  # retried on the restarted worker (upstream semantics)
+            try:
+                self._start(worker.slot)
+            except Exception as problem:
+                self._retire(worker_id, worker, lost, problem)
+        else:
+            self._retire(worker_id, worker, lost, None)
+        self._dispatch()
+
+    def _retire(self, worker_id: int, worker: _Worker, lost: TaskItem | None, problem: Exception | None) -> None:
+        if lost is not None and not lost.future.done():
+            lost.future.set_exception(death_error(worker_id, worker.slot, worker.spawner, f"running {lost.label}"))
+        if self._workers:
+            return
+        error = ExecutorlibSocketError(
+            f"all {self._size} workers of this executor died (restart_limit={self._restart_limit}); "
+            f"the last was worker {worker_id} with pid {worker.spawner.pid}. Create a new executor, or raise "
+            "restart_limit to restart workers that die"
+        )
+        if problem is not None:
+            error.__cause__ = problem
+        with self._lock:
+            self._broken = error
+            orphans = list(self._pending)
+            self._pending.clear()
+        for item in orphans:
+            if item.future.set_running_or_notify_cancel() if not item.started else True:
+                item.future.set_exception(error)
+        if self._shutdown:
+            self._finish()
+
+    def _stop_workers(self) -> None:
+        if self._stopping:
+            return
+        self._stopping = True
+        if not self._workers:
+            self._finish()
+            return
+        for worker_id, worker in self._workers.items():
+            if worker.ready:
+                self._hub.send(worker_id, Shutdown())
+            else:
+                worker.spawner.shutdown(wait=False)
+        self._hub.call_later(STOP_TIMEOUT_SECONDS, self._kill_all)
+
+    def _kill_all(self) -> None:
+        for worker in list(self._workers.values()):
+            worker.spawner.shutdown(wait=False)
+
+    def _finish(self) -> None:
+        self._hub.close()
+        self._done.set()

@@ -1,0 +1,161 @@
+"""One fresh worker process per task (``block_allocation=False``, the upstream default).
+
+A launcher thread starts processes as cores free up (it waits on a condition, never polls); the hub's IO thread
+sends each task when its worker says hello, completes the Future on the reply and reaps the process on exit.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from xl_comm import Failure, Hello, Hub, Result
+from xl_comm.messages import Kind
+from xl_spawn import SubprocessSpawner
+
+from executorlib.accounting import fits
+from executorlib.errors import ExecutorlibSocketError
+from executorlib.schedulers.base import EXIT_GRACE_SECONDS, ExitHook, TaskItem, death_error, settle, start_worker
+
+
+@dataclass(eq=False)
+class _Run:
+    item: TaskItem
+    slot: int
+    spawner: SubprocessSpawner | None = None
+    replied: bool = False
+
+
+class OneProcessScheduler:
+    def __init__(self, *, core_budget: int | None, max_tasks: int | None, localhost: bool) -> None:
+        self._budget = core_budget
+        self._max_tasks = max_tasks
+        self._hub = Hub(self, localhost=localhost)
+        self._cond = threading.Condition()
+        self._pending: deque[TaskItem] = deque()
+        self._runs: dict[int, _Run] = {}
+        self._used = 0
+        self._free_slots: list[int] = []
+        self._next_slot = 0
+        self._worker_ids = itertools.count(1)
+        self._shutdown = False
+        self._done = threading.Event()
+        self._launcher = threading.Thread(target=self._launch_loop, name="executorlib-launcher", daemon=True)
+        self._launcher.start()
+        ExitHook.add(self)
+
+    # -- caller side ------------------------------------------------------------------------------------------
+
+    def submit(self, item: TaskItem) -> None:
+        with self._cond:
+            if self._shutdown:
+                raise RuntimeError("cannot schedule new futures after shutdown")
+            self._pending.append(item)
+            self._cond.notify()
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        with self._cond:
+            self._shutdown = True
+            cancelled = list(self._pending) if cancel_futures else []
+            if cancel_futures:
+                self._pending.clear()
+            self._cond.notify()
+        for item in cancelled:
+            item.future.cancel()
+        if wait and threading.current_thread() not in (self._launcher, self._io_thread()):
+            self._done.wait()
+
+    @property
+    def queued(self) -> int:
+        return len(self._pending)
+
+    def info(self) -> dict[str, Any]:
+        return {"block_allocation": False, "max_cores": self._budget, "max_workers": self._max_tasks}
+
+    # -- launcher thread --------------------------------------------------------------------------------------
+
+    def _launch_loop(self) -> None:
+        while self._launch_next():
+            pass
+        self._hub.close()
+        self._done.set()
+
+    def _launch_next(self) -> bool:
+        """Start the next task's worker once it fits; False when shut down and everything has finished."""
+        with self._cond:
+            while not self._can_start():
+                if self._shutdown and not self._pending and not self._runs:
+                    return False
+                self._cond.wait()
+            item = self._pending.popleft()
+            if not item.start():
+                return True
+            worker_id = next(self._worker_ids)
+            slot = heapq.heappop(self._free_slots) if self._free_slots else self._take_slot()
+            run = self._runs[worker_id] = _Run(item, slot)
+            self._used += item.resources.slots
+        try:
+            run.spawner = start_worker(self._hub, worker_id, slot, item.resources, one_shot=True)
+            self._hub.expect(worker_id, run.spawner.sentinel)
+        except Exception as problem:
+            error = ExecutorlibSocketError(f"could not start a worker for {item.label}: {problem}")
+            error.__cause__ = problem
+            self._release(worker_id)
+            item.future.set_exception(error)
+        return True
+
+    def _take_slot(self) -> int:
+        self._next_slot += 1
+        return self._next_slot - 1
+
+    def _can_start(self) -> bool:
+        if not self._pending:
+            return False
+        request = self._pending[0].resources.slots
+        return fits(self._used, len(self._runs), request, self._budget, self._max_tasks)
+
+    def _release(self, worker_id: int) -> _Run:
+        with self._cond:
+            run = self._runs.pop(worker_id)
+            self._used -= run.item.resources.slots
+            heapq.heappush(self._free_slots, run.slot)
+            self._cond.notify()
+        return run
+
+    # -- hub callbacks (IO thread) ----------------------------------------------------------------------------
+
+    def on_hello(self, worker_id: int, hello: Hello) -> None:
+        run = self._runs.get(worker_id)
+        if run is not None:
+            self._hub.send_packed(worker_id, Kind.TASK, run.item.body, task_id=run.item.task_id)
+
+    def on_reply(self, worker_id: int, task_id: int, reply: Result | Failure) -> None:
+        run = self._runs.get(worker_id)
+        if run is None or run.replied or task_id != run.item.task_id:
+            return
+        run.replied = True
+        settle(run.item.future, reply)
+
+    def on_exit(self, worker_id: int) -> None:
+        run = self._runs.get(worker_id)
+        if run is None:
+            return
+        if run.replied:
+            self._reap(worker_id)
+        else:  # the reply may still be in flight behind the exit
+            self._hub.call_later(EXIT_GRACE_SECONDS, lambda: self._reap(worker_id))
+
+    def _reap(self, worker_id: int) -> None:
+        run = self._release(worker_id)
+        self._hub.forget(worker_id)
+        if run.spawner is not None:
+            run.spawner.shutdown(wait=True)  # already exited: reaps it and anything left in its process group
+        if not run.replied and run.spawner is not None:
+            run.item.future.set_exception(death_error(worker_id, run.slot, run.spawner, f"running {run.item.label}"))
+
+    def _io_thread(self) -> threading.Thread | None:
+        return getattr(self._hub, "_thread", None)
