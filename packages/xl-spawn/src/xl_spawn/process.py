@@ -1,0 +1,302 @@
+"""Spawners: start one worker process in its own process group, watch it through a sentinel fd, stop it.
+
+The sentinel is an fd that becomes readable once the process has exited, so a manager thread can wait on it
+next to its sockets (``select``, ``selectors``, ``zmq.Poller``) instead of polling ``poll()``. It is a pidfd
+(``os.pidfd_open``, Linux >= 5.3) when the kernel allows one, otherwise the read end of a pipe: a small daemon
+thread blocks in ``os.waitid(..., WEXITED | WNOWAIT)`` until the process exits, writes one byte and closes the
+write end. Both kinds report exit *without* reaping the process; reaping stays with the ``Popen`` object.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import select
+import shlex
+import signal
+import subprocess
+import threading
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Protocol
+
+__all__ = ["Spawner", "SubprocessSpawner"]
+
+logger = logging.getLogger(__name__)
+
+_DESCRIBE_MAX_CHARS = 120
+
+
+class Spawner(Protocol):
+    """One worker process: start it, watch it, stop it.
+
+    ``sentinel`` is an fd that becomes readable when the process has exited; it is valid from ``bootup`` until
+    ``shutdown``. ``wait(timeout)`` raises ``subprocess.TimeoutExpired`` when the timeout passes. A static
+    protocol only (no ``runtime_checkable``): ``pid`` and ``sentinel`` raise before ``bootup``, which would
+    make an ``isinstance`` check raise on Python < 3.12.
+    """
+
+    def bootup(self, argv: Sequence[str]) -> None: ...
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def sentinel(self) -> int: ...
+
+    def poll(self) -> int | None: ...
+
+    def wait(self, timeout: float | None = None) -> int: ...
+
+    def shutdown(self, wait: bool = True) -> int | None: ...
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    def describe(self) -> str: ...
+
+
+class SubprocessSpawner:
+    """Run ``argv`` as a local subprocess that leads a new session (and so its own process group).
+
+    ``env`` is laid over a copy of ``os.environ``; ``cwd`` is created (private to the user) if missing.
+    ``shutdown`` sends SIGTERM to the whole group, SIGKILL after ``terminate_timeout`` seconds, and kills what
+    the process left behind in its group even when it had exited on its own.
+
+    >>> with SubprocessSpawner() as spawner:
+    ...     spawner.bootup(["true"])
+    ...     spawner.wait(timeout=10)
+    0
+    """
+
+    def __init__(
+        self,
+        *,
+        cwd: str | os.PathLike[str] | None = None,
+        env: Mapping[str, str] | None = None,
+        terminate_timeout: float = 2.0,
+    ) -> None:
+        if not (isinstance(terminate_timeout, (int, float)) and math.isfinite(terminate_timeout)) or (
+            terminate_timeout < 0
+        ):
+            raise ValueError(f"terminate_timeout must be a finite number of seconds >= 0, got {terminate_timeout!r}")
+        self._cwd = cwd
+        self._env = dict(env) if env is not None else {}
+        self._terminate_timeout = float(terminate_timeout)
+        self._argv: list[str] = []
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._sentinel: int | None = None
+        self._fd_lock = threading.Lock()  # guards self._sentinel against close-while-used
+        self._stop_lock = threading.Lock()  # one TERM -> KILL escalation at a time
+        self._state_lock = threading.Lock()  # guards starting the background shutdown thread
+        self._stopped = False
+        self._shutdown_called = False
+        self._background: threading.Thread | None = None
+
+    # -- start ---------------------------------------------------------------------------------------------
+
+    def bootup(self, argv: Sequence[str]) -> None:
+        """Start ``argv``; stdout and stderr are inherited, stdin is /dev/null."""
+        if self._proc is not None:
+            raise RuntimeError(f"bootup() was already called for {self.describe()}; use a new SubprocessSpawner")
+        if self._shutdown_called:
+            raise RuntimeError("bootup() after shutdown(); use a new SubprocessSpawner")
+        if isinstance(argv, str) or not argv or not all(isinstance(arg, str) for arg in argv):
+            raise ValueError(f"argv must be a non-empty sequence of strings, got {argv!r}")
+        command = list(argv)
+        if self._cwd is not None:
+            os.makedirs(self._cwd, mode=0o700, exist_ok=True)
+        env = dict(os.environ)
+        env.update(self._env)
+        proc = subprocess.Popen(
+            command,
+            cwd=self._cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            # A new session makes the child lead its own process group, which it cannot leave, so killpg
+            # reaches it and everything it starts without touching our own group.
+            start_new_session=True,
+            close_fds=True,
+        )
+        self._proc, self._argv = proc, command
+        try:
+            self._open_sentinel(proc.pid)
+        except BaseException:
+            self._stopped = True
+            self._signal_group(signal.SIGKILL)
+            proc.wait()
+            self._close_sentinel()
+            raise
+        logger.debug("started %s", self.describe())
+
+    def _open_sentinel(self, pid: int) -> None:
+        pidfd_open = getattr(os, "pidfd_open", None)
+        if pidfd_open is not None:
+            try:
+                self._sentinel = pidfd_open(pid)
+                return
+            except OSError as exc:
+                # ENOSYS on kernels before 5.3, EPERM under some container seccomp profiles.
+                logger.debug("pidfd_open(%d) failed (%s); using a pipe sentinel", pid, exc)
+        read_fd, write_fd = os.pipe()
+        # Set before the watcher starts: it only writes its byte while the read end is registered here.
+        self._sentinel = read_fd
+        try:
+            threading.Thread(
+                target=self._watch_exit, args=(pid, write_fd), name=f"xl-spawn-sentinel-{pid}", daemon=True
+            ).start()
+        except BaseException:
+            os.close(write_fd)
+            raise
+
+    def _watch_exit(self, pid: int, write_fd: int) -> None:
+        """Pipe fallback: make the read end readable once ``pid`` has exited, without reaping it."""
+        try:
+            os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+        except ChildProcessError:
+            pass  # already reaped by Popen: it has exited all the same
+        finally:
+            with self._fd_lock:
+                try:
+                    # One byte, not just EOF: a pipe at EOF polls as POLLHUP only, which zmq.Poller reports as
+                    # an error instead of POLLIN. Skipped once the read end is closed, as the write would fail.
+                    if self._sentinel is not None:
+                        os.write(write_fd, b"x")
+                finally:
+                    os.close(write_fd)
+
+    # -- observe -------------------------------------------------------------------------------------------
+
+    def _started(self, what: str) -> subprocess.Popen[bytes]:
+        if self._proc is None:
+            raise RuntimeError(f"{what} needs a started process; call bootup(argv) first")
+        return self._proc
+
+    @property
+    def pid(self) -> int:
+        return self._started("pid").pid
+
+    @property
+    def sentinel(self) -> int:
+        """An fd that becomes readable when the process has exited; closed by ``shutdown``."""
+        self._started("sentinel")
+        fd = self._sentinel
+        if fd is None:
+            raise RuntimeError(f"the sentinel of {self.describe()} was closed by shutdown()")
+        return fd
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit status once reaped by ``poll``, ``wait`` or ``shutdown``; negative N for signal N."""
+        return None if self._proc is None else self._proc.returncode
+
+    def poll(self) -> int | None:
+        """The exit status if the process has exited (reaping it), else None. Never blocks."""
+        return self._started("poll()").poll()
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait until the process exits and reap it; raise ``subprocess.TimeoutExpired`` after ``timeout``."""
+        proc = self._started("wait()")
+        if proc.returncode is None and not self._wait_for_exit(timeout):
+            raise subprocess.TimeoutExpired(self._argv, timeout if timeout is not None else 0.0)
+        return proc.wait()
+
+    def _wait_for_exit(self, timeout: float | None) -> bool:
+        """Block on the sentinel until the process has exited or ``timeout`` passes; does not reap."""
+        proc = self._started("wait()")
+        with self._fd_lock:
+            # A private duplicate, so a concurrent shutdown() closing the sentinel cannot pull it from under us.
+            fd = os.dup(self._sentinel) if self._sentinel is not None else None
+        if fd is None:
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                return False
+            return True
+        try:
+            poller = select.poll()
+            poller.register(fd, select.POLLIN)
+            return bool(poller.poll(None if timeout is None else max(0, math.ceil(timeout * 1000))))
+        finally:
+            os.close(fd)
+
+    def describe(self) -> str:
+        """``"pid 1234 (python -m xl_comm.worker)"``, for log and error messages."""
+        if self._proc is None:
+            return "a process not started yet"
+        command = shlex.join([os.path.basename(self._argv[0]), *self._argv[1:]])
+        if len(command) > _DESCRIBE_MAX_CHARS:
+            command = command[: _DESCRIBE_MAX_CHARS - 3] + "..."
+        return f"pid {self._proc.pid} ({command})"
+
+    # -- stop ----------------------------------------------------------------------------------------------
+
+    def shutdown(self, wait: bool = True) -> int | None:
+        """Stop the process group, reap the process, close the sentinel; idempotent. Returns the exit status.
+
+        With ``wait=False`` the escalation, the reaping and the closing run in a daemon thread and the return value
+        is None if the process has not been reaped yet. Returns None, doing nothing, if ``bootup`` was never called.
+        """
+        self._shutdown_called = True
+        proc = self._proc
+        if proc is None:
+            return None
+        if wait:
+            self._stop()
+        else:
+            with self._state_lock:
+                if self._stopped or self._background is not None:
+                    return proc.returncode
+                thread = threading.Thread(target=self._stop, name=f"xl-spawn-shutdown-{proc.pid}", daemon=True)
+                self._background = thread
+            thread.start()
+        return proc.returncode
+
+    def _stop(self) -> None:
+        proc = self._started("shutdown()")
+        with self._stop_lock:
+            if self._stopped:
+                return
+            if proc.returncode is None and not self._wait_for_exit(0):
+                logger.debug("terminating %s", self.describe())
+                self._signal_group(signal.SIGTERM)
+                if not self._wait_for_exit(self._terminate_timeout):
+                    logger.debug("killing %s after %.1f s", self.describe(), self._terminate_timeout)
+                    self._signal_group(signal.SIGKILL)
+                    self._wait_for_exit(None)
+            # Unless poll()/wait() reaped it already, the leader is a zombie now, so its pid (our group id)
+            # cannot have been reused: kill whatever it left behind in the group, then reap it.
+            self._signal_group(signal.SIGKILL)
+            proc.wait()
+            self._close_sentinel()
+            self._stopped = True
+        logger.debug("%s ended", self.describe())
+
+    def _signal_group(self, signum: signal.Signals) -> None:
+        if self._proc is None:
+            return
+        # ProcessLookupError: the group is empty; PermissionError: what remains of it is not ours to signal.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self._proc.pid, signum)
+
+    def _close_sentinel(self) -> None:
+        with self._fd_lock:
+            fd, self._sentinel = self._sentinel, None
+            if fd is not None:
+                os.close(fd)
+
+    def __enter__(self) -> SubprocessSpawner:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.shutdown(wait=True)
+
+    def __repr__(self) -> str:
+        return f"<SubprocessSpawner {self.describe()} returncode={self.returncode}>"
