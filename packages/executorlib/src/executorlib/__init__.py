@@ -9,10 +9,8 @@
 from __future__ import annotations
 
 import logging
-from importlib.metadata import version as _version
 from typing import Any
 
-__version__ = _version("executorlib")
 logging.getLogger("executorlib").addHandler(logging.NullHandler())
 
 _LAZY = {
@@ -24,6 +22,10 @@ __all__ = ["BaseExecutor", "SingleNodeExecutor"]
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        from importlib.metadata import version
+
+        return version("executorlib")
     # Heavy imports (zmq) wait until an executor class is first used.
     if name in _LAZY:
         import importlib

@@ -169,6 +169,7 @@ class BackendRules:
         for key, reason in self.unsupported.items():
             value = getattr(resources, key)
             if value != getattr(DEFAULTS, key):
+                shown = list(value) if isinstance(value, tuple) else value  # as the user wrote it
                 raise ResourceDictError(
-                    f"{where}: resource_dict[{key!r}] = {value!r} is not supported by {self.executor}: {reason}"
+                    f"{where}: resource_dict[{key!r}] = {shown!r} is not supported by {self.executor}: {reason}"
                 )

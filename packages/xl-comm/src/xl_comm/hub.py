@@ -107,11 +107,14 @@ class Hub:
         watched = os.dup(sentinel) if sentinel is not None else None
         self.call_soon(lambda: self._expect(worker_id, watched))
 
-    def send(self, worker_id: int, message: Message, *, task_id: int = 0, body: Sequence[Frame] | None = None) -> None:
-        """Send ``message`` to a worker that said hello. ``body`` is the message pre-pickled by
-        :func:`xl_comm.framing.pack_body` (so pickling errors surface in the caller's thread)."""
-        frames = pack_body(message) if body is None else body
-        self.call_soon(lambda: self._send(worker_id, message.kind, task_id, frames))
+    def send(self, worker_id: int, message: Message, *, task_id: int = 0) -> None:
+        """Send ``message`` to a worker that said hello (pickled here, in the caller's thread)."""
+        self.send_packed(worker_id, message.kind, pack_body(message), task_id=task_id)
+
+    def send_packed(self, worker_id: int, kind: Kind, body: Sequence[Frame], *, task_id: int = 0) -> None:
+        """Send a body pickled earlier by :func:`xl_comm.framing.pack_body`, e.g. at submit time, so pickling
+        errors surface where they can fail one Future."""
+        self.call_soon(lambda: self._send(worker_id, kind, task_id, body))
 
     def call_soon(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` on the IO thread (at once when already there)."""

@@ -14,13 +14,13 @@ import inspect
 import os
 import signal
 import socket
+import struct
 import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import zmq
-import zmq.utils.monitor
 from xl_serial import Frame, RemoteError, capture
 
 from xl_comm.framing import BodyError, Header, ProtocolError, open_body, open_header, pack_body, seal
@@ -54,7 +54,7 @@ class ExecutorGuard:
                     return
                 if not ready:
                     _orphaned("the executor did not accept the connection in time")
-                event = zmq.utils.monitor.recv_monitor_message(self._monitor)["event"]
+                event = _monitor_event(self._monitor.recv_multipart())
                 if event == zmq.EVENT_CONNECTED:
                     connected = True
                 elif event == zmq.EVENT_DISCONNECTED:
@@ -67,6 +67,13 @@ class ExecutorGuard:
         self._thread.join()
         os.close(self._stop_r)
         os.close(self._stop_w)
+
+
+def _monitor_event(frames: list[bytes]) -> int:
+    """The event number of a zmq monitor message (frame 0: u16 event, u32 value; parsed here because
+    zmq.utils.monitor imports asyncio, which would slow every worker's start)."""
+    event: int = struct.unpack("=H", frames[0][:2])[0]
+    return event
 
 
 def _orphaned(reason: str) -> None:
@@ -102,11 +109,7 @@ class WorkerLoop:
             except ProtocolError as problem:
                 print(f"xl_comm.worker: dropped a message: {problem}", file=sys.stderr, flush=True)
                 continue
-            if (
-                header.kind not in TO_WORKER
-                or header.worker_id != self._worker_id
-                or header.seq <= self._received
-            ):
+            if header.kind not in TO_WORKER or header.worker_id != self._worker_id or header.seq <= self._received:
                 print("xl_comm.worker: dropped an out-of-place message", file=sys.stderr, flush=True)
                 continue
             self._received = header.seq

@@ -1,15 +1,34 @@
 """xl-serial: serialization of tasks and results, stable task keys, remote errors.
 
-The bottom layer of executorlib: it imports no other project package.
+The bottom layer of executorlib: it imports no other project package. Names load on first use, so a worker
+process pays only for what it touches.
 """
 
-from importlib.metadata import version as _version
+from __future__ import annotations
 
-from xl_serial.keys import canonical_bytes, function_name, task_key
-from xl_serial.pickling import OUT_OF_BAND_MIN_BYTES, Frame, dumps, frames_nbytes, loads, register_by_value
-from xl_serial.remote_error import RemoteError, RemoteException, RemoteTraceback, capture
+import importlib
+from typing import TYPE_CHECKING, Any
 
-__version__ = _version("xl-serial")
+if TYPE_CHECKING:
+    from xl_serial.keys import canonical_bytes, function_name, task_key
+    from xl_serial.pickling import OUT_OF_BAND_MIN_BYTES, Frame, dumps, frames_nbytes, loads, register_by_value
+    from xl_serial.remote_error import RemoteError, RemoteException, RemoteTraceback, capture
+
+_LAZY = {
+    "canonical_bytes": "keys",
+    "function_name": "keys",
+    "task_key": "keys",
+    "OUT_OF_BAND_MIN_BYTES": "pickling",
+    "Frame": "pickling",
+    "dumps": "pickling",
+    "frames_nbytes": "pickling",
+    "loads": "pickling",
+    "register_by_value": "pickling",
+    "RemoteError": "remote_error",
+    "RemoteException": "remote_error",
+    "RemoteTraceback": "remote_error",
+    "capture": "remote_error",
+}
 
 __all__ = [
     "OUT_OF_BAND_MIN_BYTES",
@@ -26,3 +45,13 @@ __all__ = [
     "register_by_value",
     "task_key",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        from importlib.metadata import version
+
+        return version("xl-serial")
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"xl_serial.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'xl_serial' has no attribute {name!r}")

@@ -5,14 +5,11 @@ group with a sentinel fd to wait on. Imports no other project package.
 """
 
 import logging
-from importlib.metadata import version as _version
 
 from xl_spawn.argv import python_module_argv
 from xl_spawn.env import prepend_path, thread_env
 from xl_spawn.exitcodes import describe_returncode
 from xl_spawn.process import Spawner, SubprocessSpawner
-
-__version__ = _version("xl-spawn")
 
 # Logging is the caller's choice: no output unless the application configures a handler.
 logging.getLogger(__name__).addHandler(logging.NullHandler())
@@ -25,3 +22,11 @@ __all__ = [
     "python_module_argv",
     "thread_env",
 ]
+
+
+def __getattr__(name: str) -> str:
+    if name == "__version__":
+        from importlib.metadata import version
+
+        return version("xl-spawn")
+    raise AttributeError(f"module 'xl_spawn' has no attribute {name!r}")

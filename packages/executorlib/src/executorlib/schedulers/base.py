@@ -75,18 +75,24 @@ def start_worker(hub: Hub, worker_id: int, slot: int, resources: Resources, *, o
     env = {
         **hub.worker_env(),
         **thread_env(resources.threads_per_core),
-        # Modules next to the caller's script and in its working directory import on the worker as they do here.
-        "PYTHONPATH": prepend_path(os.environ.get("PYTHONPATH"), _script_dir(), os.getcwd()),
+        "PYTHONPATH": prepend_path(os.environ.get("PYTHONPATH"), *user_import_paths()),
     }
     spawner = SubprocessSpawner(cwd=resources.cwd, env=env)
     spawner.bootup(python_module_argv("xl_comm.worker", args))
     return spawner
 
 
-def _script_dir() -> str:
-    main = sys.modules.get("__main__")
-    path = getattr(main, "__file__", None)
-    return os.path.dirname(os.path.abspath(path)) if path else ""
+def user_import_paths() -> list[str]:
+    """Where this process finds modules that a fresh interpreter would not: the caller's working directory and
+    the ``sys.path`` entries added by scripts, notebooks or pytest (multiprocessing's spawn mode hands the same to
+    its children). Installed locations are left out: the worker's interpreter has them already."""
+    installed = tuple({sys.prefix, sys.base_prefix, sys.exec_prefix})
+    paths = [os.getcwd()]
+    for entry in sys.path:
+        path = os.path.abspath(entry) if entry else os.getcwd()
+        if not path.startswith(installed) and os.path.isdir(path):
+            paths.append(path)
+    return paths
 
 
 class ExitHook:
