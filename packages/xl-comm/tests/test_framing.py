@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from xl_comm.framing import (
+    PROTOCOL_VERSION,
+    AuthenticationError,
+    BodyError,
+    Header,
+    ProtocolError,
+    new_key,
+    open_body,
+    open_header,
+    pack_body,
+    seal,
+)
+from xl_comm.messages import TO_EXECUTOR, TO_WORKER, Failure, Hello, Init, Kind, Result, Shutdown, Task
+from xl_serial import capture
+
+KEY = new_key()
+values = st.recursive(
+    st.none() | st.integers() | st.text(max_size=10) | st.binary(max_size=10),
+    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=3), c, max_size=3),
+    max_leaves=10,
+)
+
+
+def _error() -> Failure:
+    try:
+        raise KeyError("missing")
+    except KeyError as exc:
+        return Failure(capture(exc))
+
+
+messages = st.one_of(
+    st.builds(
+        Task, fn=st.just(pow), args=st.tuples(values, values), kwargs=st.dictionaries(st.text(max_size=3), values)
+    ),
+    st.builds(Result, value=values),
+    st.builds(Hello, pid=st.integers(0, 2**31), host=st.text(max_size=20)),
+    st.just(Shutdown()),
+    st.just(Init(dict)),
+    st.builds(_error),
+)
+headers = st.builds(
+    Header,
+    kind=st.sampled_from(list(Kind)),
+    worker_id=st.integers(0, 2**32 - 1),
+    seq=st.integers(0, 2**64 - 1),
+    task_id=st.integers(0, 2**64 - 1),
+)
+
+
+def _raw(frames: list[Any]) -> list[bytes]:
+    """What a receiver gets: plain bytes per frame."""
+    return [f.raw().tobytes() if hasattr(f, "raw") else bytes(f) for f in frames]
+
+
+@given(messages, headers)
+def test_frame_round_trip(message: Any, header: Header) -> None:
+    header = Header(message.kind, header.worker_id, header.seq, header.task_id)
+    frames = [
+        bytes(memoryview(f).cast("B")) if not isinstance(f, bytes) else f for f in seal(KEY, header, pack_body(message))
+    ]
+    assert frames[0][2] == PROTOCOL_VERSION, "the version leads every message"
+    assert open_header(KEY, frames) == header
+    back = open_body(header, frames)
+    if isinstance(message, Failure):
+        assert type(back.error.exception) is KeyError
+    elif isinstance(message, Task | Init):
+        assert back.fn is message.fn and back.kind == message.kind
+    else:
+        assert back == message
+
+
+@given(messages, st.data())
+def test_any_flipped_byte_is_rejected(message: Any, data: st.DataObject) -> None:
+    frames = [
+        bytearray(bytes(memoryview(f).cast("B"))) for f in seal(KEY, Header(message.kind, 1, 1, 1), pack_body(message))
+    ]
+    index = data.draw(st.sampled_from([i for i, f in enumerate(frames) if len(f)]))
+    position = data.draw(st.integers(0, len(frames[index]) - 1))
+    frames[index][position] ^= 1 << data.draw(st.integers(0, 7))
+    with pytest.raises(ProtocolError):
+        open_header(KEY, frames)
+
+
+@given(messages)
+def test_another_key_is_rejected(message: Any) -> None:
+    frames = seal(new_key(), Header(message.kind, 1, 1, 1), pack_body(message))
+    with pytest.raises(AuthenticationError):
+        open_header(KEY, frames)
+
+
+def test_a_newer_protocol_version_names_both_versions() -> None:
+    frames = [bytearray(bytes(f)) for f in seal(KEY, Header(Kind.SHUTDOWN, 1, 1, 0), pack_body(Shutdown()))]
+    frames[0][2] = PROTOCOL_VERSION + 1
+    with pytest.raises(ProtocolError, match=f"version {PROTOCOL_VERSION + 1}.*speaks {PROTOCOL_VERSION}"):
+        open_header(KEY, frames)
+
+
+def test_too_few_frames_and_foreign_bytes_are_protocol_errors() -> None:
+    with pytest.raises(ProtocolError, match="at least 3 frames"):
+        open_header(KEY, [b"x"])
+    with pytest.raises(ProtocolError, match="bad header"):
+        open_header(KEY, [b"GET / HTTP/1.1", b"", b""])
+
+
+def test_body_that_does_not_unpickle_names_its_task() -> None:
+    header = Header(Kind.TASK, 3, 1, 42)
+    frames = seal(KEY, header, [b"not a pickle"])
+    with pytest.raises(BodyError) as info:
+        open_body(open_header(KEY, frames), frames)
+    assert info.value.header.task_id == 42
+
+
+def test_directions_do_not_share_kinds() -> None:
+    assert not (TO_WORKER & TO_EXECUTOR)
+    assert set(Kind) == TO_WORKER | TO_EXECUTOR
