@@ -28,6 +28,7 @@ class _Run:
     slot: int
     spawner: SubprocessSpawner | None = None
     replied: bool = False
+    released: bool = False
 
 
 class OneProcessScheduler:
@@ -39,6 +40,7 @@ class OneProcessScheduler:
         self._pending: deque[TaskItem] = deque()
         self._runs: dict[int, _Run] = {}
         self._used = 0
+        self._active = 0  # tasks holding cores: started and not yet answered (or dead)
         self._free_slots: list[int] = []
         self._next_slot = 0
         self._worker_ids = itertools.count(1)
@@ -98,13 +100,17 @@ class OneProcessScheduler:
             slot = heapq.heappop(self._free_slots) if self._free_slots else self._take_slot()
             run = self._runs[worker_id] = _Run(item, slot)
             self._used += item.resources.slots
+            self._active += 1
         try:
             run.spawner = start_worker(self._hub, worker_id, slot, item.resources, one_shot=True)
             self._hub.expect(worker_id, run.spawner.sentinel)
         except Exception as problem:
             error = ExecutorlibSocketError(f"could not start a worker for {item.label}: {problem}")
             error.__cause__ = problem
-            self._release(worker_id)
+            self._release(run)
+            with self._cond:
+                del self._runs[worker_id]
+                self._cond.notify()
             item.future.set_exception(error)
         return True
 
@@ -116,15 +122,19 @@ class OneProcessScheduler:
         if not self._pending:
             return False
         request = self._pending[0].resources.slots
-        return fits(self._used, len(self._runs), request, self._budget, self._max_tasks)
+        return fits(self._used, self._active, request, self._budget, self._max_tasks)
 
-    def _release(self, worker_id: int) -> _Run:
+    def _release(self, run: _Run) -> None:
+        """Give back a task's cores and worker id: on its reply (the process is only exiting now, so the next
+        worker may start meanwhile) or on its death."""
         with self._cond:
-            run = self._runs.pop(worker_id)
+            if run.released:
+                return
+            run.released = True
             self._used -= run.item.resources.slots
+            self._active -= 1
             heapq.heappush(self._free_slots, run.slot)
             self._cond.notify()
-        return run
 
     # -- hub callbacks (IO thread) ----------------------------------------------------------------------------
 
@@ -138,6 +148,7 @@ class OneProcessScheduler:
         if run is None or run.replied or task_id != run.item.task_id:
             return
         run.replied = True
+        self._release(run)
         settle(run.item.future, reply)
 
     def on_exit(self, worker_id: int) -> None:
@@ -150,7 +161,10 @@ class OneProcessScheduler:
             self._hub.call_later(EXIT_GRACE_SECONDS, lambda: self._reap(worker_id))
 
     def _reap(self, worker_id: int) -> None:
-        run = self._release(worker_id)
+        with self._cond:
+            run = self._runs.pop(worker_id)
+            self._cond.notify()  # shutdown waits for the last process to be reaped
+        self._release(run)
         self._hub.forget(worker_id)
         if run.spawner is not None:
             run.spawner.shutdown(wait=True)  # already exited: reaps it and anything left in its process group
