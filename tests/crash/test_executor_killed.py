@@ -1,0 +1,61 @@
+"""kill -9 of the process holding a SingleNodeExecutor leaves no worker (nor a worker's child) alive after 5 s."""
+
+from __future__ import annotations
+
+import select
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+_SCRIPT = textwrap.dedent(
+    """
+    import subprocess, sys, time
+    from executorlib import SingleNodeExecutor
+
+    def busy(x):
+        subprocess.Popen(["sleep", "600"])  # a child of the user's function must go too
+        time.sleep(600)
+
+    block = sys.argv[1] == "block"
+    exe = SingleNodeExecutor(max_workers=2, block_allocation=block)
+    futures = [exe.submit(busy, i) for i in range(2)]
+    time.sleep(1.5)
+    print("running", flush=True)
+    time.sleep(600)
+    """
+)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+@pytest.mark.parametrize("mode", ["block", "one-process"])
+def test_kill_9_of_the_executor_leaves_no_worker(tmp_path: Path, mode: str) -> None:
+    script = tmp_path / "driver.py"
+    script.write_text(_SCRIPT)
+    driver = subprocess.Popen([sys.executable, str(script), mode], stdout=subprocess.PIPE, text=True)
+    try:
+        assert driver.stdout is not None
+        ready, _, _ = select.select([driver.stdout], [], [], 60)
+        assert ready and driver.stdout.readline().strip() == "running"
+        descendants = [p.pid for p in psutil.Process(driver.pid).children(recursive=True)]
+        assert len(descendants) >= 4, "two workers, each with a sleeping child, were expected"
+        driver.kill()
+        driver.wait(timeout=10)
+        deadline = time.monotonic() + 5
+        alive = descendants
+        while alive and time.monotonic() < deadline:
+            time.sleep(0.1)
+            alive = [pid for pid in descendants if _alive(pid)]
+        assert not alive, f"{[psutil.Process(p).cmdline() for p in alive]} outlived the executor by 5 s"
+    finally:
+        driver.kill()
