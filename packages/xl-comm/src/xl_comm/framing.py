@@ -1,10 +1,14 @@
 """Messages to zmq frames and back, authenticated with a keyed BLAKE2b MAC over every frame (pure functions).
 
-A message on the wire is ``[header, mac, body...]``:
+A message on the wire is ``[envelope, buffer...]``:
 
-* header (24 bytes): magic ``XL``, protocol version, kind, worker id (u32), sequence number (u64), task id (u64);
-* mac: keyed BLAKE2b-256 over the header and the length and bytes of every body frame;
-* body: xl_serial frames of the message (pickle stream, then out-of-band buffers).
+* envelope = header (24 bytes) + mac (32 bytes) + the pickle stream of the message;
+* header: magic ``XL``, protocol version, kind, worker id (u32), sequence number (u64), task id (u64);
+* mac: keyed BLAKE2b-256 over the header and the length and bytes of the stream and of every buffer;
+* buffers: the message's large out-of-band pickle-5 buffers, one frame each, never copied into the envelope.
+
+One envelope frame instead of separate header, mac and stream frames: each zmq frame is a call of its own on
+both ends, and small messages are all overhead.
 
 The MAC is checked before a single byte of the body is unpickled, so a peer without the executor's key can
 never get a pickle loaded. Sequence numbers only grow per sender, which stops replays within a session; the
@@ -31,6 +35,8 @@ KEY_BYTES = 32
 _HEADER = struct.Struct("!2sBBIQQ")
 HEADER_BYTES = _HEADER.size
 _LENGTH = struct.Struct("!Q")
+MAC_BYTES = 32
+_ENVELOPE = HEADER_BYTES + MAC_BYTES
 
 
 class ProtocolError(Exception):
@@ -68,25 +74,28 @@ def pack_body(message: Message) -> list[Frame]:
 
 
 def seal(key: bytes, header: Header, body: Sequence[Frame]) -> list[Frame]:
-    """Header + MAC + body: the frames to send."""
+    """The frames to send: the envelope (header, MAC, stream), then the out-of-band buffers."""
     head = _HEADER.pack(MAGIC, PROTOCOL_VERSION, header.kind, header.worker_id, header.seq, header.task_id)
-    return [head, _mac(key, head, body), *body]
+    stream = _view(body[0])
+    return [b"".join((head, _mac(key, head, [stream, *body[1:]]), stream)), *body[1:]]
 
 
 def open_header(key: bytes, frames: Sequence[Any]) -> Header:
     """Check shape, version and MAC of received frames; return the header. Nothing is unpickled here."""
-    if len(frames) < 3:
-        raise ProtocolError(f"a message has at least 3 frames (header, mac, body), got {len(frames)}")
-    head = _bytes(frames[0])
-    if len(head) != HEADER_BYTES or head[:2] != MAGIC:
+    if not frames:
+        raise ProtocolError("an empty message")
+    envelope = _view(frames[0])
+    if envelope.nbytes < _ENVELOPE or envelope[:2] != MAGIC:
         raise ProtocolError("not an xl-comm message (bad header)")
+    head = envelope[:HEADER_BYTES]
     _, version, kind, worker_id, seq, task_id = _HEADER.unpack(head)
     if version != PROTOCOL_VERSION:
         raise ProtocolError(
             f"peer speaks xl-comm protocol version {version}, this side speaks {PROTOCOL_VERSION}: "
             "install the same xl-comm version for the executor and the workers"
         )
-    if not hmac.compare_digest(_mac(key, head, frames[2:]), _bytes(frames[1])):
+    mac = bytes(envelope[HEADER_BYTES:_ENVELOPE])
+    if not hmac.compare_digest(_mac(key, head, [envelope[_ENVELOPE:], *frames[1:]]), mac):
         raise AuthenticationError("message MAC does not verify: sender does not hold this executor's key")
     try:
         message_kind = Kind(kind)
@@ -98,7 +107,7 @@ def open_header(key: bytes, frames: Sequence[Any]) -> Header:
 def open_body(header: Header, frames: Sequence[Any]) -> Message:
     """Unpickle the body of frames whose header already verified; BodyError if that fails."""
     try:
-        message = loads(frames[2:])
+        message = loads([_view(frames[0])[_ENVELOPE:], *frames[1:]])
     except Exception as problem:
         raise BodyError(header, problem) from problem
     if getattr(message, "kind", None) != header.kind:
@@ -106,8 +115,8 @@ def open_body(header: Header, frames: Sequence[Any]) -> Message:
     return message  # type: ignore[no-any-return]
 
 
-def _mac(key: bytes, head: bytes, body: Sequence[Any]) -> bytes:
-    mac = hashlib.blake2b(key=key, digest_size=32)
+def _mac(key: bytes, head: bytes | memoryview, body: Sequence[Any]) -> bytes:
+    mac = hashlib.blake2b(key=key, digest_size=MAC_BYTES)
     mac.update(head)
     for frame in body:
         view = _view(frame)
@@ -121,7 +130,3 @@ def _view(frame: Any) -> memoryview:
     if buffer is None and hasattr(frame, "raw"):  # pickle.PickleBuffer
         return frame.raw()  # type: ignore[no-any-return]
     return memoryview(buffer if buffer is not None else frame).cast("B")
-
-
-def _bytes(frame: Any) -> bytes:
-    return bytes(_view(frame))

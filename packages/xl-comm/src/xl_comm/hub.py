@@ -83,6 +83,9 @@ class Hub:
         self._received: dict[int, int] = {}
         self._sentinels: dict[int, int] = {}
         self._expected: set[int] = set()
+        # Guards the socket and the per-worker routing state: any thread may send (see send_packed).
+        self._socket_lock = threading.RLock()
+        self._closing = False
         self._stopping = False
         #: messages dropped because they failed authentication or were not protocol messages
         self.rejected = 0
@@ -113,8 +116,17 @@ class Hub:
 
     def send_packed(self, worker_id: int, kind: Kind, body: Sequence[Frame], *, task_id: int = 0) -> None:
         """Send a body pickled earlier by :func:`xl_comm.framing.pack_body`, e.g. at submit time, so pickling
-        errors surface where they can fail one Future."""
-        self.call_soon(lambda: self._send(worker_id, kind, task_id, body))
+        errors surface where they can fail one Future.
+
+        The calling thread sends itself, under the socket lock, instead of handing the send to the IO thread:
+        that hand-off costs a thread wake-up per task. A send can swallow the edge of ``zmq.FD`` that announced
+        an incoming message, so the IO thread is woken when input is left pending.
+        """
+        with self._socket_lock:
+            self._send(worker_id, kind, task_id, body)
+            missed = not self._closing and self._input_pending()
+        if missed and threading.get_ident() != self._thread.ident:
+            self._wake()
 
     def call_soon(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` on the IO thread (at once when already there)."""
@@ -122,6 +134,9 @@ class Hub:
             fn()
             return
         self._calls.append(fn)
+        self._wake()
+
+    def _wake(self) -> None:
         with self._wake_lock:  # the lock keeps a write from racing the close of the pipe in _teardown
             if self._wake_w < 0:
                 return
@@ -152,14 +167,16 @@ class Hub:
 
     def _run(self) -> None:
         poller = zmq.Poller()
-        poller.register(self._router, zmq.POLLIN)
+        # The socket's own fd, not the socket: other threads use the socket meanwhile (under the lock), which a
+        # zmq poll inside this thread would not allow. The fd only says "look at zmq.EVENTS", so every turn
+        # starts by draining the socket.
+        poller.register(self._router.getsockopt(zmq.FD), zmq.POLLIN)
         poller.register(self._wake_r, zmq.POLLIN)
         self._poller = poller
         try:
             while not self._stopping:
+                self._receive_all()
                 ready = dict(poller.poll(self._timeout_ms()))
-                if self._router in ready:
-                    self._receive_all()
                 if self._wake_r in ready:
                     self._run_calls()
                 for fd in [fd for fd in ready if isinstance(fd, int) and fd in self._sentinels]:
@@ -213,8 +230,9 @@ class Hub:
 
     def _forget(self, worker_id: int) -> None:
         self._expected.discard(worker_id)
-        self._identities.pop(worker_id, None)
-        self._sent.pop(worker_id, None)
+        with self._socket_lock:
+            self._identities.pop(worker_id, None)
+            self._sent.pop(worker_id, None)
         self._received.pop(worker_id, None)
         for fd, owner in list(self._sentinels.items()):
             if owner == worker_id:
@@ -223,6 +241,8 @@ class Hub:
                 os.close(fd)
 
     def _send(self, worker_id: int, kind: Kind, task_id: int, body: Sequence[Frame]) -> None:
+        if self._closing:
+            return
         identity = self._identities.get(worker_id)
         if identity is None:
             log.debug("dropping %s for worker %d: it is not connected", kind.name, worker_id)
@@ -234,12 +254,18 @@ class Hub:
         except zmq.ZMQError as problem:  # the worker disconnected; its sentinel reports the exit
             log.debug("send to worker %d failed: %s", worker_id, problem)
 
+    def _input_pending(self) -> bool:
+        events = self._router.getsockopt(zmq.EVENTS)
+        return isinstance(events, int) and bool(events & zmq.POLLIN)
+
     def _receive_all(self) -> None:
+        # Asking zmq.EVENTS first avoids a failing non-blocking recv per turn: its zmq.Again exception, and the
+        # GIL hand-over that every blocking-capable call allows, cost more than the message on a busy path.
         while True:
-            try:
+            with self._socket_lock:
+                if self._closing or not self._input_pending():
+                    return
                 frames = self._router.recv_multipart(zmq.NOBLOCK, copy=False)
-            except zmq.Again:
-                return
             self._receive(frames[0].bytes, frames[1:])
 
     def _receive(self, identity: bytes, frames: Sequence[Any]) -> None:
@@ -254,7 +280,9 @@ class Hub:
             self.rejected += 1
             log.warning("rejected an out-of-place %s message claiming worker %d", header.kind.name, wid)
             return
-        known = self._identities.setdefault(wid, identity) if header.kind == Kind.HELLO else self._identities.get(wid)
+        with self._socket_lock:
+            hello = header.kind == Kind.HELLO
+            known = self._identities.setdefault(wid, identity) if hello else self._identities.get(wid)
         if known != identity:
             self.rejected += 1
             log.warning("rejected a message for worker %d from another connection", wid)
@@ -282,7 +310,9 @@ class Hub:
         for fd in self._sentinels:
             os.close(fd)
         self._sentinels.clear()
-        self._router.close(linger=0)
+        with self._socket_lock:
+            self._closing = True
+            self._router.close(linger=0)
         self._context.term()
         with self._wake_lock:
             os.close(self._wake_r)

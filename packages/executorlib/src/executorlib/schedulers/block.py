@@ -83,7 +83,7 @@ class BlockAllocationScheduler:
         if broken is not None:
             item.future.set_exception(broken)
             return
-        self._hub.call_soon(self._dispatch)
+        self._dispatch()  # in this thread: the hub lets any thread send, which saves a wake-up per task
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         with self._lock:
