@@ -1,0 +1,87 @@
+"""``python -m benchmarks [--quick] [--json PATH]``: run the workloads, print the table, exit 0."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+
+def machine_info() -> dict[str, Any]:
+    import cloudpickle
+    import zmq
+
+    root = Path(__file__).resolve().parent.parent
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True)
+    return {
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "pyzmq": zmq.__version__,
+        "libzmq": zmq.zmq_version(),
+        "cloudpickle": cloudpickle.__version__,
+        "commit": commit.stdout.strip() or "unknown",
+        "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small counts for a CI smoke run (< 60 s)")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write the results as JSON to PATH")
+    args = parser.parse_args(argv)
+
+    # Imported here so that a spawned child re-importing this module as __mp_main__ stays light.
+    from benchmarks.report import table
+    from benchmarks.workloads import FULL, QUICK, WORKLOADS
+
+    sizes = QUICK if args.quick else FULL
+    info = machine_info()
+    print(
+        f"machine: {info['cpu_count']} CPUs ({info['cpus_usable']} usable), {info['implementation']} "
+        f"{info['python']}, {info['platform']}, load average {info['load_average']}"
+    )
+    print(
+        f"pyzmq {info['pyzmq']} (libzmq {info['libzmq']}), cloudpickle {info['cloudpickle']}, commit "
+        f"{info['commit']}; mode: {'quick' if args.quick else 'full'}"
+    )
+    rows = []
+    notes: list[str] = []
+    started = time.perf_counter()
+    for name, workload in WORKLOADS:
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        rows.extend(workload(sizes, notes))
+    elapsed = time.perf_counter() - started
+    print()
+    print(table(rows))
+    print()
+    print("ratio = executorlib / column; for throughput higher is better, for everything else lower is better.")
+    print("floor: 1 = zmq REQ/REP + cloudpickle echo process; 3 = python -c 'import zmq, cloudpickle, xl_serial';")
+    print("       4 = nothing burns CPU while sleeping. PPE = concurrent.futures.ProcessPoolExecutor.")
+    for note in notes:
+        print(f"  {note}")
+    load_after = [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
+    print(f"total benchmark time: {elapsed:.1f} s; load average at the end {load_after} (the machine may be shared)")
+    if args.json is not None:
+        document = {
+            "mode": "quick" if args.quick else "full",
+            "machine": info,
+            "seconds": elapsed,
+            "load_average_at_end": load_after,
+            "rows": [row.as_json() for row in rows],
+            "notes": notes,
+        }
+        args.json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

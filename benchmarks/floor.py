@@ -1,0 +1,63 @@
+"""Floors: the raw zmq + cloudpickle round trip, and the cost of starting a Python with the worker's imports."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import cloudpickle
+import zmq
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class EchoClient:
+    """A REQ socket bound to loopback and the ``benchmarks.echo_server`` process connected to it."""
+
+    def __init__(self) -> None:
+        self._context = zmq.Context()
+        self._sock = self._context.socket(zmq.REQ)
+        port = self._sock.bind_to_random_port("tcp://127.0.0.1")
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+        self._server = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.echo_server", f"tcp://127.0.0.1:{port}"],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.PIPE,  # the server exits when this pipe closes, i.e. when we do
+        )
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """One round trip: pickle ``(fn, args, {})``, send, receive, unpickle."""
+        self._sock.send(cloudpickle.dumps((fn, args, {})))
+        return cloudpickle.loads(self._sock.recv())
+
+    def close(self) -> None:
+        self._sock.setsockopt(zmq.RCVTIMEO, 10_000)
+        try:
+            self._sock.send(b"")
+            self._sock.recv()
+            self._server.wait(timeout=10)
+        finally:
+            if self._server.poll() is None:
+                self._server.kill()
+                self._server.wait()
+            if self._server.stdin is not None:
+                self._server.stdin.close()
+            self._sock.close(linger=0)
+            self._context.term()
+
+    def __enter__(self) -> EchoClient:
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.close()
+
+
+def python_start() -> None:
+    """``python -c "import zmq, cloudpickle, xl_serial"``: the least a fresh worker process costs."""
+    subprocess.run([sys.executable, "-c", "import zmq, cloudpickle, xl_serial"], check=True)

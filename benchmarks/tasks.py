@@ -1,0 +1,20 @@
+"""The functions the benchmarks run. They live in their own module so that every side (executorlib, the echo
+floor, ProcessPoolExecutor) pickles them by reference and imports them the same way."""
+
+from __future__ import annotations
+
+import time
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def echo(x: T) -> T:
+    """The trivial task: return the argument."""
+    return x
+
+
+def sleep(seconds: float) -> float:
+    """An idle task: sleep, return how long."""
+    time.sleep(seconds)
+    return seconds
