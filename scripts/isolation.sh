@@ -9,6 +9,13 @@ trap 'rm -rf "$work"' EXIT
 uv build --all-packages --wheel --out-dir "$work/dist" --quiet
 wheel() { ls "$work"/dist/"$(echo "$1" | tr - _)"-*.whl; }
 test_deps=(pytest pytest-timeout hypothesis numpy psutil)
+extra_test_deps() {  # what a package's tests need beyond test_deps (never what the package itself needs)
+    case $1 in
+        xl-spawn) echo pyzmq ;;
+        # matplotlib: the picture fallback runs for real here (the workspace venv has no matplotlib)
+        xl-graph) echo jsonschema matplotlib ;;
+    esac
+}
 check() {  # package, siblings it depends on, modules that must NOT be installed by it
     local pkg=$1 siblings=$2 banned=$3 venv="$work/venv-$1"
     uv venv --quiet --python python3 "$venv"
@@ -21,7 +28,8 @@ check() {  # package, siblings it depends on, modules that must NOT be installed
         fi
     done
     "$venv/bin/python" -c "import $(echo "$pkg" | tr - _) as m; print('isolation:', m.__name__, m.__version__, 'imports alone')"
-    uv pip install --quiet --python "$venv/bin/python" "${test_deps[@]}" $( [ "$pkg" = xl-spawn ] && echo pyzmq )
+    # shellcheck disable=SC2046  # word splitting of the extra list is intended
+    uv pip install --quiet --python "$venv/bin/python" "${test_deps[@]}" $(extra_test_deps "$pkg")
     cp -r "packages/$pkg/tests" "$work/tests-$pkg"
     (cd "$work" && "$venv/bin/python" -m pytest -q -p no:cacheprovider -o timeout=120 -o faulthandler_timeout=110 \
         --rootdir "$work/tests-$pkg" "$work/tests-$pkg")
@@ -29,3 +37,4 @@ check() {  # package, siblings it depends on, modules that must NOT be installed
 check xl-serial "" "zmq h5py executorlib xl_comm"
 check xl-spawn "" "zmq cloudpickle xl_serial executorlib"
 check xl-comm "xl-serial" "h5py executorlib xl_spawn"
+check xl-graph "" "zmq cloudpickle h5py xl_serial executorlib"
