@@ -16,9 +16,11 @@ logging.getLogger("executorlib").addHandler(logging.NullHandler())
 _LAZY = {
     "BaseExecutor": "executorlib.executors.base",
     "SingleNodeExecutor": "executorlib.executors.single",
+    "get_item_from_future": "xl_graph",
+    "split_future": "xl_graph",
 }
 
-__all__ = ["BaseExecutor", "SingleNodeExecutor"]
+__all__ = ["BaseExecutor", "SingleNodeExecutor", "get_item_from_future", "split_future"]
 
 
 def __getattr__(name: str) -> Any:

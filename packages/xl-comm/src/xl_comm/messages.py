@@ -86,3 +86,13 @@ class Failure:
 
 
 Message = Init | Task | Shutdown | Hello | Result | Failure
+
+#: The class of each kind, to rebuild a message from the tuple of its fields.
+MESSAGE_CLASSES: dict[Kind, type[Message]] = {
+    Kind.INIT: Init,
+    Kind.TASK: Task,
+    Kind.SHUTDOWN: Shutdown,
+    Kind.HELLO: Hello,
+    Kind.RESULT: Result,
+    Kind.FAILURE: Failure,
+}

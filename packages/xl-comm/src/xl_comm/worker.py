@@ -8,15 +8,14 @@ so a killed executor leaves no workers behind.
 
 from __future__ import annotations
 
-import argparse
 import faulthandler
 import os
 import signal
-import socket
 import struct
 import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from types import SimpleNamespace
 from typing import Any
 
 import zmq
@@ -93,7 +92,7 @@ class WorkerLoop:
         self._received = 0
         self._memory: dict[str, Any] = {"executorlib_worker_id": slot}
         self._init_error: RemoteError | None = None
-        self._origin = f"worker {worker_id} (pid {os.getpid()} on {socket.gethostname()})"
+        self._origin = f"worker {worker_id} (pid {os.getpid()} on {os.uname().nodename})"
 
     def send(self, message: Message, task_id: int = 0, body: Sequence[Frame] | None = None) -> None:
         self._sent += 1
@@ -160,26 +159,51 @@ class WorkerLoop:
 
 def with_presets(
     fn: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str, Any], memory: Mapping[str, Any]
-) -> dict[str, Any]:
+) -> Mapping[str, Any]:
     """``kwargs`` plus the worker's preset values for parameters of ``fn`` that the caller did not supply."""
+    slots = _preset_slots(fn, tuple(memory))
+    if not slots:
+        return kwargs
     merged = dict(kwargs)
-    code = getattr(fn, "__code__", None)
-    if code is not None and not set(memory).intersection(code.co_varnames):
-        return merged  # fast path: a plain function with no parameter named like a preset
-    import inspect
-
-    try:
-        parameters = list(inspect.signature(fn).parameters.values())
-    except (TypeError, ValueError):  # builtins without a signature take no presets
-        return merged
-    for index, parameter in enumerate(parameters):
-        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD, parameter.POSITIONAL_ONLY):
-            continue
-        name = parameter.name
-        given_positionally = parameter.kind == parameter.POSITIONAL_OR_KEYWORD and index < len(args)
-        if name in memory and name not in merged and not given_positionally:
+    for name, position in slots:
+        if name not in merged and (position is None or position >= len(args)):
             merged[name] = memory[name]
     return merged
+
+
+_SLOTS_CACHE: dict[tuple[int, tuple[str, ...]], tuple[Any, tuple[tuple[str, int | None], ...]]] = {}
+
+
+def _preset_slots(fn: Callable[..., Any], names: tuple[str, ...]) -> tuple[tuple[str, int | None], ...]:
+    """The parameters of ``fn`` that a preset may fill: (name, position or None for keyword-only). Cached per
+    function, since inspecting a signature costs more than a small task."""
+    key = (id(fn), names)
+    cached = _SLOTS_CACHE.get(key)
+    if cached is not None and cached[0] is fn:
+        return cached[1]
+    code = getattr(fn, "__code__", None)
+    slots: tuple[tuple[str, int | None], ...] = ()
+    if code is None or set(names).intersection(code.co_varnames):
+        import inspect
+
+        try:
+            parameters = list(inspect.signature(fn).parameters.values())
+        except (TypeError, ValueError):  # builtins without a signature take no presets
+            parameters = []
+        found = []
+        for index, parameter in enumerate(parameters):
+            if parameter.name not in names or parameter.kind in (
+                parameter.VAR_POSITIONAL,
+                parameter.VAR_KEYWORD,
+                parameter.POSITIONAL_ONLY,
+            ):
+                continue
+            found.append((parameter.name, index if parameter.kind == parameter.POSITIONAL_OR_KEYWORD else None))
+        slots = tuple(found)
+    if len(_SLOTS_CACHE) > 1024:
+        _SLOTS_CACHE.clear()
+    _SLOTS_CACHE[key] = (fn, slots)  # holding fn keeps its id from being reused while cached
+    return slots
 
 
 def _append_error_log(task: Task, exc: BaseException) -> None:
@@ -191,14 +215,38 @@ def _append_error_log(task: Task, exc: BaseException) -> None:
         log_file.write("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+_FLAGS = {"--address": str, "--worker-id": int, "--slot": int, "--connect-timeout": float}
+
+
+def parse_args(argv: Sequence[str] | None) -> SimpleNamespace:
+    """The executor's own command lines are parsed by hand (argparse costs milliseconds per worker start);
+    anything else, --help included, goes to argparse for its messages."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    parsed: dict[str, Any] = {"slot": 0, "one_shot": False, "connect_timeout": 60.0}
+    try:
+        while words:
+            flag = words.pop(0)
+            if flag == "--one-shot":
+                parsed["one_shot"] = True
+            else:
+                parsed[flag[2:].replace("-", "_")] = _FLAGS[flag](words.pop(0))
+        if "address" in parsed and "worker_id" in parsed:
+            return SimpleNamespace(**parsed)
+    except (KeyError, IndexError, ValueError):
+        pass
+    return _argparse(argv)
+
+
+def _argparse(argv: Sequence[str] | None) -> SimpleNamespace:
+    import argparse
+
     parser = argparse.ArgumentParser(prog="python -m xl_comm.worker", description=__doc__)
     parser.add_argument("--address", required=True, help="the executor's zmq address, tcp://HOST:PORT")
     parser.add_argument("--worker-id", type=int, required=True, help="the id the executor gave this process")
     parser.add_argument("--slot", type=int, default=0, help="the executorlib_worker_id handed to functions")
     parser.add_argument("--one-shot", action="store_true", help="exit after the first task")
     parser.add_argument("--connect-timeout", type=float, default=60.0, help="seconds to wait for the executor")
-    return parser.parse_args(argv)
+    return SimpleNamespace(**vars(parser.parse_args(argv)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -213,7 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     guard = ExecutorGuard(sock, args.connect_timeout)
     sock.connect(args.address)
     loop = WorkerLoop(sock, key, args.worker_id, args.slot)
-    loop.send(Hello(pid=os.getpid(), host=socket.gethostname()))
+    loop.send(Hello(pid=os.getpid(), host=os.uname().nodename))
     loop.serve(one_shot=args.one_shot)
     sock.disable_monitor()
     guard.stop()

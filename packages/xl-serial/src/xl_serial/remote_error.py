@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import traceback
 from dataclasses import dataclass
 
@@ -43,7 +42,7 @@ class RemoteError:
 def capture(exc: BaseException, *, origin: str | None = None) -> RemoteError:
     """Record ``exc`` for shipping. An exception that cannot be pickled is replaced by a RemoteException."""
     text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    where = origin or f"pid {os.getpid()} on {socket.gethostname()}"
+    where = origin or f"pid {os.getpid()} on {os.uname().nodename}"
     try:
         cloudpickle.loads(cloudpickle.dumps(exc))
         shipped: BaseException = exc.with_traceback(None)

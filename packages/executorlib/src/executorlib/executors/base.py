@@ -7,8 +7,8 @@ import sys
 import sysconfig
 import threading
 import weakref
-from collections.abc import Callable, Mapping
-from concurrent.futures import Executor, Future
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import CancelledError, Executor, Future
 from types import TracebackType
 from typing import Any, Protocol
 
@@ -16,8 +16,10 @@ from xl_comm.framing import pack_body
 from xl_comm.messages import Task
 from xl_serial import frames_nbytes, function_name, register_by_value
 
+from executorlib.dependencies import Batches, Parked, upstream_futures
+from executorlib.graph_mode import GraphRecorder
 from executorlib.resources import BackendRules, Resources, merge, parse_resource_dict
-from executorlib.schedulers.base import TaskItem
+from executorlib.schedulers.base import ExitHook, TaskItem
 
 log = logging.getLogger("executorlib")
 
@@ -46,16 +48,23 @@ class BaseExecutor(Executor):
         rules: BackendRules,
         fixed_resources: bool,
         log_obj_size: bool = False,
+        disable_dependencies: bool = False,
+        graph: GraphRecorder | None = None,
     ) -> None:
         self._scheduler = scheduler
         self._resources = resources
         self._rules = rules
         self._fixed_resources = fixed_resources
         self._log_obj_size = log_obj_size
-        self._shutdown_lock = threading.Lock()
+        self._disable_dependencies = disable_dependencies
+        self._graph = graph
+        self._shutdown_lock = threading.Condition()
         self._is_shutdown = False
+        self._parked: set[Parked] = set()
+        self._deferred_shutdown: tuple[bool, bool] | None = None
         # An executor dropped without shutdown() still lets its workers finish and go.
         self._finalizer = weakref.finalize(self, scheduler.shutdown, False)
+        ExitHook.add_executor(self)
 
     def submit(  # type: ignore[override]
         self, fn: Callable[..., Any], /, *args: Any, resource_dict: Mapping[str, Any] | None = None, **kwargs: Any
@@ -67,18 +76,78 @@ class BaseExecutor(Executor):
             if self._is_shutdown:
                 raise RuntimeError("cannot schedule new futures after shutdown")
         resources = self._task_resources(resource_dict)
+        if self._graph is not None:
+            return self._graph.record(fn, args, kwargs)
         future: Future[Any] = Future()
+        upstream = upstream_futures(args, kwargs) if args or kwargs else []
+        if not upstream:
+            self._dispatch(fn, args, kwargs, resources, future)
+            return future
+        if self._disable_dependencies:
+            raise ValueError(
+                f"submit({function_name(fn)}, ...) got {len(upstream)} Future argument(s), but this executor was "
+                "created with disable_dependencies=True; pass the results instead (future.result()), or drop "
+                "disable_dependencies"
+            )
+
+        def release(parked: Parked, args: Any, kwargs: Any, error: BaseException | None) -> None:
+            self._released(parked, fn, args, kwargs, resources, error)
+
+        parked = Parked(future, args, kwargs, upstream, release)
+        with self._shutdown_lock:
+            self._parked.add(parked)
+        parked.start()
+        return future
+
+    def _dispatch(
+        self, fn: Callable[..., Any], args: Any, kwargs: Any, resources: Resources, future: Future[Any]
+    ) -> None:
+        """Pickle the call (here, so an unpicklable argument fails this Future) and hand it to the scheduler."""
         try:
             body = pack_body(Task(fn, args, kwargs, error_log_file=resources.error_log_file))
         except Exception as problem:
             future.set_exception(problem)
-            return future
+            return
         if self._log_obj_size:
             log.info("submit %s: %d bytes", function_name(fn), frames_nbytes(body))
         self._scheduler.submit(TaskItem(future, body, resources, function_name(fn)))
-        return future
+
+    def _released(
+        self,
+        parked: Parked,
+        fn: Callable[..., Any],
+        args: Any,
+        kwargs: Any,
+        resources: Resources,
+        error: BaseException | None,
+    ) -> None:
+        """The last upstream Future of a parked task is done (or one failed): run it, or fail it, never drop it."""
+        future = parked.future
+        try:
+            if future.cancelled():
+                pass
+            elif isinstance(error, CancelledError):
+                future.cancel()  # a cancelled upstream cancels its dependents, which cancels theirs in turn
+            elif error is not None:
+                future.set_exception(error)  # the upstream's own exception: `except ValueError` keeps working
+            else:
+                self._dispatch(fn, args, kwargs, resources, future)
+        except BaseException as problem:
+            if not future.done():
+                future.set_exception(problem)
+        finally:
+            with self._shutdown_lock:
+                self._parked.discard(parked)
+                deferred = self._deferred_shutdown if not self._parked else None
+                if deferred is not None:
+                    self._deferred_shutdown = None
+                self._shutdown_lock.notify_all()
+            if deferred is not None:
+                self._scheduler.shutdown(deferred[0], cancel_futures=deferred[1])
 
     def _task_resources(self, resource_dict: Mapping[str, Any] | None) -> Resources:
+        if not resource_dict:  # the executor's own resources, checked once at construction
+            return self._resources
         where = "submit(..., resource_dict=...)"
         overrides = parse_resource_dict(resource_dict, where=where)
         if self._fixed_resources:
@@ -101,10 +170,33 @@ class BaseExecutor(Executor):
         """Backend-specific checks of one task's resources (e.g. against max_cores)."""
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        """Stdlib semantics: no new tasks; ``cancel_futures`` cancels queued ones; ``wait`` blocks until all ran."""
+        """Stdlib semantics: no new tasks; ``cancel_futures`` cancels queued ones (and ones waiting for their
+        arguments); ``wait`` blocks until all ran. Tasks still waiting for a Future argument are released first."""
         with self._shutdown_lock:
             self._is_shutdown = True
+            parked = list(self._parked) if cancel_futures else []
+        if self._graph is not None:
+            self._graph.write()
+        for task in parked:
+            task.future.cancel()
+        with self._shutdown_lock:
+            if self._parked and not cancel_futures:
+                if not wait:  # the last release shuts the scheduler down
+                    self._deferred_shutdown = (False, cancel_futures)
+                    return
+                self._shutdown_lock.wait_for(lambda: not self._parked)
         self._scheduler.shutdown(wait, cancel_futures=cancel_futures)
+
+    def batched(self, iterable: Iterable[Future[Any]], n: int) -> list[Future[Any]]:
+        """Futures of lists of ``n`` results each, filled in completion order (the last list may be shorter)."""
+        return Batches(iterable, n).batches
+
+    def map(
+        self, fn: Callable[..., Any], *iterables: Iterable[Any], timeout: float | None = None, chunksize: int = 1
+    ) -> Iterator[Any]:
+        """Stdlib ``map``; an iterable that is itself a Future is waited for first (executorlib 1.x)."""
+        resolved = [it.result() if isinstance(it, Future) else it for it in iterables]
+        return super().map(fn, *resolved, timeout=timeout, chunksize=chunksize)
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from executorlib.accounting import available_cores, core_budget, pool_size
 from executorlib.executors.base import BaseExecutor, register_caller_module
+from executorlib.graph_mode import GraphRecorder, NoScheduler
 from executorlib.resources import DEFAULTS, BackendRules, Resources, merge, parse_resource_dict
 
 _NEEDS_MPI = (
@@ -104,15 +106,18 @@ class SingleNodeExecutor(BaseExecutor):
             raise ValueError(
                 f"restart_limit={restart_limit} needs block_allocation=True: only long-lived workers are restarted"
             )
+        if cache_directory is not None:
+            raise ValueError(
+                f"cache_directory={cache_directory!r} is not available in this release of SingleNodeExecutor"
+            )
         for name, value in (
-            ("cache_directory", cache_directory),
             ("plot_dependency_graph_filename", plot_dependency_graph_filename),
             ("export_workflow_filename", export_workflow_filename),
         ):
-            if value is not None:
-                raise ValueError(f"{name}={value!r} is not available in this release of SingleNodeExecutor")
-        if plot_dependency_graph:
-            raise ValueError("plot_dependency_graph=True is not available in this release of SingleNodeExecutor")
+            if value is not None and not isinstance(value, str | os.PathLike):
+                raise TypeError(f"{name} must be a file name, got {type(value).__name__} {value!r}")
+        graph_mode = plot_dependency_graph or plot_dependency_graph_filename is not None
+        graph_mode = graph_mode or export_workflow_filename is not None
         where = "SingleNodeExecutor(resource_dict=...)"
         resources = merge(DEFAULTS, parse_resource_dict(resource_dict, where=where))
         SINGLE_NODE_RULES.check(resources, where=where)
@@ -121,7 +126,15 @@ class SingleNodeExecutor(BaseExecutor):
         localhost = hostname_localhost is not False
         register_caller_module()
         scheduler: Any
-        if block_allocation:
+        graph = None
+        if graph_mode:  # record the workflow, run nothing (executorlib 1.x semantics)
+            graph = GraphRecorder(
+                picture=os.fspath(plot_dependency_graph_filename) if plot_dependency_graph_filename else None,
+                show=plot_dependency_graph,
+                workflow=os.fspath(export_workflow_filename) if export_workflow_filename else None,
+            )
+            scheduler = NoScheduler()
+        elif block_allocation:
             from executorlib.schedulers.block import BlockAllocationScheduler
 
             if max_workers is None and max_cores is None:
@@ -149,7 +162,10 @@ class SingleNodeExecutor(BaseExecutor):
             rules=SINGLE_NODE_RULES,
             fixed_resources=block_allocation,
             log_obj_size=log_obj_size,
+            disable_dependencies=disable_dependencies,
+            graph=graph,
         )
+        self._check_task(resources, where=where)
 
     def _check_task(self, resources: Resources, *, where: str) -> None:
         if self._budget is not None and resources.slots > self._budget:

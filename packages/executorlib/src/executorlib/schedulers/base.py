@@ -96,21 +96,32 @@ def user_import_paths() -> list[str]:
 
 
 class ExitHook:
-    """Shuts down, at interpreter exit, every scheduler still running (the stdlib pools do the same)."""
+    """Shuts down, at interpreter exit, every executor and scheduler still running (the stdlib pools do the
+    same): executors first, so tasks waiting for Future arguments are released before their schedulers stop."""
 
-    _live: weakref.WeakSet[Any] = weakref.WeakSet()
+    _executors: weakref.WeakSet[Any] = weakref.WeakSet()
+    _schedulers: weakref.WeakSet[Any] = weakref.WeakSet()
     _lock = threading.Lock()
     _registered = False
 
     @classmethod
     def add(cls, scheduler: Any) -> None:
+        cls._register(cls._schedulers, scheduler)
+
+    @classmethod
+    def add_executor(cls, executor: Any) -> None:
+        cls._register(cls._executors, executor)
+
+    @classmethod
+    def _register(cls, live: weakref.WeakSet[Any], obj: Any) -> None:
         with cls._lock:
-            cls._live.add(scheduler)
+            live.add(obj)
             if not cls._registered:
                 atexit.register(cls._run)
                 cls._registered = True
 
     @classmethod
     def _run(cls) -> None:
-        for scheduler in list(cls._live):
-            scheduler.shutdown(wait=True)
+        for live in (cls._executors, cls._schedulers):
+            for obj in list(live):
+                obj.shutdown(wait=True)

@@ -1,0 +1,90 @@
+"""Graph mode (``plot_dependency_graph=True`` or an output filename): record the workflow, run nothing.
+
+As in executorlib 1.x, every Future resolves at once to None, and the picture or the workflow JSON is written
+when the executor shuts down.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+from xl_graph import FutureSelector, TaskGraph, find_futures, render, to_workflow_json
+
+
+class GraphRecorder:
+    """Stands in for a scheduler: remembers tasks and the Futures that link them."""
+
+    def __init__(self, *, picture: str | None, show: bool, workflow: str | None) -> None:
+        self.graph = TaskGraph()
+        self._picture = picture
+        self._show = show
+        self._workflow = workflow
+        self._task_of: dict[int, int] = {}
+        self._keep: list[Future[Any]] = []  # ids in _task_of stay valid while these live
+        self._ids = itertools.count()
+        self._written = False
+
+    def record(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Future[Any]:
+        upstream: dict[int, int] = {}
+        for argument in find_futures((args, kwargs)):
+            base = argument.future if isinstance(argument, FutureSelector) else argument
+            if id(base) in self._task_of:
+                upstream[id(base)] = self._task_of[id(base)]
+        task_id = next(self._ids)
+        self.graph.add_task(task_id, fn, args, kwargs, upstream)
+        future: Future[Any] = Future()
+        future.set_result(None)
+        self._task_of[id(future)] = task_id
+        self._keep.append(future)
+        return future
+
+    def write(self) -> None:
+        if self._written:
+            return
+        self._written = True
+        if self._workflow is not None:
+            with open(self._workflow, "w", encoding="utf-8") as handle:
+                json.dump(to_workflow_json(self.graph), handle, indent=2)
+        if self._picture is not None:
+            render(self.graph, self._picture)
+        elif self._show:
+            _display_inline(self.graph)
+
+
+def _display_inline(graph: TaskGraph) -> None:
+    """Show the picture in Jupyter; outside IPython there is nowhere to show it, so say how to save it."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import SVG, display
+    except ImportError:
+        get_ipython = None
+    if get_ipython is None or get_ipython() is None:
+        import warnings
+
+        warnings.warn(
+            "plot_dependency_graph=True outside Jupyter: pass plot_dependency_graph_filename='graph.png' (or .svg, "
+            ".dot) to save the picture",
+            UserWarning,
+            stacklevel=3,
+        )
+        return
+    display(SVG(render(graph, None)))
+
+
+class NoScheduler:
+    """The scheduler of an executor in graph mode: nothing runs, so nothing is started."""
+
+    queued = 0
+
+    def submit(self, item: Any) -> None:  # pragma: no cover - graph mode records instead of submitting
+        raise RuntimeError("an executor in graph mode runs nothing")
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        pass
+
+    def info(self) -> dict[str, Any]:
+        return {"plot_dependency_graph": True}
