@@ -59,3 +59,20 @@ def test_kill_9_of_the_executor_leaves_no_worker(tmp_path: Path, mode: str) -> N
         assert not alive, f"{[psutil.Process(p).cmdline() for p in alive]} outlived the executor by 5 s"
     finally:
         driver.kill()
+
+
+def test_tasks_queued_behind_a_dying_worker_run_elsewhere() -> None:
+    """Quick tasks get their successor queued on the same worker; if that worker dies, the queued tasks never
+    started, so they must run on another worker instead of failing with the crash."""
+    from executorlib import SingleNodeExecutor
+    from executorlib.api import ExecutorlibSocketError
+    from xl_test_helpers import exit_process, identity
+
+    with SingleNodeExecutor(max_workers=2, block_allocation=True) as exe:
+        for _ in range(3):  # warm both workers up so they count as quick and get tasks queued ahead
+            assert [f.result(timeout=60) for f in [exe.submit(identity, i) for i in range(200)]] == list(range(200))
+        crash = exe.submit(exit_process, 3)
+        after = [exe.submit(identity, i) for i in range(200)]
+        with pytest.raises(ExecutorlibSocketError, match=r"EXIT\(3\)"):
+            crash.result(timeout=60)
+        assert [f.result(timeout=60) for f in after] == list(range(200))

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from xl_comm import Failure, Hello, Hub, Init, Result, Shutdown
@@ -25,14 +26,25 @@ from executorlib.schedulers.base import EXIT_GRACE_SECONDS, ExitHook, TaskItem, 
 #: How long a worker told to stop may take before its process group is killed.
 STOP_TIMEOUT_SECONDS = 10.0
 
+#: A worker whose last task took less than this gets its next task queued before it finishes the current one,
+#: so tiny tasks do not each wait a full round trip. Longer tasks are never queued behind each other: a task
+#: sent to a worker cannot move to another one that becomes free first.
+PREFETCH_BELOW_SECONDS = 0.005
+
 
 @dataclass(eq=False)
 class _Worker:
     slot: int
     spawner: SubprocessSpawner
     ready: bool = False
-    item: TaskItem | None = None
     exited: bool = False
+    #: tasks sent and not answered, in the order the worker runs them: the first is the running one
+    inflight: deque[TaskItem] = field(default_factory=deque)
+    last_reply: float = 0.0
+    quick: bool = False
+
+    def can_take(self) -> bool:
+        return self.ready and not self.exited and (not self.inflight or (len(self.inflight) == 1 and self.quick))
 
 
 class BlockAllocationScheduler:
@@ -50,7 +62,6 @@ class BlockAllocationScheduler:
         self._lock = threading.Lock()
         self._pending: deque[TaskItem] = deque()
         self._workers: dict[int, _Worker] = {}
-        self._idle: deque[int] = deque()
         self._restarts_left = dict.fromkeys(range(workers), restart_limit)
         self._restart_limit = restart_limit
         self._worker_ids = itertools.count(1)
@@ -117,25 +128,36 @@ class BlockAllocationScheduler:
     def _start(self, slot: int) -> None:
         worker_id = next(self._worker_ids)
         spawner = start_worker(self._hub, worker_id, slot, self._resources, one_shot=False)
-        self._workers[worker_id] = _Worker(slot, spawner)
+        with self._lock:  # submit() walks the workers from the caller's thread
+            self._workers[worker_id] = _Worker(slot, spawner)
         self._hub.expect(worker_id, spawner.sentinel)
 
     def _dispatch(self) -> None:
-        """Pair idle workers with queued tasks; once shut down and drained, stop the workers."""
+        """Give queued tasks to workers (idle ones first, then a second task to quick ones); once shut down and
+        drained, stop the workers."""
         sends: list[tuple[int, TaskItem]] = []
         with self._lock:
-            while self._idle and self._pending:
-                item = self._pending.popleft()
-                if not item.start():
-                    continue
-                worker_id = self._idle.popleft()
-                self._workers[worker_id].item = item
-                sends.append((worker_id, item))
-            drained = self._shutdown and not self._pending and all(w.item is None for w in self._workers.values())
+            for second in (False, True):
+                for worker_id, worker in self._workers.items():
+                    if not self._pending:
+                        break
+                    if worker.can_take() and (second or not worker.inflight):
+                        item = self._next_item()
+                        if item is not None:
+                            worker.inflight.append(item)
+                            sends.append((worker_id, item))
+            drained = self._shutdown and not self._pending and not any(w.inflight for w in self._workers.values())
         for worker_id, item in sends:
             self._hub.send_packed(worker_id, Kind.TASK, item.body, task_id=item.task_id)
         if drained:
             self._stop_workers()
+
+    def _next_item(self) -> TaskItem | None:
+        while self._pending:
+            item = self._pending.popleft()
+            if item.start():  # False: cancelled while queued, dropped here
+                return item
+        return None
 
     def on_hello(self, worker_id: int, hello: Hello) -> None:
         worker = self._workers.get(worker_id)
@@ -145,17 +167,18 @@ class BlockAllocationScheduler:
             self._hub.send(worker_id, self._init)
         with self._lock:
             worker.ready = True
-            self._idle.append(worker_id)
+            worker.last_reply = time.monotonic()
         self._dispatch()
 
     def on_reply(self, worker_id: int, task_id: int, reply: Result | Failure) -> None:
         worker = self._workers.get(worker_id)
-        if worker is None or worker.item is None or worker.item.task_id != task_id:
+        if worker is None or not worker.inflight or worker.inflight[0].task_id != task_id:
             return
-        item, worker.item = worker.item, None
+        now = time.monotonic()
         with self._lock:
-            if not worker.exited:
-                self._idle.append(worker_id)
+            item = worker.inflight.popleft()
+            worker.quick = now - worker.last_reply < PREFETCH_BELOW_SECONDS
+            worker.last_reply = now
         settle(item.future, reply)
         self._dispatch()
 
@@ -164,19 +187,21 @@ class BlockAllocationScheduler:
         if worker is None:
             return
         worker.exited = True
-        with self._lock:
-            if worker_id in self._idle:
-                self._idle.remove(worker_id)
-        if worker.item is not None:  # its reply may still be in flight behind the exit
+        if worker.inflight:  # its reply may still be in flight behind the exit
             self._hub.call_later(EXIT_GRACE_SECONDS, lambda: self._gone(worker_id))
         else:
             self._gone(worker_id)
 
     def _gone(self, worker_id: int) -> None:
-        worker = self._workers.pop(worker_id)
+        with self._lock:
+            worker = self._workers.pop(worker_id)
         self._hub.forget(worker_id)
         worker.spawner.shutdown(wait=True)  # reaps it and whatever it left in its process group
-        lost, worker.item = worker.item, None
+        with self._lock:
+            lost = worker.inflight.popleft() if worker.inflight else None
+            # Tasks queued behind the one that was running never started: they go back to the queue, untouched.
+            self._pending.extendleft(reversed(worker.inflight))
+            worker.inflight.clear()
         if self._stopping:
             if not self._workers:
                 self._finish()
@@ -223,7 +248,7 @@ class BlockAllocationScheduler:
         if not self._workers:
             self._finish()
             return
-        for worker_id, worker in self._workers.items():
+        for worker_id, worker in list(self._workers.items()):
             if worker.ready:
                 self._hub.send(worker_id, Shutdown())
             else:
