@@ -65,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print("ratio = executorlib / column; for throughput higher is better, for everything else lower is better.")
     print("floor: 1 = zmq REQ/REP + cloudpickle echo process; 3 = python -c 'import zmq, cloudpickle, xl_serial';")
-    print("       4 = nothing burns CPU while sleeping. PPE = concurrent.futures.ProcessPoolExecutor.")
+    print("       4, 7 = nothing burns CPU while waiting; 5 = executorlib's own single-task latency, same run.")
+    print("PPE = concurrent.futures.ProcessPoolExecutor.")
     for note in notes:
         print(f"  {note}")
     load_after = [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None

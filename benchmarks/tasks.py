@@ -18,3 +18,13 @@ def sleep(seconds: float) -> float:
     """An idle task: sleep, return how long."""
     time.sleep(seconds)
     return seconds
+
+
+def inc(x: int) -> int:
+    """One link of a dependency chain: add one."""
+    return x + 1
+
+
+def sum_all(values: list[int]) -> int:
+    """The reducer of a fan-out: the sum of all results."""
+    return sum(values)

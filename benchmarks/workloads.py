@@ -1,21 +1,23 @@
-"""The four workloads. Each returns table rows (and adds diagnostic lines to ``notes``)."""
+"""The workloads. Each returns table rows (and adds diagnostic lines to ``notes``)."""
 
 from __future__ import annotations
 
+import gc
 import statistics
 import time
+import tracemalloc
 from collections.abc import Callable
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psutil
-from executorlib import SingleNodeExecutor
+from executorlib import BaseExecutor, SingleNodeExecutor
 
 from benchmarks.floor import EchoClient, python_start
 from benchmarks.report import Row, Target
-from benchmarks.tasks import echo, sleep
+from benchmarks.tasks import echo, inc, sleep, sum_all
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,13 @@ class Sizes:
     process_calls: int
     idle_seconds: float
     idle_repeats: int
+    chain_tasks: int
+    chain_repeats: int
+    chain_latency_calls: int
+    fanout_tasks: int
+    fanout_repeats: int
+    pending_tasks: int
+    pending_seconds: float
 
 
 FULL = Sizes(
@@ -37,6 +46,13 @@ FULL = Sizes(
     process_calls=30,
     idle_seconds=3.0,
     idle_repeats=3,
+    chain_tasks=500,
+    chain_repeats=5,
+    chain_latency_calls=200,
+    fanout_tasks=2000,
+    fanout_repeats=5,
+    pending_tasks=50_000,
+    pending_seconds=3.0,
 )
 QUICK = Sizes(
     latency_calls=300,
@@ -46,6 +62,13 @@ QUICK = Sizes(
     process_calls=5,
     idle_seconds=3.0,
     idle_repeats=1,
+    chain_tasks=100,
+    chain_repeats=3,
+    chain_latency_calls=100,
+    fanout_tasks=500,
+    fanout_repeats=2,
+    pending_tasks=10_000,
+    pending_seconds=3.0,
 )
 
 
@@ -247,9 +270,214 @@ def idle_cpu(sizes: Sizes, notes: list[str]) -> list[Row]:
     ]
 
 
+def _chain(exe: BaseExecutor, tasks: int) -> tuple[float, float, int]:
+    """``tasks`` calls, each ``submit(inc, previous_future)``, all submitted up front, then the last awaited:
+    (seconds inside the submits, seconds from the first submit to the last result, the last result). The chain
+    hangs off an already completed Future, so each of the ``tasks`` calls waits on exactly one edge."""
+    seed: Future[int] = Future()
+    seed.set_result(0)
+    future: Future[int] = seed
+    start = time.perf_counter()
+    for _ in range(tasks):
+        future = exe.submit(inc, future)
+    submitted = time.perf_counter()
+    result = future.result()
+    return submitted - start, time.perf_counter() - start, result
+
+
+def dependency_chain(sizes: Sizes, notes: list[str]) -> list[Row]:
+    n, k = sizes.chain_tasks, sizes.chain_repeats
+    latencies: list[float] = []
+    edges: list[float] = []
+    submits: list[float] = []
+    with SingleNodeExecutor(max_workers=1, block_allocation=True) as exe:
+
+        def single(i: int) -> Any:
+            return exe.submit(echo, i).result()
+
+        per_call_seconds(single, 0, sizes.latency_warmup)
+        _chain(exe, 10)  # the dependency path warm too
+        for _ in range(k):  # interleaved: a slice of single calls, then one chain
+            latencies.extend(per_call_seconds(single, sizes.chain_latency_calls))
+            submit, total, result = _chain(exe, n)
+            if result != n:
+                notes.append(f"dependency chain: WRONG RESULT {result!r}, expected {n}")
+            edges.append(total / n)
+            submits.append(submit / n)
+    us = 1e6
+    edge, single_latency = statistics.median(edges), statistics.median(latencies)
+    notes.append(
+        f"dependency chain: {n} x submit(inc, previous_future) up front, then the last awaited; per edge = "
+        f"(first submit to last result) / {n}, median of {k} chains (min {min(edges) * us:.0f}, max "
+        f"{max(edges) * us:.0f} us), {statistics.median(submits) * us:.0f} us per submit; floor = sequential "
+        f"submit(echo).result() on the same executor, median of {len(latencies)} interleaved with the chains"
+    )
+    notes.append(
+        f"dependency chain: released executorlib: 21 ms per edge (161x its floor); this one: {edge * us:.0f} us "
+        f"per edge ({edge / single_latency:.2f}x its floor)"
+    )
+    return [
+        Row(
+            f"5 dependency chain, block, 1 worker, {n} tasks",
+            "us/edge",
+            edge * us,
+            single_latency * us,
+            None,
+            [Target("floor", "<=", 2.0)],
+        )
+    ]
+
+
+def _fan_out_executorlib(exe: BaseExecutor, tasks: int) -> tuple[float, int]:
+    """``tasks`` trivial calls and one reducer given their Futures: (seconds to the reducer's result, its result)."""
+    start = time.perf_counter()
+    futures = [exe.submit(echo, i) for i in range(tasks)]
+    total = exe.submit(sum_all, futures).result()
+    return time.perf_counter() - start, total
+
+
+def _fan_out_ppe(pool: Executor, tasks: int) -> tuple[float, int]:
+    """The same with a stdlib pool: the reducer is submitted with the collected results."""
+    start = time.perf_counter()
+    futures = [pool.submit(echo, i) for i in range(tasks)]
+    total = pool.submit(sum_all, [f.result() for f in futures]).result()
+    return time.perf_counter() - start, total
+
+
+def fan_out(sizes: Sizes, notes: list[str]) -> list[Row]:
+    n, k = sizes.fanout_tasks, sizes.fanout_repeats
+    expected = n * (n - 1) // 2
+    runs: dict[str, list[float]] = {"executorlib": [], "PPE": []}
+    with (
+        SingleNodeExecutor(max_workers=2, block_allocation=True) as exe,
+        ProcessPoolExecutor(max_workers=2) as ppe,
+    ):
+        contenders: dict[str, tuple[Executor, Callable[[Executor, int], tuple[float, int]]]] = {
+            "executorlib": (exe, _fan_out_executorlib),
+            "PPE": (ppe, _fan_out_ppe),
+        }
+        for pool, run in contenders.values():  # workers up and warm
+            run(pool, 20)
+        for _ in range(k):
+            for name, (pool, run) in contenders.items():
+                seconds, total = run(pool, n)
+                if total != expected:
+                    notes.append(f"fan-out {name}: WRONG RESULT {total!r}, expected {expected}")
+                runs[name].append(seconds)
+    ms = 1e3
+    xl, pool_time = statistics.median(runs["executorlib"]), statistics.median(runs["PPE"])
+    notes.append(
+        f"fan-out: {n} x submit(echo, i), then submit(sum_all, futures) (PPE: submit(sum_all, [f.result() for f "
+        f"in fs])), submit to the reducer's result, median of {k}; executorlib "
+        f"{', '.join(f'{t * ms:.0f}' for t in runs['executorlib'])} ms, PPE "
+        f"{', '.join(f'{t * ms:.0f}' for t in runs['PPE'])} ms"
+    )
+    return [
+        Row(
+            f"6 fan-out + 1 reducer, block, 2 workers, {n} tasks",
+            "ms",
+            xl * ms,
+            None,
+            pool_time * ms,
+            [Target("ppe", "<=", 1.0)],
+        )
+    ]
+
+
+class _Abandoned(Exception):
+    """Fails the Future of the tracemalloc pass: its dependents fail at once instead of running."""
+
+
+def _pending_memory(exe: BaseExecutor, tasks: int) -> float:
+    """Bytes tracemalloc sees allocated by ``tasks`` submits that wait on one plain Future (the list of the
+    returned Futures included); the Future is then failed, so the dependents end without running."""
+    gate: Future[int] = Future()
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        futures = [exe.submit(echo, gate) for _ in range(tasks)]
+        allocated = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    gate.set_exception(_Abandoned())
+    for future in futures:
+        future.exception()
+    return allocated
+
+
+def pending_on_one_future(sizes: Sizes, notes: list[str]) -> list[Row]:
+    n, s = sizes.pending_tasks, sizes.pending_seconds
+    me = psutil.Process()
+    with SingleNodeExecutor(max_workers=2, block_allocation=True) as exe:
+        for future in [exe.submit(echo, i) for i in range(20)]:  # workers up and warm
+            future.result()
+        exe.submit(echo, exe.submit(echo, 0)).result()  # the dependency path warm too
+        # Pass 1, without tracemalloc (it slows every allocation down and takes memory of its own).
+        gate: Future[int] = Future()
+        gc.collect()
+        rss_before = me.memory_info().rss
+        start = time.perf_counter()
+        futures = [exe.submit(echo, gate) for _ in range(n)]
+        submit = time.perf_counter() - start
+        rss = me.memory_info().rss - rss_before
+        children = me.children(recursive=True)
+        kids_before = sum(_cpu(p) for p in children)
+        before = time.process_time()
+        time.sleep(s)
+        cpu = time.process_time() - before
+        kids = sum(_cpu(p) for p in children) - kids_before
+        start = time.perf_counter()
+        gate.set_result(7)
+        released = time.perf_counter() - start
+        wrong = sum(1 for future in futures if future.result() != 7)
+        done = time.perf_counter() - start
+        del futures
+        # Pass 2: the Python memory those submits allocate, exactly.
+        traced = _pending_memory(exe, n)
+    if wrong:
+        notes.append(f"pending on one Future: {wrong} WRONG RESULTS")
+    kb, ms, us = 1e-3, 1e3, 1e6
+    notes.append(
+        f"pending on one Future: {n} x submit(echo, future), {submit / n * us:.0f} us per submit; memory by "
+        f"tracemalloc (Python allocations, the returned Futures included; 1 KB = 1000 bytes) in a second pass; "
+        f"RSS delta of the first pass {rss / n * kb:.2f} KB/task (lower when the allocator reuses freed memory)"
+    )
+    notes.append(
+        f"pending on one Future: CPU = time.process_time() of this process (all threads) during {s:g} s of "
+        f"waiting; the 2 workers meanwhile {kids * ms:.3f} CPU-ms"
+    )
+    notes.append(
+        f"pending on one Future: set_result() returned after {released:.3f} s (dependents dispatched from its "
+        f"callbacks), all {n} done after {done:.3f} s = {n / done:,.0f} tasks/s"
+    )
+    return [
+        Row(
+            f"7 {n} pending on one Future, memory per task",
+            "KB/task",
+            traced / n * kb,
+            None,
+            None,
+            [Target("abs", "<=", 2.5)],
+        ),
+        Row(
+            f"7 {n} pending on one Future, CPU in {s:g} s waiting",
+            "CPU-ms",
+            cpu * ms,
+            0.0,
+            None,
+            [Target("abs", "<=", s)],  # 0.001 of a core
+        ),
+        Row(f"7 {n} pending on one Future, set_result to all done", "s", done),
+    ]
+
+
 WORKLOADS: list[tuple[str, Callable[[Sizes, list[str]], list[Row]]]] = [
     ("latency", latency),
     ("throughput", throughput),
     ("process per task", process_per_task),
     ("idle CPU", idle_cpu),
+    ("dependency chain", dependency_chain),
+    ("fan-out", fan_out),
+    ("pending on one Future", pending_on_one_future),
 ]
