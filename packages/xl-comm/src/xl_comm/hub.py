@@ -122,10 +122,12 @@ class Hub:
         that hand-off costs a thread wake-up per task. A send can swallow the edge of ``zmq.FD`` that announced
         an incoming message, so the IO thread is woken when input is left pending.
         """
+        on_io_thread = threading.get_ident() == self._thread.ident
         with self._socket_lock:
             self._send(worker_id, kind, task_id, body)
-            missed = not self._closing and self._input_pending()
-        if missed and threading.get_ident() != self._thread.ident:
+            # The IO thread drains the socket before it next sleeps; only another thread must check.
+            missed = not on_io_thread and not self._closing and self._input_pending()
+        if missed:
             self._wake()
 
     def call_soon(self, fn: Callable[[], None]) -> None:
