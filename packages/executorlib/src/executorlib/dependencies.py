@@ -6,12 +6,44 @@ Nothing polls. Each upstream Future gets one callback per waiting task, and each
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import CancelledError, Future
 from typing import Any
 
 from xl_graph import find_futures, substitute
+
+_flat = threading.local()
+
+
+def run_flat(step: Callable[[], None]) -> None:
+    """Run ``step`` now, or after the step this thread is already running.
+
+    Completing a Future runs its done-callbacks, which complete the dependents' Futures, which run theirs: a
+    failure or cancellation spreading down a chain of 500 waiting tasks would nest 500 levels deep, and past
+    Python's recursion limit the stdlib swallows the RecursionError and leaves the rest pending forever. A
+    per-thread queue keeps the depth constant.
+    """
+    queue: deque[Callable[[], None]] | None = getattr(_flat, "queue", None)
+    if queue is not None:
+        queue.append(step)
+        return
+    queue = _flat.queue = deque([step])
+    try:
+        while queue:
+            queue.popleft()()
+    finally:
+        _flat.queue = None
+
+
+def cancel_and_notify(future: Future[Any]) -> None:
+    """Cancel a Future that will never be dispatched, and tell ``concurrent.futures.wait`` so: ``cancel()``
+    alone leaves it in a state that ``wait`` and ``as_completed`` do not count as done."""
+    if future.cancel():
+        with contextlib.suppress(RuntimeError):  # already notified
+            future.set_running_or_notify_cancel()
 
 
 class Parked:
@@ -41,6 +73,9 @@ class Parked:
             upstream.add_done_callback(self._one_done)
 
     def _one_done(self, upstream: Future[Any]) -> None:
+        run_flat(lambda: self._settle(upstream))
+
+    def _settle(self, upstream: Future[Any]) -> None:
         with self._lock:
             if self._upstream is None:  # already released (an earlier upstream failed)
                 return

@@ -16,7 +16,7 @@ from xl_comm.framing import pack_body
 from xl_comm.messages import Task
 from xl_serial import frames_nbytes, function_name, register_by_value
 
-from executorlib.dependencies import Batches, Parked, upstream_futures
+from executorlib.dependencies import Batches, Parked, cancel_and_notify, upstream_futures
 from executorlib.graph_mode import GraphRecorder
 from executorlib.resources import BackendRules, Resources, merge, parse_resource_dict
 from executorlib.schedulers.base import ExitHook, TaskItem
@@ -64,6 +64,7 @@ class BaseExecutor(Executor):
         self._deferred_shutdown: tuple[bool, bool] | None = None
         # An executor dropped without shutdown() still lets its workers finish and go.
         self._finalizer = weakref.finalize(self, scheduler.shutdown, False)
+        self._finalizer.atexit = False  # at exit ExitHook shuts down in order: waiting tasks first
         ExitHook.add_executor(self)
 
     def submit(  # type: ignore[override]
@@ -125,9 +126,9 @@ class BaseExecutor(Executor):
         future = parked.future
         try:
             if future.cancelled():
-                pass
+                cancel_and_notify(future)  # cancelled by the user while it waited
             elif isinstance(error, CancelledError):
-                future.cancel()  # a cancelled upstream cancels its dependents, which cancels theirs in turn
+                cancel_and_notify(future)  # a cancelled upstream cancels its dependents, which cancel theirs
             elif error is not None:
                 future.set_exception(error)  # the upstream's own exception: `except ValueError` keeps working
             else:
@@ -178,7 +179,7 @@ class BaseExecutor(Executor):
         if self._graph is not None:
             self._graph.write()
         for task in parked:
-            task.future.cancel()
+            cancel_and_notify(task.future)
         with self._shutdown_lock:
             if self._parked and not cancel_futures:
                 if not wait:  # the last release shuts the scheduler down

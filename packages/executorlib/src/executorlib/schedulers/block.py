@@ -19,6 +19,7 @@ from xl_comm import Failure, Hello, Hub, Init, Result, Shutdown
 from xl_comm.messages import Kind
 from xl_spawn import SubprocessSpawner
 
+from executorlib.dependencies import cancel_and_notify
 from executorlib.errors import ExecutorlibSocketError
 from executorlib.resources import Resources
 from executorlib.schedulers.base import EXIT_GRACE_SECONDS, ExitHook, TaskItem, death_error, settle, start_worker
@@ -103,7 +104,7 @@ class BlockAllocationScheduler:
             if cancel_futures:
                 self._pending.clear()
         for item in cancelled:
-            item.future.cancel()
+            cancel_and_notify(item.future)
         if not self._hub.closed:
             self._hub.call_soon(self._dispatch)
         if wait and threading.current_thread() is not getattr(self._hub, "_thread", None):

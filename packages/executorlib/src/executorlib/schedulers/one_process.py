@@ -18,6 +18,7 @@ from xl_comm.messages import Kind
 from xl_spawn import SubprocessSpawner
 
 from executorlib.accounting import fits
+from executorlib.dependencies import cancel_and_notify
 from executorlib.errors import ExecutorlibSocketError
 from executorlib.schedulers.base import EXIT_GRACE_SECONDS, ExitHook, TaskItem, death_error, settle, start_worker
 
@@ -67,7 +68,7 @@ class OneProcessScheduler:
                 self._pending.clear()
             self._cond.notify()
         for item in cancelled:
-            item.future.cancel()
+            cancel_and_notify(item.future)
         if wait and threading.current_thread() not in (self._launcher, self._io_thread()):
             self._done.wait()
 
