@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import threading
+import weakref
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
@@ -88,3 +90,43 @@ class NoScheduler:
 
     def info(self) -> dict[str, Any]:
         return {"plot_dependency_graph": True}
+
+
+class LiveGraph:
+    """The graph of a run that executes (``record_dependency_graph=True``): function names, argument
+    summaries and the Futures that link tasks, but never the argument values, so a long run keeps no arrays
+    alive. Tasks are known by their Futures through weak references."""
+
+    _SUMMARY_CHARS = 40
+
+    def __init__(self) -> None:
+        self.graph = TaskGraph()
+        self._task_of: weakref.WeakKeyDictionary[Future[Any], int] = weakref.WeakKeyDictionary()
+        self._ids = itertools.count()
+        self._lock = threading.Lock()
+
+    def record(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], future: Future[Any]
+    ) -> None:
+        upstream: dict[int, int] = {}
+        with self._lock:
+            for argument in find_futures((args, kwargs)):
+                base = argument.future if isinstance(argument, FutureSelector) else argument
+                producer = self._task_of.get(base)
+                if producer is not None:
+                    upstream[id(base)] = producer
+            task_id = next(self._ids)
+            self._task_of[future] = task_id
+        self.graph.add_task(task_id, fn, self._summary(args), self._summary(kwargs), upstream)
+
+    def _summary(self, value: Any) -> Any:
+        """``value`` with its containers and Futures kept and every other leaf replaced by a short repr."""
+        if isinstance(value, Future):
+            return value
+        if isinstance(value, dict):
+            return {key: self._summary(item) for key, item in value.items()}
+        if isinstance(value, list | tuple | set | frozenset) and len(value) <= 64:
+            items = [self._summary(item) for item in value]
+            return tuple(items) if isinstance(value, tuple) else items
+        text = repr(value)
+        return text if len(text) <= self._SUMMARY_CHARS else text[: self._SUMMARY_CHARS - 3] + "..."

@@ -14,10 +14,11 @@ from typing import Any, Protocol
 
 from xl_comm.framing import pack_body
 from xl_comm.messages import Task
+from xl_graph import GraphPicture
 from xl_serial import frames_nbytes, function_name, register_by_value
 
 from executorlib.dependencies import Batches, Parked, cancel_and_notify, upstream_futures
-from executorlib.graph_mode import GraphRecorder
+from executorlib.graph_mode import GraphRecorder, LiveGraph
 from executorlib.resources import BackendRules, Resources, merge, parse_resource_dict
 from executorlib.schedulers.base import ExitHook, TaskItem
 
@@ -50,6 +51,7 @@ class BaseExecutor(Executor):
         log_obj_size: bool = False,
         disable_dependencies: bool = False,
         graph: GraphRecorder | None = None,
+        record_dependency_graph: bool = False,
     ) -> None:
         self._scheduler = scheduler
         self._resources = resources
@@ -58,6 +60,7 @@ class BaseExecutor(Executor):
         self._log_obj_size = log_obj_size
         self._disable_dependencies = disable_dependencies
         self._graph = graph
+        self._live_graph = LiveGraph() if record_dependency_graph else None
         self._shutdown_lock = threading.Condition()
         self._is_shutdown = False
         self._parked: set[Parked] = set()
@@ -80,6 +83,8 @@ class BaseExecutor(Executor):
         if self._graph is not None:
             return self._graph.record(fn, args, kwargs)
         future: Future[Any] = Future()
+        if self._live_graph is not None:
+            self._live_graph.record(fn, args, kwargs, future)
         upstream = upstream_futures(args, kwargs) if args or kwargs else []
         if not upstream:
             self._dispatch(fn, args, kwargs, resources, future)
@@ -187,6 +192,22 @@ class BaseExecutor(Executor):
                     return
                 self._shutdown_lock.wait_for(lambda: not self._parked)
         self._scheduler.shutdown(wait, cancel_futures=cancel_futures)
+
+    def dependency_graph(self, filename: str | None = None) -> GraphPicture:
+        """The picture of the tasks submitted so far (needs ``record_dependency_graph=True``); shown inline in
+        Jupyter, written to ``filename`` when given (format from the extension: .svg, .png, .pdf, .dot, ...)."""
+        recorded = self._live_graph.graph if self._live_graph is not None else None
+        if recorded is None and self._graph is not None:
+            recorded = self._graph.graph
+        if recorded is None:
+            raise ValueError(
+                "dependency_graph() needs an executor created with record_dependency_graph=True (the run executes "
+                "and its graph is kept) or plot_dependency_graph=True (the graph is recorded, nothing runs)"
+            )
+        picture = GraphPicture(recorded)
+        if filename is not None:
+            picture.save(filename)
+        return picture
 
     def batched(self, iterable: Iterable[Future[Any]], n: int) -> list[Future[Any]]:
         """Futures of lists of ``n`` results each, filled in completion order (the last list may be shorter)."""

@@ -79,6 +79,7 @@ class SingleNodeExecutor(BaseExecutor):
         log_obj_size: bool = False,
         openmpi_oversubscribe: bool = False,
         restart_limit: int = 0,
+        record_dependency_graph: bool = False,
     ) -> None:
         _count("max_workers", max_workers, 1)
         _count("max_cores", max_cores, 1)
@@ -89,6 +90,7 @@ class SingleNodeExecutor(BaseExecutor):
             ("plot_dependency_graph", plot_dependency_graph),
             ("log_obj_size", log_obj_size),
             ("openmpi_oversubscribe", openmpi_oversubscribe),
+            ("record_dependency_graph", record_dependency_graph),
         ):
             _flag(name, flag)
         if hostname_localhost is not None:
@@ -164,6 +166,7 @@ class SingleNodeExecutor(BaseExecutor):
             log_obj_size=log_obj_size,
             disable_dependencies=disable_dependencies,
             graph=graph,
+            record_dependency_graph=record_dependency_graph,
         )
         self._check_task(resources, where=where)
 
