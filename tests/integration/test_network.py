@@ -1,0 +1,20 @@
+"""Where the executor listens."""
+
+from __future__ import annotations
+
+import pytest
+from xl_test_helpers import add
+
+TIMEOUT = 60
+
+
+@pytest.mark.parametrize("block_allocation", [False, True])
+def test_hostname_localhost_false_binds_all_interfaces_and_still_works(make_executor, block_allocation: bool) -> None:
+    """hostname_localhost=False is for workers on other hosts: the executor binds every interface and workers
+    connect to this host's name; on one machine the tasks must still run."""
+    import socket
+
+    exe = make_executor(max_workers=1, block_allocation=block_allocation, hostname_localhost=False)
+    assert exe.submit(add, 20, 22).result(timeout=TIMEOUT) == 42
+    hub = exe._scheduler._hub
+    assert hub.address.startswith(f"tcp://{socket.gethostname()}:")
