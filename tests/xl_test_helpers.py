@@ -276,3 +276,17 @@ def init_token() -> dict[str, str]:
 
 def failing_init() -> dict[str, Any]:
     raise LookupError("init failed on purpose")
+
+
+# --- futures as arguments ---------------------------------------------------------------------------------
+
+
+def pack(*args: Any, **kwargs: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """Return the call's arguments as the worker received them (Futures must have become their results)."""
+    return args, kwargs
+
+
+def touch_and_add(path: str, a: Any, b: Any) -> Any:
+    """Mark ``path`` (proof that the task ran), return ``a + b``."""
+    Path(path).touch()
+    return a + b
