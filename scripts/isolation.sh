@@ -31,7 +31,7 @@ check() {  # package, siblings it depends on, modules that must NOT be installed
     # shellcheck disable=SC2046  # word splitting of the extra list is intended
     uv pip install --quiet --python "$venv/bin/python" "${test_deps[@]}" $(extra_test_deps "$pkg")
     cp -r "packages/$pkg/tests" "$work/tests-$pkg"
-    (cd "$work" && "$venv/bin/python" -m pytest -q -p no:cacheprovider -o timeout=120 -o faulthandler_timeout=110 \
+    (cd "$work" && "$venv/bin/python" -m pytest -q -p no:cacheprovider -o timeout=120 -o timeout_method=thread -o faulthandler_timeout=110 \
         --rootdir "$work/tests-$pkg" "$work/tests-$pkg")
 }
 check xl-serial "" "zmq h5py executorlib xl_comm"
