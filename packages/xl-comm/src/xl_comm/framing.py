@@ -17,6 +17,7 @@ key is per executor, which stops them across sessions.
 
 from __future__ import annotations
 
+import pickle
 import struct
 from _blake2 import blake2b  # hashlib would load OpenSSL too: milliseconds on every worker start
 from _operator import _compare_digest as compare_digest
@@ -111,11 +112,51 @@ def open_header(key: bytes, frames: Sequence[Any]) -> Header:
 
 def open_body(header: Header, frames: Sequence[Any]) -> Message:
     """Unpickle the body of frames whose header already verified; BodyError if that fails."""
+    return _decode(header, [_view(frames[0])[_ENVELOPE:], *frames[1:]])
+
+
+def _decode(header: Header, body: Sequence[Any]) -> Message:
     try:
-        fields = loads([_view(frames[0])[_ENVELOPE:], *frames[1:]])
+        fields = loads(body)
         return MESSAGE_CLASSES[header.kind](*fields)
     except Exception as problem:  # any unpickling failure belongs to this one message
         raise BodyError(header, problem) from problem
+
+
+# -- batches: many small messages in one, because per-message costs (zmq's threads, syscalls, the MAC) would
+# -- otherwise dominate tiny tasks. Each member is still a typed message, pickled on its own.
+
+
+def pack_batch(members: Sequence[tuple[Kind, int, Sequence[Frame]]]) -> list[Frame]:
+    """The body of a BATCH or REPLIES message from ``(kind, task_id, body frames)`` of its members.
+
+    Frames: an index (kind, task id, stream length, buffer count per member), then all members' pickle streams
+    joined in one frame, then every member's out-of-band buffers, in order.
+    """
+    index = [(int(kind), task_id, _view(body[0]).nbytes, len(body) - 1) for kind, task_id, body in members]
+    streams = b"".join(_view(body[0]) for _, _, body in members)
+    return [pickle.dumps(index, protocol=5), streams, *(buffer for _, _, body in members for buffer in body[1:])]
+
+
+def open_batch(header: Header, frames: Sequence[Any]) -> list[tuple[Header, Message | BodyError]]:
+    """The members of a verified BATCH or REPLIES message: a header (kind and task id of the member) and the
+    decoded message, or the BodyError of a member that does not unpickle (it fails that member only)."""
+    try:
+        index = pickle.loads(_view(frames[0])[_ENVELOPE:])
+        streams = _view(frames[1])
+    except Exception as problem:  # a malformed index (from a key holder) fails the whole batch
+        raise BodyError(header, problem) from problem
+    members: list[tuple[Header, Message | BodyError]] = []
+    offset, buffer_at = 0, 2
+    for kind, task_id, length, buffers in index:
+        member = Header(Kind(kind), header.worker_id, header.seq, task_id)
+        body = [streams[offset : offset + length], *frames[buffer_at : buffer_at + buffers]]
+        offset, buffer_at = offset + length, buffer_at + buffers
+        try:
+            members.append((member, _decode(member, body)))
+        except BodyError as problem:
+            members.append((member, problem))
+    return members
 
 
 def _mac(key: bytes, head: bytes | memoryview, body: Sequence[Any]) -> bytes:

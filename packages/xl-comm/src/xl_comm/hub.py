@@ -32,8 +32,10 @@ from xl_comm.framing import (
     Header,
     ProtocolError,
     new_key,
+    open_batch,
     open_body,
     open_header,
+    pack_batch,
     pack_body,
     seal,
 )
@@ -129,6 +131,12 @@ class Hub:
             missed = not on_io_thread and not self._closing and self._input_pending()
         if missed:
             self._wake()
+
+    def send_batch(self, worker_id: int, tasks: Sequence[tuple[int, Sequence[Frame]]]) -> None:
+        """Send several pre-pickled Task bodies, ``(task_id, body)``, as one message; the worker runs them in order
+        and may answer them together."""
+        body = pack_batch([(Kind.TASK, task_id, frames) for task_id, frames in tasks])
+        self.send_packed(worker_id, Kind.BATCH, body)
 
     def call_soon(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` on the IO thread (at once when already there)."""
@@ -290,6 +298,9 @@ class Hub:
             log.warning("rejected a message for worker %d from another connection", wid)
             return
         self._received[wid] = header.seq
+        if header.kind == Kind.REPLIES:
+            self._receive_replies(wid, header, frames)
+            return
         try:
             message = open_body(header, frames)
         except BodyError as problem:
@@ -304,6 +315,22 @@ class Hub:
             self._guarded(lambda: self._handler.on_hello(wid, message))
         elif isinstance(message, Result | Failure):
             self._guarded(lambda: self._handler.on_reply(wid, header.task_id, message))
+
+    def _receive_replies(self, wid: int, header: Header, frames: Sequence[Any]) -> None:
+        try:
+            members = open_batch(header, frames)
+        except BodyError as problem:
+            log.warning("dropped a malformed batch of replies from worker %d: %s", wid, problem)
+            return
+        for member, decoded in members:
+            if isinstance(decoded, BodyError):
+                origin = f"the executor reading worker {wid}'s reply"
+                decoded = Failure(capture(decoded.__cause__ or decoded, origin=origin))
+            if isinstance(decoded, Result | Failure):
+                self._reply(wid, member.task_id, decoded)
+
+    def _reply(self, wid: int, task_id: int, reply: Result | Failure) -> None:
+        self._guarded(lambda: self._handler.on_reply(wid, task_id, reply))
 
     def _stop(self) -> None:
         self._stopping = True

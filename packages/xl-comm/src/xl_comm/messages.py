@@ -20,13 +20,15 @@ class Kind(enum.IntEnum):
     INIT = 1
     TASK = 2
     SHUTDOWN = 3
+    BATCH = 4  # several Task messages in one (see xl_comm.framing.pack_batch)
     HELLO = 65
     RESULT = 66
     FAILURE = 67
+    REPLIES = 68  # several Result/Failure messages in one
 
 
-TO_WORKER = frozenset({Kind.INIT, Kind.TASK, Kind.SHUTDOWN})
-TO_EXECUTOR = frozenset({Kind.HELLO, Kind.RESULT, Kind.FAILURE})
+TO_WORKER = frozenset({Kind.INIT, Kind.TASK, Kind.SHUTDOWN, Kind.BATCH})
+TO_EXECUTOR = frozenset({Kind.HELLO, Kind.RESULT, Kind.FAILURE, Kind.REPLIES})
 
 
 @dataclass(frozen=True, slots=True)

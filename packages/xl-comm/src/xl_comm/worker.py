@@ -14,6 +14,7 @@ import signal
 import struct
 import sys
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from types import SimpleNamespace
 from typing import Any
@@ -21,9 +22,22 @@ from typing import Any
 import zmq
 from xl_serial import Frame, RemoteError, capture
 
-from xl_comm.framing import BodyError, Header, ProtocolError, open_body, open_header, pack_body, seal
+from xl_comm.framing import (
+    BodyError,
+    Header,
+    ProtocolError,
+    open_batch,
+    open_body,
+    open_header,
+    pack_batch,
+    pack_body,
+    seal,
+)
 from xl_comm.keys import load_key
 from xl_comm.messages import TO_WORKER, Failure, Hello, Init, Kind, Message, Result, Shutdown, Task
+
+#: A batch that has run this long sends the answers it has so far (tiny tasks are batched; slow ones are not).
+FLUSH_AFTER_SECONDS = 0.002
 
 #: Exit status of a worker that lost its executor (EX_SOFTWARE would blame the worker; 75 is EX_TEMPFAIL).
 EXIT_ORPHANED = 75
@@ -81,6 +95,49 @@ def _orphaned(reason: str) -> None:
     os._exit(EXIT_ORPHANED)
 
 
+Reply = tuple[Kind, int, Sequence[Frame]]
+
+
+class Flusher:
+    """Holds the answers of a batch so they travel together, and sends them from its own thread once the
+    oldest has waited FLUSH_AFTER_SECONDS: the main thread may be inside a slow task by then. It waits on a
+    condition with the deadline as timeout; nothing polls."""
+
+    def __init__(self, send: Callable[[Sequence[Reply]], None]) -> None:
+        self._send = send
+        self._held: list[Reply] = []
+        self._since = 0.0
+        self._changed = threading.Condition()
+        self._thread = threading.Thread(target=self._watch, name="xl-comm-flusher", daemon=True)
+        self._thread.start()
+
+    def hold(self, reply: Reply) -> None:
+        with self._changed:
+            if not self._held:
+                self._since = time.monotonic()
+                self._changed.notify()
+            self._held.append(reply)
+
+    def flush(self) -> None:
+        with self._changed:
+            held, self._held = self._held, []
+            if held:  # sent under the condition, so the flusher thread cannot reorder answers
+                self._send(held)
+
+    def _watch(self) -> None:
+        with self._changed:
+            while True:
+                if not self._held:
+                    self._changed.wait()
+                    continue
+                remaining = self._since + FLUSH_AFTER_SECONDS - time.monotonic()
+                if remaining > 0:
+                    self._changed.wait(remaining)
+                    continue
+                held, self._held = self._held, []
+                self._send(held)
+
+
 class WorkerLoop:
     """Receives, runs and answers messages over one DEALER socket."""
 
@@ -93,11 +150,11 @@ class WorkerLoop:
         self._memory: dict[str, Any] = {"executorlib_worker_id": slot}
         self._init_error: RemoteError | None = None
         self._origin = f"worker {worker_id} (pid {os.getpid()} on {os.uname().nodename})"
+        self._send_lock = threading.Lock()
+        self._flusher = Flusher(self._send_all)
 
-    def send(self, message: Message, task_id: int = 0, body: Sequence[Frame] | None = None) -> None:
-        self._sent += 1
-        header = Header(message.kind, self._worker_id, self._sent, task_id)
-        self._sock.send_multipart(seal(self._key, header, body or pack_body(message)), copy=False)
+    def send(self, message: Message) -> None:
+        self._send_all([(message.kind, 0, pack_body(message))])
 
     def serve(self, one_shot: bool) -> None:
         while True:
@@ -111,11 +168,14 @@ class WorkerLoop:
                 print("xl_comm.worker: dropped an out-of-place message", file=sys.stderr, flush=True)
                 continue
             self._received = header.seq
+            if header.kind == Kind.BATCH:
+                self._run_batch(header, frames)
+                continue
             try:
                 message = open_body(header, frames)
             except BodyError as problem:
                 if header.kind == Kind.TASK:
-                    self.send(Failure(capture(problem.__cause__ or problem, origin=self._origin)), header.task_id)
+                    self._send_all([self._failure(problem, header.task_id)])
                     if one_shot:
                         return
                 continue
@@ -124,9 +184,38 @@ class WorkerLoop:
             if isinstance(message, Init):
                 self._init(message)
             elif isinstance(message, Task):
-                self._run(message, header.task_id)
+                self._send_all([self._run(message, header.task_id)])
                 if one_shot:
                     return
+
+    def _run_batch(self, header: Header, frames: Sequence[Any]) -> None:
+        """Run a batch's tasks in order and answer them together; answers that wait longer than
+        FLUSH_AFTER_SECONDS (a member turned out slow) are sent meanwhile by the flusher thread."""
+        try:
+            members = open_batch(header, frames)
+        except BodyError as problem:
+            print(f"xl_comm.worker: dropped a malformed batch: {problem}", file=sys.stderr, flush=True)
+            return
+        for member, task in members:
+            if isinstance(task, BodyError):
+                self._flusher.hold(self._failure(task, member.task_id))
+            elif isinstance(task, Task):
+                self._flusher.hold(self._run(task, member.task_id))
+        self._flusher.flush()
+
+    def _send_all(self, replies: Sequence[tuple[Kind, int, Sequence[Frame]]]) -> None:
+        """Send replies as one message (any thread: the socket and the sequence number are under a lock)."""
+        if len(replies) == 1:
+            kind, task_id, body = replies[0]
+        else:
+            kind, task_id, body = Kind.REPLIES, 0, pack_batch(replies)
+        with self._send_lock:
+            self._sent += 1
+            header = Header(kind, self._worker_id, self._sent, task_id)
+            self._sock.send_multipart(seal(self._key, header, body), copy=False)
+
+    def _failure(self, problem: BodyError, task_id: int) -> tuple[Kind, int, Sequence[Frame]]:
+        return Kind.FAILURE, task_id, pack_body(Failure(capture(problem.__cause__ or problem, origin=self._origin)))
 
     def _init(self, message: Init) -> None:
         try:
@@ -137,24 +226,25 @@ class WorkerLoop:
         except BaseException as exc:
             self._init_error = capture(exc, origin=f"init_function on {self._origin}")
 
-    def _run(self, task: Task, task_id: int) -> None:
+    def _run(self, task: Task, task_id: int) -> tuple[Kind, int, Sequence[Frame]]:
+        """Run one task; its reply as (kind, task id, pickled body)."""
         if self._init_error is not None:
-            self.send(Failure(self._init_error), task_id)
-            return
+            return Kind.FAILURE, task_id, pack_body(Failure(self._init_error))
         try:
             kwargs = with_presets(task.fn, task.args, task.kwargs, self._memory)
             value = task.fn(*task.args, **kwargs)
-        except BaseException as exc:
+        except BaseException as exc:  # every failure of user code goes back to the caller
             if task.error_log_file:
                 _append_error_log(task, exc)
-            self.send(Failure(capture(exc, origin=self._origin)), task_id)
-            return
+            return Kind.FAILURE, task_id, pack_body(Failure(capture(exc, origin=self._origin)))
         try:
-            body = pack_body(Result(value))
-        except Exception as exc:
-            self.send(Failure(capture(exc, origin=f"{self._origin}, pickling the result")), task_id)
-            return
-        self.send(Result(value), task_id, body)
+            return Kind.RESULT, task_id, pack_body(Result(value))
+        except Exception as exc:  # an unpicklable result fails this task only
+            return (
+                Kind.FAILURE,
+                task_id,
+                pack_body(Failure(capture(exc, origin=f"{self._origin}, pickling the result"))),
+            )
 
 
 def with_presets(

@@ -27,10 +27,14 @@ from executorlib.schedulers.base import EXIT_GRACE_SECONDS, ExitHook, TaskItem, 
 #: How long a worker told to stop may take before its process group is killed.
 STOP_TIMEOUT_SECONDS = 10.0
 
-#: A worker whose last task took less than this gets its next task queued before it finishes the current one,
-#: so tiny tasks do not each wait a full round trip. Longer tasks are never queued behind each other: a task
-#: sent to a worker cannot move to another one that becomes free first.
+#: A worker whose last task took less than this is "quick": it gets several queued tasks at once, in one
+#: message, and answers them in one, so tiny tasks do not each pay a round trip and the per-message costs.
+#: Slower tasks go one at a time: a task sent to a worker cannot move to another one that becomes free first.
 PREFETCH_BELOW_SECONDS = 0.005
+
+#: At most this many tasks wait on one quick worker: enough to amortise a message, few enough that the tasks
+#: stuck behind one that turns out slow are few.
+MAX_QUEUED_PER_WORKER = 16
 
 
 @dataclass(eq=False)
@@ -44,8 +48,14 @@ class _Worker:
     last_reply: float = 0.0
     quick: bool = False
 
-    def can_take(self) -> bool:
-        return self.ready and not self.exited and (not self.inflight or (len(self.inflight) == 1 and self.quick))
+    def room(self) -> int:
+        """How many tasks to send now: one to an idle worker; a quick worker is topped up when it is down to
+        its last task (not after every reply, which would send many small batches)."""
+        if not self.ready or self.exited:
+            return 0
+        if self.quick and len(self.inflight) <= 1:
+            return MAX_QUEUED_PER_WORKER - len(self.inflight)
+        return 0 if self.inflight else 1
 
 
 class BlockAllocationScheduler:
@@ -134,22 +144,29 @@ class BlockAllocationScheduler:
         self._hub.expect(worker_id, spawner.sentinel)
 
     def _dispatch(self) -> None:
-        """Give queued tasks to workers (idle ones first, then a second task to quick ones); once shut down and
-        drained, stop the workers."""
-        sends: list[tuple[int, TaskItem]] = []
+        """Give queued tasks to workers, idle ones first and a fair share each; once shut down and drained,
+        stop the workers."""
+        sends: list[tuple[int, list[TaskItem]]] = []
         with self._lock:
-            for second in (False, True):
-                for worker_id, worker in self._workers.items():
-                    if not self._pending:
-                        break
-                    if worker.can_take() and (second or not worker.inflight):
-                        item = self._next_item()
-                        if item is not None:
-                            worker.inflight.append(item)
-                            sends.append((worker_id, item))
+            takers = sorted(
+                ((wid, w) for wid, w in self._workers.items() if w.room()), key=lambda taker: len(taker[1].inflight)
+            )
+            share = -(-len(self._pending) // len(takers)) if takers else 0
+            for worker_id, worker in takers:
+                items: list[TaskItem] = []
+                while len(items) < min(share, worker.room()) and self._pending:
+                    item = self._next_item()
+                    if item is not None:
+                        items.append(item)
+                if items:
+                    worker.inflight.extend(items)
+                    sends.append((worker_id, items))
             drained = self._shutdown and not self._pending and not any(w.inflight for w in self._workers.values())
-        for worker_id, item in sends:
-            self._hub.send_packed(worker_id, Kind.TASK, item.body, task_id=item.task_id)
+        for worker_id, items in sends:
+            if len(items) == 1:
+                self._hub.send_packed(worker_id, Kind.TASK, items[0].body, task_id=items[0].task_id)
+            else:
+                self._hub.send_batch(worker_id, [(item.task_id, item.body) for item in items])
         if drained:
             self._stop_workers()
 
