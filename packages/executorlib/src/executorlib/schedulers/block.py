@@ -231,7 +231,10 @@ class BlockAllocationScheduler:
                     self._pending.appendleft(lost)  # retried on the restarted worker (upstream semantics)
             try:
                 self._start(worker.slot)
-            except Exception as problem:
+            except Exception as problem:  # no restart after all: the lost task fails instead of waiting
+                with self._lock:
+                    if lost is not None and lost in self._pending:
+                        self._pending.remove(lost)
                 self._retire(worker_id, worker, lost, problem)
         else:
             self._retire(worker_id, worker, lost, None)
