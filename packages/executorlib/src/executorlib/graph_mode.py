@@ -10,11 +10,23 @@ import itertools
 import json
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from typing import Any
 
 from xl_graph import FutureSelector, TaskGraph, find_futures, render, to_workflow_json
+
+
+def producers(args: tuple[Any, ...], kwargs: dict[str, Any], task_of: Mapping[Future[Any], int]) -> dict[int, int]:
+    """``id(future) -> task id`` for the Futures among the arguments that recorded tasks produce (a selector
+    counts as the Future it selects from), as :meth:`xl_graph.TaskGraph.add_task` takes them."""
+    found: dict[int, int] = {}
+    for argument in find_futures((args, kwargs)):
+        base = argument.future if isinstance(argument, FutureSelector) else argument
+        producer = task_of.get(base)
+        if producer is not None:
+            found[id(base)] = producer
+    return found
 
 
 class GraphRecorder:
@@ -25,23 +37,16 @@ class GraphRecorder:
         self._picture = picture
         self._show = show
         self._workflow = workflow
-        self._task_of: dict[int, int] = {}
-        self._keep: list[Future[Any]] = []  # ids in _task_of stay valid while these live
+        self._task_of: dict[Future[Any], int] = {}
         self._ids = itertools.count()
         self._written = False
 
     def record(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Future[Any]:
-        upstream: dict[int, int] = {}
-        for argument in find_futures((args, kwargs)):
-            base = argument.future if isinstance(argument, FutureSelector) else argument
-            if id(base) in self._task_of:
-                upstream[id(base)] = self._task_of[id(base)]
         task_id = next(self._ids)
-        self.graph.add_task(task_id, fn, args, kwargs, upstream)
+        self.graph.add_task(task_id, fn, args, kwargs, producers(args, kwargs, self._task_of))
         future: Future[Any] = Future()
         future.set_result(None)
-        self._task_of[id(future)] = task_id
-        self._keep.append(future)
+        self._task_of[future] = task_id  # keeps the Future, so it stays known for later tasks
         return future
 
     def write(self) -> None:
@@ -108,13 +113,8 @@ class LiveGraph:
     def record(
         self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], future: Future[Any]
     ) -> None:
-        upstream: dict[int, int] = {}
         with self._lock:
-            for argument in find_futures((args, kwargs)):
-                base = argument.future if isinstance(argument, FutureSelector) else argument
-                producer = self._task_of.get(base)
-                if producer is not None:
-                    upstream[id(base)] = producer
+            upstream = producers(args, kwargs, self._task_of)
             task_id = next(self._ids)
             self._task_of[future] = task_id
         self.graph.add_task(task_id, fn, self._summary(args), self._summary(kwargs), upstream)

@@ -124,7 +124,7 @@ class Hub:
         that hand-off costs a thread wake-up per task. A send can swallow the edge of ``zmq.FD`` that announced
         an incoming message, so the IO thread is woken when input is left pending.
         """
-        on_io_thread = threading.get_ident() == self._thread.ident
+        on_io_thread = self.in_io_thread()
         with self._socket_lock:
             self._send(worker_id, kind, task_id, body)
             # The IO thread drains the socket before it next sleeps; only another thread must check.
@@ -140,7 +140,7 @@ class Hub:
 
     def call_soon(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` on the IO thread (at once when already there)."""
-        if threading.get_ident() == self._thread.ident:
+        if self.in_io_thread():
             fn()
             return
         self._calls.append(fn)
@@ -166,8 +166,12 @@ class Hub:
         """Stop the IO thread and close socket, pipe and watched sentinels. Idempotent."""
         if self._thread.is_alive():
             self.call_soon(self._stop)
-            if threading.get_ident() != self._thread.ident:
+            if not self.in_io_thread():
                 self._thread.join()
+
+    def in_io_thread(self) -> bool:
+        """Whether the caller is the hub's IO thread (where handler callbacks run): it must not wait for itself."""
+        return threading.get_ident() == self._thread.ident
 
     @property
     def closed(self) -> bool:

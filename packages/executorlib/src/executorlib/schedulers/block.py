@@ -117,7 +117,7 @@ class BlockAllocationScheduler:
             cancel_and_notify(item.future)
         if not self._hub.closed:
             self._hub.call_soon(self._dispatch)
-        if wait and threading.current_thread() is not getattr(self._hub, "_thread", None):
+        if wait and not self._hub.in_io_thread():
             self._done.wait()
 
     @property

@@ -69,7 +69,7 @@ class OneProcessScheduler:
             self._cond.notify()
         for item in cancelled:
             cancel_and_notify(item.future)
-        if wait and threading.current_thread() not in (self._launcher, self._io_thread()):
+        if wait and threading.current_thread() is not self._launcher and not self._hub.in_io_thread():
             self._done.wait()
 
     @property
@@ -171,6 +171,3 @@ class OneProcessScheduler:
             run.spawner.shutdown(wait=True)  # already exited: reaps it and anything left in its process group
         if not run.replied and run.spawner is not None:
             run.item.future.set_exception(death_error(worker_id, run.slot, run.spawner, f"running {run.item.label}"))
-
-    def _io_thread(self) -> threading.Thread | None:
-        return getattr(self._hub, "_thread", None)
