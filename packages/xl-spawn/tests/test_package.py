@@ -12,6 +12,13 @@ def test_public_names() -> None:
         "prepend_path",
         "Spawner",
         "SubprocessSpawner",
+        "MpiFlavour",
+        "detect_mpi_flavour",
+        "find_mpiexec",
+        "mpi4py_available",
+        "mpi_missing_message",
+        "mpiexec_argv",
+        "parse_mpi_version_text",
     }
     for name in xl_spawn.__all__:
         assert getattr(xl_spawn, name) is not None
@@ -19,11 +26,18 @@ def test_public_names() -> None:
 
 
 def test_imports_no_project_package_and_no_heavy_dependency() -> None:
+    # Every public name loaded, then nothing from another project package, zmq, psutil or an MPI binding.
     code = (
-        "import sys, xl_spawn; "
+        "import sys, xl_spawn; [getattr(xl_spawn, n) for n in xl_spawn.__all__]; "
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
-        "{'xl_serial', 'xl_comm', 'xl_cache', 'xl_graph', 'executorlib', 'zmq', 'psutil'}); "
+        "{'xl_serial', 'xl_comm', 'xl_cache', 'xl_graph', 'executorlib', 'zmq', 'psutil', 'mpi4py', 'cloudpickle'}); "
         "print(bad)"
     )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_mpi_and_slurm_names_load_on_first_use() -> None:
+    code = "import sys, xl_spawn; print(sorted(m for m in ('xl_spawn.mpi', 'xl_spawn.slurm') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "[]"

@@ -1,32 +1,67 @@
 """xl-spawn: turn a request for a worker into a running process, and stop it cleanly.
 
-Pure builders (argv, environment, exit-status text) and spawners that start one process in its own process
-group with a sentinel fd to wait on. Imports no other project package.
+Pure builders (argv, environment, exit-status text, mpiexec command lines) and spawners that start one
+process in its own process group with a sentinel fd to wait on. Imports no other project package. The MPI
+names load on first use.
 """
 
+from __future__ import annotations
+
+import importlib
 import logging
+from typing import TYPE_CHECKING, Any
 
 from xl_spawn.argv import python_module_argv
 from xl_spawn.env import prepend_path, thread_env
 from xl_spawn.exitcodes import describe_returncode
 from xl_spawn.process import Spawner, SubprocessSpawner
 
+if TYPE_CHECKING:
+    from xl_spawn.mpi import (
+        MpiFlavour,
+        detect_mpi_flavour,
+        find_mpiexec,
+        mpi4py_available,
+        mpi_missing_message,
+        mpiexec_argv,
+        parse_mpi_version_text,
+    )
+
 # Logging is the caller's choice: no output unless the application configures a handler.
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
+_LAZY = {
+    "MpiFlavour": "mpi",
+    "detect_mpi_flavour": "mpi",
+    "find_mpiexec": "mpi",
+    "mpi4py_available": "mpi",
+    "mpi_missing_message": "mpi",
+    "mpiexec_argv": "mpi",
+    "parse_mpi_version_text": "mpi",
+}
+
 __all__ = [
+    "MpiFlavour",
     "Spawner",
     "SubprocessSpawner",
     "describe_returncode",
+    "detect_mpi_flavour",
+    "find_mpiexec",
+    "mpi4py_available",
+    "mpi_missing_message",
+    "mpiexec_argv",
+    "parse_mpi_version_text",
     "prepend_path",
     "python_module_argv",
     "thread_env",
 ]
 
 
-def __getattr__(name: str) -> str:
+def __getattr__(name: str) -> Any:
     if name == "__version__":
         from importlib.metadata import version
 
         return version("xl-spawn")
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"xl_spawn.{_LAZY[name]}"), name)
     raise AttributeError(f"module 'xl_spawn' has no attribute {name!r}")
