@@ -141,7 +141,9 @@ class Flusher:
 class WorkerLoop:
     """Receives, runs and answers messages over one DEALER socket."""
 
-    def __init__(self, sock: zmq.Socket[Any], key: bytes, worker_id: int, slot: int) -> None:
+    def __init__(
+        self, sock: zmq.Socket[Any], key: bytes, worker_id: int, slot: int, *, origin: str | None = None
+    ) -> None:
         self._sock = sock
         self._key = key
         self._worker_id = worker_id
@@ -149,7 +151,7 @@ class WorkerLoop:
         self._received = 0
         self._memory: dict[str, Any] = {"executorlib_worker_id": slot}
         self._init_error: RemoteError | None = None
-        self._origin = f"worker {worker_id} (pid {os.getpid()} on {os.uname().nodename})"
+        self._origin = origin or f"worker {worker_id} (pid {os.getpid()} on {os.uname().nodename})"
         self._send_lock = threading.Lock()
         self._flusher = Flusher(self._send_all)
 
@@ -228,23 +230,29 @@ class WorkerLoop:
 
     def _run(self, task: Task, task_id: int) -> tuple[Kind, int, Sequence[Frame]]:
         """Run one task; its reply as (kind, task id, pickled body)."""
-        if self._init_error is not None:
-            return Kind.FAILURE, task_id, pack_body(Failure(self._init_error))
+        outcome = self._outcome(task)
+        if isinstance(outcome, Failure):
+            return Kind.FAILURE, task_id, pack_body(outcome)
         try:
-            kwargs = with_presets(task.fn, task.args, task.kwargs, self._memory)
-            value = task.fn(*task.args, **kwargs)
-        except BaseException as exc:  # every failure of user code goes back to the caller
-            if task.error_log_file:
-                _append_error_log(task, exc)
-            return Kind.FAILURE, task_id, pack_body(Failure(capture(exc, origin=self._origin)))
-        try:
-            return Kind.RESULT, task_id, pack_body(Result(value))
+            return Kind.RESULT, task_id, pack_body(outcome)
         except Exception as exc:  # an unpicklable result fails this task only
             return (
                 Kind.FAILURE,
                 task_id,
                 pack_body(Failure(capture(exc, origin=f"{self._origin}, pickling the result"))),
             )
+
+    def _outcome(self, task: Task) -> Result | Failure:
+        """Call the task's function here: its value, or the captured exception."""
+        if self._init_error is not None:
+            return Failure(self._init_error)
+        try:
+            kwargs = with_presets(task.fn, task.args, task.kwargs, self._memory)
+            return Result(task.fn(*task.args, **kwargs))
+        except BaseException as exc:  # every failure of user code goes back to the caller
+            if task.error_log_file:
+                _append_error_log(task, exc)
+            return Failure(capture(exc, origin=self._origin))
 
 
 def with_presets(
@@ -312,12 +320,12 @@ def parse_args(argv: Sequence[str] | None) -> SimpleNamespace:
     """The executor's own command lines are parsed by hand (argparse costs milliseconds per worker start);
     anything else, --help included, goes to argparse for its messages."""
     words = list(sys.argv[1:] if argv is None else argv)
-    parsed: dict[str, Any] = {"slot": 0, "one_shot": False, "connect_timeout": 60.0}
+    parsed: dict[str, Any] = {"slot": 0, "one_shot": False, "mpi": False, "connect_timeout": 60.0}
     try:
         while words:
             flag = words.pop(0)
-            if flag == "--one-shot":
-                parsed["one_shot"] = True
+            if flag in ("--one-shot", "--mpi"):
+                parsed[flag[2:].replace("-", "_")] = True
             else:
                 parsed[flag[2:].replace("-", "_")] = _FLAGS[flag](words.pop(0))
         if "address" in parsed and "worker_id" in parsed:
@@ -335,37 +343,60 @@ def _argparse(argv: Sequence[str] | None) -> SimpleNamespace:
     parser.add_argument("--worker-id", type=int, required=True, help="the id the executor gave this process")
     parser.add_argument("--slot", type=int, default=0, help="the executorlib_worker_id handed to functions")
     parser.add_argument("--one-shot", action="store_true", help="exit after the first task")
+    parser.add_argument("--mpi", action="store_true", help="run every task on all MPI ranks (mpi4py)")
     parser.add_argument("--connect-timeout", type=float, default=60.0, help="seconds to wait for the executor")
     return SimpleNamespace(**vars(parser.parse_args(argv)))
+
+
+def connect(
+    context: zmq.Context[Any], address: str, connect_timeout: float, identity: bytes | None = None
+) -> tuple[zmq.Socket[Any], ExecutorGuard]:
+    """A DEALER connected to ``address``, watched by a guard that ends this process if the peer goes away."""
+    sock = context.socket(zmq.DEALER)
+    if identity is not None:
+        sock.setsockopt(zmq.ROUTING_ID, identity)
+    sock.setsockopt(zmq.LINGER, 5_000)
+    sock.setsockopt(zmq.HEARTBEAT_IVL, 5_000)
+    sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 15_000)
+    guard = ExecutorGuard(sock, connect_timeout)
+    sock.connect(address)
+    return sock, guard
+
+
+def close(context: zmq.Context[Any], sock: zmq.Socket[Any], guard: ExecutorGuard) -> None:
+    sock.disable_monitor()
+    guard.stop()
+    sock.close()  # lingers until the last reply has left
+    context.term()
+
+
+def fast_exit(status: int = 0) -> None:
+    """Skip the interpreter's teardown of every loaded module (tens of ms per task) but keep the promises a
+    user's code may rely on: atexit handlers and flushed output."""
+    import atexit
+
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     key = load_key()
     faulthandler.enable()  # a segfault in user code prints its native stack before the executor reports it
+    if args.mpi:
+        from xl_comm.mpi_worker import run_rank
+
+        return run_rank(args, key)
     context = zmq.Context(io_threads=1)
-    sock = context.socket(zmq.DEALER)
-    sock.setsockopt(zmq.LINGER, 5_000)
-    sock.setsockopt(zmq.HEARTBEAT_IVL, 5_000)
-    sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 15_000)
-    guard = ExecutorGuard(sock, args.connect_timeout)
-    sock.connect(args.address)
+    sock, guard = connect(context, args.address, args.connect_timeout)
     loop = WorkerLoop(sock, key, args.worker_id, args.slot)
     loop.send(Hello(pid=os.getpid(), host=os.uname().nodename))
     loop.serve(one_shot=args.one_shot)
-    sock.disable_monitor()
-    guard.stop()
-    sock.close()  # lingers until the last reply has left
-    context.term()
+    close(context, sock, guard)
     if args.one_shot:
-        # The reply is delivered; skip the interpreter's teardown of every loaded module (tens of ms per task),
-        # but keep the promises a user's code may rely on: atexit handlers and flushed output.
-        import atexit
-
-        atexit._run_exitfuncs()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
+        fast_exit()  # the reply is delivered
     return 0
 
 

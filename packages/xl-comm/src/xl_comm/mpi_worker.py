@@ -1,0 +1,107 @@
+"""The ``--mpi`` worker: every rank of an mpiexec or srun launch runs this; rank 0 leads (see xl_comm.team)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from types import SimpleNamespace
+from typing import Any
+
+import zmq
+
+from xl_comm.framing import pack_body
+from xl_comm.messages import Failure, Hello, Init, Kind, Result, Task
+from xl_comm.team import EXIT_TEAM_ABORTED, TeamLink, follower_identity, rank_origin
+from xl_comm.worker import ExecutorGuard, WorkerLoop, close, connect, fast_exit
+
+#: Status of a rank that cannot import mpi4py (EX_CONFIG).
+EXIT_NO_MPI4PY = 78
+
+
+class TeamLead(WorkerLoop):
+    """Rank 0: the executor's worker, which runs every task on all ranks through its TeamLink."""
+
+    link: TeamLink
+    #: what abort() must close so the answer leaves before the process does
+    ending: tuple[zmq.Context[Any], zmq.Socket[Any], ExecutorGuard]
+
+    def _init(self, message: Init) -> None:
+        self.link.broadcast(message)
+        super()._init(message)
+
+    def _outcome(self, task: Task) -> Result | Failure:
+        return self.link.call(self._current, task, lambda: super(TeamLead, self)._outcome(task))
+
+    def _run(self, task: Task, task_id: int) -> tuple[Kind, int, Any]:
+        self._current = task_id
+        return super()._run(task, task_id)
+
+    def abort(self, task_id: int, failure: Failure) -> None:
+        """Answer the stuck call with ``failure``, then end the MPI job (the launcher stops the other ranks)."""
+        self._send_all([(Kind.FAILURE, task_id, pack_body(failure))])
+        context, team, guard = self.ending
+        team.close(linger=0)
+        close(context, self._sock, guard)  # returns once the answer has left (lingers up to 5 s)
+        os._exit(EXIT_TEAM_ABORTED)
+
+
+def run_rank(args: SimpleNamespace, key: bytes) -> int:
+    try:
+        from mpi4py import MPI
+    except ImportError as problem:
+        print(
+            f"xl_comm.worker --mpi needs mpi4py ({problem}); install it with: pip install mpi4py "
+            "(and an MPI, e.g. pip install mpich)",
+            file=sys.stderr,
+            flush=True,
+        )
+        return EXIT_NO_MPI4PY
+    comm = MPI.COMM_WORLD
+    rank, size = comm.Get_rank(), comm.Get_size()
+    host = os.uname().nodename
+    one_host = len(set(comm.allgather(host))) == 1
+    context = zmq.Context(io_threads=1)
+    try:
+        if rank == 0:
+            _lead(args, key, context, comm, size, one_host)
+        else:
+            _follow(args, key, context, comm, rank, size)
+    finally:
+        if not MPI.Is_finalized():
+            MPI.Finalize()  # every rank calls it, or the launcher reports an abnormal end
+    if args.one_shot:
+        fast_exit()
+    return 0
+
+
+def _lead(args: SimpleNamespace, key: bytes, context: zmq.Context[Any], comm: Any, size: int, one_host: bool) -> None:
+    team = context.socket(zmq.ROUTER)
+    team.setsockopt(zmq.LINGER, 1_000)
+    # Followers on other hosts connect over the network; the key authenticates them like the lead itself.
+    team.bind("tcp://127.0.0.1:0" if one_host else "tcp://*:0")
+    endpoint = team.getsockopt(zmq.LAST_ENDPOINT).decode()
+    port = endpoint.rsplit(":", 1)[1]
+    comm.bcast(f"tcp://{'127.0.0.1' if one_host else os.uname().nodename}:{port}", root=0)
+    sock, guard = connect(context, args.address, args.connect_timeout)
+    lead = TeamLead(sock, key, args.worker_id, args.slot, origin=rank_origin(0, size, args.worker_id))
+    lead.link = TeamLink(team, key, size, lead.abort)
+    lead.ending = (context, team, guard)
+    try:
+        lead.link.wait_for_followers(args.connect_timeout)
+        lead.send(Hello(pid=os.getpid(), host=os.uname().nodename))
+        lead.serve(one_shot=args.one_shot)
+    finally:
+        lead.link.close()
+        comm.Barrier()  # every follower has left its loop: closing the team socket now alarms nobody
+        team.close()
+    close(context, sock, guard)
+
+
+def _follow(args: SimpleNamespace, key: bytes, context: zmq.Context[Any], comm: Any, rank: int, size: int) -> None:
+    address = comm.bcast(None, root=0)
+    sock, guard = connect(context, address, args.connect_timeout, identity=follower_identity(rank))
+    loop = WorkerLoop(sock, key, rank, args.slot, origin=rank_origin(rank, size, args.worker_id))
+    loop.send(Hello(pid=os.getpid(), host=os.uname().nodename))
+    loop.serve(one_shot=False)
+    close(context, sock, guard)
+    comm.Barrier()
