@@ -19,6 +19,11 @@ def test_public_names() -> None:
         "mpi_missing_message",
         "mpiexec_argv",
         "parse_mpi_version_text",
+        "SrunRequest",
+        "describe_srun_exit",
+        "parse_slurm_state",
+        "srun_argv",
+        "srun_time_minutes",
     }
     for name in xl_spawn.__all__:
         assert getattr(xl_spawn, name) is not None

@@ -1,8 +1,8 @@
 """xl-spawn: turn a request for a worker into a running process, and stop it cleanly.
 
-Pure builders (argv, environment, exit-status text, mpiexec command lines) and spawners that start one
-process in its own process group with a sentinel fd to wait on. Imports no other project package. The MPI
-names load on first use.
+Pure builders (argv, environment, exit-status text, mpiexec and srun command lines) and spawners that start one
+process in its own process group with a sentinel fd to wait on. Imports no other project package. The MPI and
+SLURM names load on first use.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
         mpiexec_argv,
         parse_mpi_version_text,
     )
+    from xl_spawn.slurm import SrunRequest, describe_srun_exit, parse_slurm_state, srun_argv, srun_time_minutes
 
 # Logging is the caller's choice: no output unless the application configures a handler.
 logging.getLogger(__name__).addHandler(logging.NullHandler())
@@ -38,21 +39,31 @@ _LAZY = {
     "mpi_missing_message": "mpi",
     "mpiexec_argv": "mpi",
     "parse_mpi_version_text": "mpi",
+    "SrunRequest": "slurm",
+    "describe_srun_exit": "slurm",
+    "parse_slurm_state": "slurm",
+    "srun_argv": "slurm",
+    "srun_time_minutes": "slurm",
 }
 
 __all__ = [
     "MpiFlavour",
     "Spawner",
+    "SrunRequest",
     "SubprocessSpawner",
     "describe_returncode",
+    "describe_srun_exit",
     "detect_mpi_flavour",
     "find_mpiexec",
     "mpi4py_available",
     "mpi_missing_message",
     "mpiexec_argv",
     "parse_mpi_version_text",
+    "parse_slurm_state",
     "prepend_path",
     "python_module_argv",
+    "srun_argv",
+    "srun_time_minutes",
     "thread_env",
 ]
 
