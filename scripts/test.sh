@@ -17,6 +17,17 @@ echo "== each xl-* wheel alone in a fresh venv"
 bash scripts/isolation.sh
 echo "== benchmark smoke run (ratios are reported, not asserted)"
 $py -m benchmarks --quick
+echo "== SLURM test cluster for tests/slurm (scripts/slurm-cluster.sh; stopped at exit if started here)"
+if ! bash scripts/slurm-cluster.sh status >/dev/null 2>&1; then
+    slurm_rc=0
+    slurm_msg=$(bash scripts/slurm-cluster.sh start 2>&1) || slurm_rc=$?
+    echo "$slurm_msg"
+    case $slurm_rc in
+        0) trap 'bash scripts/slurm-cluster.sh stop' EXIT ;;
+        3) export XL_SLURM_UNAVAILABLE="${slurm_msg##*$'\n'}" ;; # cannot run here: tests/slurm skip with this
+        *) echo "test.sh: the SLURM test cluster did not start (rc $slurm_rc); tests/slurm will fail" >&2 ;;
+    esac
+fi
 echo "== all test suites (real processes, real sockets)"
 # pytest exits 5 when it collects no test; set -e turns that, like any failure, into a failed run.
 $py -m pytest -q -p no:randomly packages/xl-serial/tests packages/xl-comm/tests packages/xl-spawn/tests \

@@ -75,8 +75,10 @@ def test_three_exact_steps_run_at_once_in_salloc(slurm_cluster: SlurmCluster, tm
     """Three one-CPU steps (srun --exact) inside one 3-task allocation all run at the same time (more than the
     2 real cores); without --exact each step would take the whole allocation and they would run one by one."""
     barrier = barrier_script(tmp_path, 3)
-    steps = " ".join(f"srun --exact -n 1 {barrier} &" for _ in range(3))
-    proc = slurm_cluster.salloc(f"{steps} wait %1 && wait %2 && wait %3", ntasks=3, timeout=90)
+    steps = " ".join(f"srun --exact -n 1 {barrier} & pids+=($!);" for _ in range(3))
+    proc = slurm_cluster.salloc(
+        f'pids=(); {steps} for p in "${{pids[@]}}"; do wait $p || exit 1; done', ntasks=3, timeout=90
+    )
     assert proc.returncode == 0, proc.stderr
     assert len(list((tmp_path / "arrived").iterdir())) == 3
 
@@ -165,6 +167,7 @@ def test_afterok_on_several_jobs(slurm_cluster: SlurmCluster) -> None:
     assert slurm_cluster.job_state(failing) == "FAILED"
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_time_limit_gives_timeout(slurm_cluster: SlurmCluster, timelimit_job: int) -> None:
     """--time=1 (whole minutes is the smallest limit) ends in TIMEOUT. slurmctld checks limits every 30 s, so this
