@@ -139,7 +139,7 @@ stop_daemon() {
 }
 
 cmd_status() {
-    local state pid
+    local state
     echo "munged:    $(munged_pid || echo 'not running')"
     echo "slurmctld: $(slurmctld_pid || echo 'not running')"
     echo "slurmd:    $(slurmd_pid || echo 'not running')"
@@ -245,6 +245,11 @@ cmd_start() {
                 fi
                 ;;
         esac
+        # a daemon that died after daemonizing (bad config, port taken): fail now, not at the deadline
+        if [ "$(($(date +%s) + START_TIMEOUT - deadline))" -ge 5 ] && ! { slurmctld_pid && slurmd_pid; } >/dev/null; then
+            log_tails
+            die "slurmctld or slurmd exited during start-up (see the logs above)"
+        fi
         if [ "$(date +%s)" -ge "$deadline" ]; then
             timeout 5 scontrol show node "$NODE" >&2 || true
             log_tails
