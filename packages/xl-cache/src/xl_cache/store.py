@@ -1,0 +1,195 @@
+"""Files: private directories, atomic writes, and validated reads of one cache file."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import sys
+import time
+import zlib
+from collections.abc import Mapping
+from functools import cache
+from importlib.metadata import version
+from typing import Any
+
+import xl_serial
+
+from xl_cache.errors import CacheCorruptError, CacheVersionError
+from xl_cache.h5image import H5Reader, Value, build_image
+from xl_cache.layout import FORMAT_VERSION, Meta, Stamp, Status, decode_meta, encode_meta, incompatibility, temp_name
+
+PRIVATE_MODE = 0o700
+
+
+@cache
+def current_stamp() -> Stamp:
+    """The versions this process writes, and can read."""
+    return Stamp(FORMAT_VERSION, ".".join(map(str, sys.version_info[:3])), version("cloudpickle"))
+
+
+def private_dir(path: str | os.PathLike[str]) -> str:
+    """Create ``path`` (and any missing parent) readable by this user only; return it absolute.
+
+    Existing directories keep their mode: they are the user's choice. Pickles run code when loaded, so a cache
+    directory others can write to would let them run code as this user.
+    """
+    path = os.path.abspath(os.fspath(path))
+    missing = []
+    probe = path
+    while not os.path.isdir(probe):
+        missing.append(probe)
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory, PRIVATE_MODE)
+        except FileExistsError:
+            if not os.path.isdir(directory):
+                raise
+    return path
+
+
+def atomic_write(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that ``path`` is either absent, the old file, or the complete new one.
+
+    The bytes go to a private temporary file in the same directory, are fsynced, and the file is renamed over
+    ``path``; a crash at any point leaves at most a ``*.tmp-*`` file, which no reader takes for a result.
+    Concurrent writers of one path each rename a complete file; the last rename wins.
+    """
+    directory, name = os.path.split(path)
+    temporary = os.path.join(directory, temp_name(name, os.getpid(), secrets.token_hex(4)))
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+    _fsync_directory(directory)
+
+
+def _fsync_directory(directory: str) -> None:
+    # Makes the rename itself durable; some file systems refuse to open or sync a directory, which is harmless.
+    try:
+        fd = os.open(directory or ".", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def pack(obj: Any) -> bytes:
+    """cloudpickle bytes of ``obj``, buffers in-band: one dataset per object."""
+    return bytes(xl_serial.dumps(obj, min_out_of_band=sys.maxsize)[0])
+
+
+def unpack(data: bytes) -> Any:
+    return xl_serial.loads([data])
+
+
+def error_summary(error: BaseException) -> str:
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def write_file(
+    path: str,
+    *,
+    key: str,
+    function: str,
+    status: Status,
+    pickled: Mapping[str, bytes],
+    runtime: float | None = None,
+    queue_id: int | None = None,
+    error_log_file: str | None = None,
+    error: str | None = None,
+    created: float | None = None,
+) -> None:
+    """Write one cache file atomically: the pickled datasets, the small value datasets, and the stamp."""
+    meta = Meta(
+        stamp=current_stamp(),
+        key=key,
+        function=function,
+        created=time.time() if created is None else created,
+        status=status,
+        runtime=runtime,
+        queue_id=queue_id,
+        error_log_file=error_log_file,
+        error=error,
+        checksums={name: zlib.crc32(data) for name, data in pickled.items()},
+    )
+    datasets: dict[str, Value] = dict(pickled)
+    for name, value in (("runtime", runtime), ("queue_id", queue_id), ("error_log_file", error_log_file)):
+        if value is not None:
+            datasets[name] = value
+    atomic_write(path, build_image(encode_meta(meta), datasets))
+
+
+def open_file(path: str) -> H5Reader:
+    """Open a cache file; ``FileNotFoundError`` if it is absent, :class:`CacheCorruptError` if not HDF5."""
+    try:
+        return H5Reader(path)
+    except FileNotFoundError:
+        raise
+    except OSError as problem:
+        if not os.path.exists(path):
+            raise FileNotFoundError(2, "No such cache file", path) from None
+        raise CacheCorruptError(f"cache file {path} cannot be read as HDF5 (truncated or damaged): {problem}") from None
+
+
+def read_meta(reader: H5Reader) -> Meta:
+    try:
+        return decode_meta(reader.meta())
+    except Exception as problem:
+        raise CacheCorruptError(
+            f"cache file {reader.path} has no valid xl-cache stamp ({problem}); it was damaged or not written by "
+            "xl-cache; delete it"
+        ) from None
+
+
+def check_versions(meta: Meta, path: str) -> None:
+    """:class:`CacheVersionError` naming both versions when this process cannot unpickle the file."""
+    problem = incompatibility(meta.stamp, current_stamp())
+    if problem is not None:
+        raise CacheVersionError(
+            f"cache file {path} was written with {problem}; its pickles cannot be read safely. Rerun the task "
+            "with this environment (delete the file or use another cache directory), or read it with the versions "
+            "that wrote it"
+        )
+
+
+def read_pickled(reader: H5Reader, meta: Meta, name: str) -> bytes:
+    """The bytes of dataset ``name``, checked against the CRC in the stamp."""
+    expected = meta.checksums.get(name)
+    try:
+        data = reader.read_bytes(name)
+    except Exception as problem:
+        raise CacheCorruptError(f"cache file {reader.path}: dataset {name!r} cannot be read ({problem})") from None
+    if expected is None or zlib.crc32(data) != expected:
+        raise CacheCorruptError(
+            f"cache file {reader.path}: dataset {name!r} does not match its checksum (damaged); delete the file"
+        )
+    return data
+
+
+def load_object(path: str, name: str) -> Any:
+    """Unpickle dataset ``name`` of the file at ``path`` after checking its stamp, versions and checksum."""
+    with open_file(path) as reader:
+        meta = read_meta(reader)
+        check_versions(meta, path)
+        data = read_pickled(reader, meta, name)
+    return unpack(data)

@@ -1,0 +1,234 @@
+"""One task in the cache: write its input or its result, find its result by key (O(1): one file open)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import xl_serial
+
+from xl_cache.errors import CacheCorruptError, CachePendingError
+from xl_cache.layout import INPUTS, input_name, output_name
+from xl_cache.store import (
+    check_versions,
+    error_summary,
+    open_file,
+    pack,
+    private_dir,
+    read_meta,
+    read_pickled,
+    unpack,
+    write_file,
+)
+
+
+def input_path(cache_directory: str | os.PathLike[str], key: str) -> str:
+    return os.path.join(os.path.abspath(cache_directory), input_name(key))
+
+
+def output_path(cache_directory: str | os.PathLike[str], key: str) -> str:
+    return os.path.join(os.path.abspath(cache_directory), output_name(key))
+
+
+def _inputs(fn: Any, args: Sequence[Any], kwargs: Mapping[str, Any] | None, resource_dict: Any) -> dict[str, bytes]:
+    values = (fn, tuple(args), dict(kwargs or {}), dict(resource_dict or {}))
+    return {name: pack(value) for name, value in zip(INPUTS, values, strict=True)}
+
+
+def write_input(
+    cache_directory: str | os.PathLike[str],
+    key: str,
+    fn: Any,
+    args: Sequence[Any] = (),
+    kwargs: Mapping[str, Any] | None = None,
+    *,
+    resource_dict: Mapping[str, Any] | None = None,
+    error_log_file: str | None = None,
+    queue_id: int | None = None,
+) -> str:
+    """Write ``<key>_i.h5`` (a pending task) and return its path; the directory is created private."""
+    path = input_path(private_dir(cache_directory), key)
+    write_file(
+        path,
+        key=key,
+        function=xl_serial.function_name(fn),
+        status="pending",
+        pickled=_inputs(fn, args, kwargs, resource_dict),
+        queue_id=queue_id,
+        error_log_file=error_log_file,
+    )
+    return path
+
+
+def write_output(
+    cache_directory: str | os.PathLike[str],
+    key: str,
+    fn: Any,
+    args: Sequence[Any] = (),
+    kwargs: Mapping[str, Any] | None = None,
+    *,
+    output: Any = None,
+    error: BaseException | None = None,
+    runtime: float = 0.0,
+    resource_dict: Mapping[str, Any] | None = None,
+    error_log_file: str | None = None,
+    queue_id: int | None = None,
+) -> str:
+    """Write ``<key>_o.h5``: the inputs and ``output``, or ``error`` when it is given; return its path.
+
+    An error is stored with its formatted traceback (:func:`xl_serial.capture`), so a reader re-raises it with
+    the original type and the remote traceback attached. An output that cannot be pickled raises here.
+    """
+    return write_result_file(
+        output_path(private_dir(cache_directory), key),
+        key=key,
+        function=xl_serial.function_name(fn),
+        inputs=_inputs(fn, args, kwargs, resource_dict),
+        output=output,
+        error=error,
+        runtime=runtime,
+        error_log_file=error_log_file,
+        queue_id=queue_id,
+    )
+
+
+def write_result_file(
+    path: str,
+    *,
+    key: str,
+    function: str,
+    inputs: Mapping[str, bytes],
+    output: Any = None,
+    error: BaseException | None = None,
+    runtime: float = 0.0,
+    error_log_file: str | None = None,
+    queue_id: int | None = None,
+) -> str:
+    """:func:`write_output` with the inputs already pickled (the file-mode worker copies them from ``_i.h5``)."""
+    result = {"output": pack(output)} if error is None else {"error": pack(xl_serial.capture(error))}
+    write_file(
+        path,
+        key=key,
+        function=function,
+        status="done" if error is None else "error",
+        pickled={**inputs, **result},
+        runtime=runtime,
+        queue_id=queue_id,
+        error_log_file=error_log_file,
+        error=None if error is None else error_summary(error),
+    )
+    return path
+
+
+def as_exception(stored: Any) -> BaseException:
+    """The exception a reader raises for a stored error (a captured RemoteError is rebuilt with its traceback)."""
+    if isinstance(stored, xl_serial.RemoteError):
+        return stored.rebuild()
+    if isinstance(stored, BaseException):
+        return stored
+    return RuntimeError(f"the task failed with {stored!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A finished task read from the cache: its output, or the exception it raised."""
+
+    key: str
+    status: Literal["done", "error"]
+    value: Any
+    """The output when ``status == "done"``, else the exception."""
+    runtime: float | None
+
+    def result(self) -> Any:
+        """The output, or raise the stored exception (like ``Future.result()``)."""
+        if self.status == "error":
+            raise self.value
+        return self.value
+
+    def to_future(self) -> Future[Any]:
+        """A finished Future: with the output, or failed with the stored exception."""
+        future: Future[Any] = Future()
+        if self.status == "error":
+            future.set_exception(self.value)
+        else:
+            future.set_result(self.value)
+        return future
+
+
+def load_result(cache_directory: str | os.PathLike[str], key: str) -> Outcome | None:
+    """The finished task ``key``, or ``None`` when it has no output file (never run, pending or running).
+
+    Costs one file open whatever the size of the cache. A damaged file raises
+    :class:`~xl_cache.CacheCorruptError`, one from other versions :class:`~xl_cache.CacheVersionError`.
+    """
+    path = output_path(cache_directory, key)
+    try:
+        reader = open_file(path)
+    except FileNotFoundError:
+        return None
+    with reader:
+        meta = read_meta(reader)
+        if meta.key != key or meta.status == "pending":
+            raise CacheCorruptError(
+                f"cache file {path} holds the {meta.status} task {meta.key!r}, not the result of {key!r}; it was "
+                "renamed or damaged; delete it"
+            )
+        check_versions(meta, path)
+        failed = meta.status == "error"
+        data = read_pickled(reader, meta, "error" if failed else "output")
+    value = unpack(data)
+    if failed:
+        return Outcome(key, "error", as_exception(value), meta.runtime)
+    return Outcome(key, "done", value, meta.runtime)
+
+
+def get_future_from_cache(cache_directory: str | os.PathLike[str], cache_key: str) -> Future[Any]:
+    """A finished Future for the cached task ``cache_key``: its result, or failed with its stored exception.
+
+    A task that is still pending (only ``<key>_i.h5`` exists) raises :class:`~xl_cache.CachePendingError` rather
+    than returning a Future that nothing would ever complete; a key with no file raises ``FileNotFoundError``.
+    """
+    outcome = load_result(cache_directory, cache_key)
+    if outcome is not None:
+        return outcome.to_future()
+    pending = input_path(cache_directory, cache_key)
+    if os.path.exists(pending):
+        raise CachePendingError(
+            f"task {cache_key!r} has not finished: {pending} exists but its output "
+            f"{output_path(cache_directory, cache_key)} does not yet (queued, running, or its job died); ask again "
+            "later, or resubmit it with the executor that runs it"
+        )
+    raise FileNotFoundError(2, f"no cache entry {cache_key!r} in {os.path.abspath(cache_directory)}", pending)
+
+
+def remove(cache_directory: str | os.PathLike[str], key: str) -> list[str]:
+    """Delete the input and output files of ``key``; return the paths that were there."""
+    removed = []
+    for path in (output_path(cache_directory, key), input_path(cache_directory, key)):
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            continue
+        removed.append(path)
+    return removed
+
+
+def record_queue_id(cache_directory: str | os.PathLike[str], key: str, queue_id: int) -> None:
+    """Rewrite the pending input of ``key`` with the batch job id that will run it (atomically, like any write)."""
+    path = input_path(cache_directory, key)
+    with open_file(path) as reader:
+        meta = read_meta(reader)
+        inputs = {name: read_pickled(reader, meta, name) for name in INPUTS}
+    write_file(
+        path,
+        key=meta.key,
+        function=meta.function,
+        status="pending",
+        pickled=inputs,
+        queue_id=queue_id,
+        error_log_file=meta.error_log_file,
+        created=meta.created,
+    )

@@ -1,0 +1,147 @@
+"""The file-mode worker: ``python -m xl_cache.worker PATH/<key>_i.h5``.
+
+It loads the pending task, replaces :class:`~xl_cache.OutputRef` arguments by the outputs they name, runs the
+function in ``resource_dict["cwd"]`` when one is given, and writes ``<key>_o.h5`` next to the input (atomically)
+with the output or the exception, the runtime and the queue id; then it removes the input.
+
+Exit status, for batch schedulers (``afterok`` dependencies):
+
+- 0: the output file was written, whether the function returned or raised. A dependent job then starts and
+  fails with the same exception when it reads this output (executorlib 1.x semantics); the exception's
+  traceback is also printed to stderr (the job's log) and appended to ``error_log_file`` when one is set.
+- 1: no output file could be written (e.g. the directory is not writable); the reason is on stderr.
+- 2: bad command line.
+
+An unreadable input (damaged, or from other Python/cloudpickle versions) still produces an output file holding
+that error, so whoever waits for the task learns why instead of waiting forever.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+from typing import Any
+
+from xl_cache.layout import INPUTS, parse_name
+from xl_cache.refs import resolve_refs
+from xl_cache.store import check_versions, open_file, read_meta, read_pickled, unpack
+from xl_cache.tasks import output_path, write_result_file
+
+EXIT_OK = 0
+EXIT_NO_OUTPUT = 1
+EXIT_USAGE = 2
+
+
+def _log_error(error_log_file: str | None, fn: Any, args: Any, kwargs: Any, error: BaseException) -> None:
+    text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    print(text, file=sys.stderr, end="", flush=True)
+    if error_log_file is None:
+        return
+    try:
+        with open(error_log_file, "a", encoding="utf-8") as log:
+            log.write(f"function: {fn!r}\nargs: {args!r}\nkwargs: {kwargs!r}\n{text}\n")
+    except OSError as problem:  # the log is a courtesy; the output file still gets the error
+        print(f"xl_cache.worker: cannot append to error_log_file {error_log_file}: {problem}", file=sys.stderr)
+
+
+def run_task_file(input_file: str | os.PathLike[str]) -> str:
+    """Run the task of ``<key>_i.h5`` and write its ``<key>_o.h5``; return the output path.
+
+    Exceptions of the task (and of loading it) are stored, not raised; only a failure to write the output
+    raises.
+    """
+    input_file = os.path.abspath(input_file)
+    parsed = parse_name(os.path.basename(input_file))
+    if parsed is None or parsed[1] != "input":
+        raise ValueError(f"{input_file} is not a pending task file (expected a name ending in _i.h5)")
+    key = parsed[0]
+    output_file = output_path(os.path.dirname(input_file), key)
+    if not os.path.exists(input_file):
+        if os.path.exists(output_file):
+            return output_file  # ran already (a requeued job): keep that result
+        raise FileNotFoundError(2, "No such pending task file", input_file)
+    inputs: dict[str, bytes] = {}
+    function, error_log_file, queue_id = key, None, None
+    fn: Any = None
+    args: Any = ()
+    kwargs: Any = {}
+    runtime = 0.0
+
+    def store(output: Any, error: BaseException | None) -> None:
+        write_result_file(
+            output_file,
+            key=key,
+            function=function,
+            inputs=inputs,
+            output=output,
+            error=error,
+            runtime=runtime,
+            error_log_file=error_log_file,
+            queue_id=queue_id,
+        )
+
+    try:
+        with open_file(input_file) as reader:
+            meta = read_meta(reader)
+            function, error_log_file, queue_id = meta.function, meta.error_log_file, meta.queue_id
+            inputs = {name: read_pickled(reader, meta, name) for name in INPUTS}
+            check_versions(meta, input_file)
+        fn, args, kwargs, resources = (unpack(inputs[name]) for name in INPUTS)
+        cwd = resources.get("cwd")
+        if cwd:
+            os.makedirs(cwd, exist_ok=True)
+            os.chdir(cwd)
+        args, kwargs = resolve_refs(args), resolve_refs(kwargs)
+    except Exception as problem:  # a damaged input, a missing module, a failed upstream: the task's error
+        _log_error(error_log_file, fn, args, kwargs, problem)
+        store(None, problem)
+        _remove(input_file)
+        return output_file
+    start = time.perf_counter()
+    try:
+        output, error = fn(*args, **kwargs), None
+    except Exception as raised:  # SystemExit/KeyboardInterrupt (sys.exit, a signal) end the job instead
+        output, error = None, raised
+    runtime = time.perf_counter() - start
+    if error is not None:
+        _log_error(error_log_file, fn, args, kwargs, error)
+    try:
+        store(output, error)
+    except Exception as unpicklable:  # the output (or exception) cannot be pickled: store why
+        stored = TypeError(f"the result of {function} could not be stored in the cache: {unpicklable!r}")
+        _log_error(error_log_file, fn, args, kwargs, stored)
+        store(None, stored)
+    _remove(input_file)
+    return output_file
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m xl_cache.worker",
+        description="Run one pending task of an xl-cache directory and write its output file.",
+    )
+    parser.add_argument("input_file", help="the task's <key>_i.h5")
+    args = parser.parse_args(argv)
+    try:
+        run_task_file(args.input_file)
+    except ValueError as problem:
+        print(f"xl_cache.worker: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as problem:
+        print(f"xl_cache.worker: no output written for {args.input_file}: {problem!r}", file=sys.stderr)
+        return EXIT_NO_OUTPUT
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""The file-mode worker: ``python -m xl_cache.worker <key>_i.h5`` in a real subprocess, and in-process."""
+
+from __future__ import annotations
+
+import math
+import operator
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import xl_cache
+from xl_cache.worker import EXIT_NO_OUTPUT, EXIT_OK, EXIT_USAGE
+
+
+def _run(path: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "xl_cache.worker", path], capture_output=True, text=True, timeout=120, cwd=cwd
+    )
+
+
+def test_a_task_runs_and_its_output_replaces_its_input(tmp_path: Path) -> None:
+    path = xl_cache.write_input(tmp_path, "sum", operator.add, (2, 3), queue_id=17)
+    done = _run(path)
+    assert done.returncode == EXIT_OK, done.stderr
+    assert not os.path.exists(path)
+    outcome = xl_cache.load_result(tmp_path, "sum")
+    assert outcome is not None and outcome.value == 5 and outcome.runtime is not None and outcome.runtime >= 0
+    [entry] = xl_cache.list_entries(tmp_path)
+    assert entry.queue_id == 17 and entry.input_args == (2, 3) and entry.function is operator.add
+
+
+def test_an_exception_is_stored_logged_and_exits_zero(tmp_path: Path) -> None:
+    log = tmp_path / "errors.txt"
+    path = xl_cache.write_input(tmp_path, "bad", int, ("x",), error_log_file=str(log))
+    done = _run(path)
+    assert done.returncode == EXIT_OK  # afterok dependents start and read the error
+    assert "ValueError" in done.stderr and "invalid literal" in done.stderr
+    assert "ValueError" in log.read_text() and "args: ('x',)" in log.read_text()
+    future = xl_cache.get_future_from_cache(tmp_path, "bad")
+    error = future.exception(timeout=0)
+    assert isinstance(error, ValueError)
+    assert "Traceback" in str(error.__cause__)
+
+
+def test_the_task_runs_in_its_cwd(tmp_path: Path) -> None:
+    work = tmp_path / "work" / "here"
+    path = xl_cache.write_input(tmp_path / "cache", "cwd", os.getcwd, resource_dict={"cwd": str(work)})
+    assert _run(path).returncode == EXIT_OK
+    outcome = xl_cache.load_result(tmp_path / "cache", "cwd")
+    assert outcome is not None and outcome.value == str(work)
+
+
+def test_output_refs_are_resolved_and_failures_propagate(tmp_path: Path) -> None:
+    xl_cache.write_output(tmp_path, "pair", divmod, (7, 2), output=(3, 1))
+    try:
+        math.sqrt(-1)
+    except ValueError as error:
+        xl_cache.write_output(tmp_path, "broken", math.sqrt, (-1,), error=error)
+    uses = xl_cache.write_input(tmp_path, "uses", operator.add, (xl_cache.OutputRef(str(tmp_path), "pair", 0), 10))
+    assert xl_cache.run_task_file(uses) == str(tmp_path / "uses_o.h5")
+    outcome = xl_cache.load_result(tmp_path, "uses")
+    assert outcome is not None and outcome.value == 13
+    fails = xl_cache.write_input(tmp_path, "fails", operator.neg, (xl_cache.OutputRef(str(tmp_path), "broken"),))
+    xl_cache.run_task_file(fails)
+    with pytest.raises(ValueError, match="math domain error"):
+        xl_cache.get_future_from_cache(tmp_path, "fails").result(timeout=0)
+    missing = xl_cache.write_input(tmp_path, "missing", operator.neg, (xl_cache.OutputRef(str(tmp_path), "none"),))
+    xl_cache.run_task_file(missing)
+    with pytest.raises(xl_cache.CachePendingError, match="does not exist"):
+        xl_cache.get_future_from_cache(tmp_path, "missing").result(timeout=0)
+
+
+def test_a_damaged_input_still_yields_an_output_with_the_reason(tmp_path: Path) -> None:
+    path = xl_cache.write_input(tmp_path, "damaged", operator.add, (1, 2))
+    Path(path).write_bytes(Path(path).read_bytes()[:300])
+    done = _run(path)
+    assert done.returncode == EXIT_OK
+    with pytest.raises(xl_cache.CacheCorruptError, match=r"damaged_i\.h5"):
+        xl_cache.get_future_from_cache(tmp_path, "damaged").result(timeout=0)
+
+
+def test_an_unpicklable_result_is_stored_as_an_error(tmp_path: Path) -> None:
+    path = xl_cache.write_input(tmp_path, "lock", threading.Lock)
+    xl_cache.run_task_file(path)
+    with pytest.raises(TypeError, match="could not be stored"):
+        xl_cache.get_future_from_cache(tmp_path, "lock").result(timeout=0)
+
+
+def test_exit_codes_for_a_missing_input_and_a_bad_name(tmp_path: Path) -> None:
+    assert _run(str(tmp_path / "gone_i.h5")).returncode == EXIT_NO_OUTPUT
+    wrong = _run(str(tmp_path / "gone_o.h5"))
+    assert wrong.returncode == EXIT_USAGE and "_i.h5" in wrong.stderr
+
+
+def test_a_requeued_job_keeps_the_existing_result(tmp_path: Path) -> None:
+    path = xl_cache.write_input(tmp_path, "again", operator.add, (1, 1))
+    assert _run(path).returncode == EXIT_OK
+    assert _run(path).returncode == EXIT_OK  # the input is gone, the output is there: nothing to do
+    outcome = xl_cache.load_result(tmp_path, "again")
+    assert outcome is not None and outcome.value == 2
