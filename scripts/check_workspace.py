@@ -54,6 +54,7 @@ PYPI_TO_CONDA: dict[str, str] = {
     "pysqa": "pysqa",
     "pygraphviz": "pygraphviz",
     "matplotlib": "matplotlib-base",
+    "pandas": "pandas",
 }
 
 # Names that must never appear in a pyproject dependency list, with the reason.

@@ -14,6 +14,8 @@ extra_test_deps() {  # what a package's tests need beyond test_deps (never what 
         xl-spawn) echo pyzmq ;;
         # matplotlib: the picture fallback runs for real here (the workspace venv has no matplotlib)
         xl-graph) echo jsonschema matplotlib ;;
+        # pandas: to_dataframe() runs for real (it is the package's optional extra, not a dependency)
+        xl-cache) echo pandas ;;
     esac
 }
 check() {  # package, siblings it depends on, modules that must NOT be installed by it
@@ -38,3 +40,4 @@ check xl-serial "" "zmq h5py executorlib xl_comm"
 check xl-spawn "" "zmq cloudpickle xl_serial executorlib"
 check xl-comm "xl-serial" "h5py executorlib xl_spawn"
 check xl-graph "" "zmq cloudpickle h5py xl_serial executorlib"
+check xl-cache "xl-serial" "zmq executorlib xl_comm xl_spawn"

@@ -31,4 +31,4 @@ fi
 echo "== all test suites (real processes, real sockets)"
 # pytest exits 5 when it collects no test; set -e turns that, like any failure, into a failed run.
 $py -m pytest -q -p no:randomly packages/xl-serial/tests packages/xl-comm/tests packages/xl-spawn/tests \
-    packages/xl-graph/tests packages/executorlib/tests tests
+    packages/xl-graph/tests packages/xl-cache/tests packages/executorlib/tests tests
