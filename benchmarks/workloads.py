@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import gc
+import random
+import shutil
 import statistics
+import tempfile
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -36,6 +39,8 @@ class Sizes:
     fanout_repeats: int
     pending_tasks: int
     pending_seconds: float
+    cache_entries: tuple[int, ...]
+    cache_hits: int
 
 
 FULL = Sizes(
@@ -53,6 +58,8 @@ FULL = Sizes(
     fanout_repeats=5,
     pending_tasks=50_000,
     pending_seconds=3.0,
+    cache_entries=(1000, 5000, 50_000),
+    cache_hits=2000,
 )
 QUICK = Sizes(
     latency_calls=300,
@@ -69,6 +76,8 @@ QUICK = Sizes(
     fanout_repeats=2,
     pending_tasks=10_000,
     pending_seconds=3.0,
+    cache_entries=(200, 1000, 2000),
+    cache_hits=300,
 )
 
 
@@ -472,6 +481,81 @@ def pending_on_one_future(sizes: Sizes, notes: list[str]) -> list[Row]:
     ]
 
 
+def _cache_hits(directory: str, indices: list[int]) -> tuple[list[float], list[float]]:
+    """Per task: seconds to compute its key, and seconds to find and load its cached output."""
+    from xl_cache import load_result
+    from xl_serial import task_key
+
+    keys, loads = [], []
+    for i in indices:
+        start = time.perf_counter()
+        key = task_key(echo, (i,), {})
+        keyed = time.perf_counter()
+        outcome = load_result(directory, key)
+        done = time.perf_counter()
+        if outcome is None or outcome.value != i:
+            raise RuntimeError(f"cache benchmark: entry {i} missing or wrong: {outcome!r}")
+        keys.append(keyed - start)
+        loads.append(done - keyed)
+    return keys, loads
+
+
+def cache_warm_hit(sizes: Sizes, notes: list[str]) -> list[Row]:
+    """One cache directory grown to each size in turn; at each, warm hits (key + lookup + unpickle) of random
+    entries. The smallest size is the floor of the larger ones: the growth ratio is the ratio vs floor."""
+    from xl_cache import write_output
+    from xl_serial import task_key
+
+    directory = tempfile.mkdtemp(prefix="xl-cache-bench-")
+    rng = random.Random(5)
+    medians: dict[int, float] = {}
+    rows = []
+    us = 1e6
+    try:
+        written = 0
+        fill_seconds = 0.0
+        for size in sizes.cache_entries:
+            start = time.perf_counter()
+            for i in range(written, size):
+                write_output(directory, task_key(echo, (i,), {}), echo, (i,), output=i, runtime=0.0)
+            fill_seconds += time.perf_counter() - start
+            written = size
+            sample = [rng.randrange(size) for _ in range(sizes.cache_hits)]
+            _cache_hits(directory, sample[:50])  # warm the code paths
+            keys, loads = _cache_hits(directory, sample)
+            total = [k + v for k, v in zip(keys, loads, strict=True)]
+            medians[size] = statistics.median(total)
+            notes.append(
+                f"cache warm hit at {size} entries: median {medians[size] * us:.0f} us per task (key "
+                f"{statistics.median(keys) * us:.0f} + lookup {statistics.median(loads) * us:.0f}), mean "
+                f"{statistics.mean(total) * us:.0f} us, p90 {statistics.quantiles(total, n=10)[8] * us:.0f} us, "
+                f"{len(sample)} random entries"
+            )
+        notes.append(
+            f"cache warm hit: filling {written} entries took {fill_seconds:.1f} s "
+            f"({fill_seconds / written * us:.0f} us per atomic write); floor = the {sizes.cache_entries[0]}-entry "
+            "median, so ratio vs floor is the growth"
+        )
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+    smallest = sizes.cache_entries[0]
+    for size in sizes.cache_entries:
+        targets = [Target("abs", "<=", 500.0)]
+        if size != smallest:
+            targets.append(Target("floor", "<=", 1.2))
+        rows.append(
+            Row(
+                f"8 cache warm hit, {size} entries, median of {sizes.cache_hits}",
+                "us/task",
+                medians[size] * us,
+                medians[smallest] * us if size != smallest else None,
+                None,
+                targets,
+            )
+        )
+    return rows
+
+
 WORKLOADS: list[tuple[str, Callable[[Sizes, list[str]], list[Row]]]] = [
     ("latency", latency),
     ("throughput", throughput),
@@ -480,4 +564,5 @@ WORKLOADS: list[tuple[str, Callable[[Sizes, list[str]], list[Row]]]] = [
     ("dependency chain", dependency_chain),
     ("fan-out", fan_out),
     ("pending on one Future", pending_on_one_future),
+    ("cache warm hit", cache_warm_hit),
 ]
