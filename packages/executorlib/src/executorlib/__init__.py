@@ -16,11 +16,20 @@ logging.getLogger("executorlib").addHandler(logging.NullHandler())
 _LAZY = {
     "BaseExecutor": "executorlib.executors.base",
     "SingleNodeExecutor": "executorlib.executors.single",
+    "get_cache_data": "xl_cache",
+    "get_future_from_cache": "xl_cache",
     "get_item_from_future": "xl_graph",
     "split_future": "xl_graph",
 }
 
-__all__ = ["BaseExecutor", "SingleNodeExecutor", "get_item_from_future", "split_future"]
+__all__ = [
+    "BaseExecutor",
+    "SingleNodeExecutor",
+    "get_cache_data",
+    "get_future_from_cache",
+    "get_item_from_future",
+    "split_future",
+]
 
 
 def __getattr__(name: str) -> Any:

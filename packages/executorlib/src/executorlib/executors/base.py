@@ -17,6 +17,7 @@ from xl_comm.messages import Task
 from xl_graph import GraphPicture
 from xl_serial import frames_nbytes, function_name, register_by_value
 
+from executorlib.caching import PER_CALL_KEYS, CachedFuture, ResultCache
 from executorlib.dependencies import Batches, Parked, cancel_and_notify, upstream_futures
 from executorlib.graph_mode import GraphRecorder, LiveGraph
 from executorlib.resources import BackendRules, Resources, merge, parse_resource_dict
@@ -65,6 +66,7 @@ class BaseExecutor(Executor):
         self._is_shutdown = False
         self._parked: set[Parked] = set()
         self._deferred_shutdown: tuple[bool, bool] | None = None
+        self._cache = ResultCache()
         # An executor dropped without shutdown() still lets its workers finish and go.
         self._finalizer = weakref.finalize(self, scheduler.shutdown, False)
         self._finalizer.atexit = False  # at exit ExitHook shuts down in order: waiting tasks first
@@ -82,7 +84,7 @@ class BaseExecutor(Executor):
         resources = self._task_resources(resource_dict)
         if self._graph is not None:
             return self._graph.record(fn, args, kwargs)
-        future: Future[Any] = Future()
+        future: Future[Any] = CachedFuture() if resources.cache_directory is not None else Future()
         if self._live_graph is not None:
             self._live_graph.record(fn, args, kwargs, future)
         upstream = upstream_futures(args, kwargs) if args or kwargs else []
@@ -108,7 +110,11 @@ class BaseExecutor(Executor):
     def _dispatch(
         self, fn: Callable[..., Any], args: Any, kwargs: Any, resources: Resources, future: Future[Any]
     ) -> None:
-        """Pickle the call (here, so an unpicklable argument fails this Future) and hand it to the scheduler."""
+        """Pickle the call (here, so an unpicklable argument fails this Future) and hand it to the scheduler.
+
+        With a cache directory the call is looked up first: a hit completes the Future and starts no worker."""
+        if resources.cache_directory is not None and self._cache.serve(fn, args, kwargs, resources, future):
+            return
         try:
             body = pack_body(Task(fn, args, kwargs, error_log_file=resources.error_log_file))
         except Exception as problem:
@@ -157,7 +163,7 @@ class BaseExecutor(Executor):
         where = "submit(..., resource_dict=...)"
         overrides = parse_resource_dict(resource_dict, where=where)
         if self._fixed_resources:
-            fixed = sorted(set(overrides) - {"error_log_file"})
+            fixed = sorted(set(overrides) - PER_CALL_KEYS)
             if fixed:
                 from executorlib.errors import ResourceDictError
 
@@ -192,6 +198,7 @@ class BaseExecutor(Executor):
                     return
                 self._shutdown_lock.wait_for(lambda: not self._parked)
         self._scheduler.shutdown(wait, cancel_futures=cancel_futures)
+        self._cache.shutdown(wait)  # results already handed to the cache writer are written first
 
     def dependency_graph(self, filename: str | None = None) -> GraphPicture:
         """The picture of the tasks submitted so far (needs ``record_dependency_graph=True``); shown inline in

@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from executorlib.accounting import available_cores, core_budget, pool_size
+from executorlib.caching import check_executor_resources
 from executorlib.executors.base import BaseExecutor, register_caller_module
 from executorlib.graph_mode import GraphRecorder, NoScheduler
 from executorlib.resources import DEFAULTS, BackendRules, Resources, merge, parse_resource_dict
@@ -23,8 +24,6 @@ SINGLE_NODE_RULES = BackendRules(
         "cores": _NEEDS_MPI,
         "gpus_per_core": "GPU assignment is not available in this release of SingleNodeExecutor; pick devices "
         "yourself from executorlib_worker_id",
-        "cache_key": "the result cache is not available in this release; remove the key",
-        "cache_directory": "the result cache is not available in this release; remove the key",
         "num_nodes": "it runs on one node; use SlurmJobExecutor or FluxJobExecutor for multi-node tasks",
         "exclusive": "it runs on one node and cannot reserve it; use SlurmJobExecutor or FluxJobExecutor",
         "run_time_max": "it enforces no time limits; use SlurmJobExecutor, FluxJobExecutor or the cluster executors",
@@ -56,6 +55,11 @@ class SingleNodeExecutor(BaseExecutor):
     (default: the CPUs available to this process). ``block_allocation=True``: ``max_workers`` long-lived workers
     with the resources of ``resource_dict``, an optional ``init_function`` whose returned dict presets keyword
     arguments, and ``restart_limit`` restarts of workers that die.
+
+    ``cache_directory`` (or ``resource_dict={"cache_directory": ...}`` per call) keeps each successful result in
+    ``<key>_o.h5``, the key being ``resource_dict["cache_key"]`` or the hash of the function and its arguments; a
+    later call with the same key, in this run or another, gets the stored result without starting a worker.
+    Failures are not cached (as in executorlib 1.x): a call that raised runs again. See :mod:`executorlib.caching`.
 
     >>> with SingleNodeExecutor() as exe:
     ...     exe.submit(sum, [1, 2]).result()
@@ -108,10 +112,8 @@ class SingleNodeExecutor(BaseExecutor):
             raise ValueError(
                 f"restart_limit={restart_limit} needs block_allocation=True: only long-lived workers are restarted"
             )
-        if cache_directory is not None:
-            raise ValueError(
-                f"cache_directory={cache_directory!r} is not available in this release of SingleNodeExecutor"
-            )
+        if cache_directory is not None and not isinstance(cache_directory, str | os.PathLike):
+            raise TypeError(f"cache_directory must be a directory name, got {type(cache_directory).__name__}")
         for name, value in (
             ("plot_dependency_graph_filename", plot_dependency_graph_filename),
             ("export_workflow_filename", export_workflow_filename),
@@ -123,6 +125,9 @@ class SingleNodeExecutor(BaseExecutor):
         where = "SingleNodeExecutor(resource_dict=...)"
         resources = merge(DEFAULTS, parse_resource_dict(resource_dict, where=where))
         SINGLE_NODE_RULES.check(resources, where=where)
+        check_executor_resources(resources, where=where)
+        if cache_directory is not None:  # every task's default; a task's resource_dict may name another
+            resources = merge(resources, {"cache_directory": os.path.abspath(cache_directory)})
         self._max_cores = max_cores
         self._budget = core_budget(max_workers, max_cores, available_cores())
         localhost = hostname_localhost is not False

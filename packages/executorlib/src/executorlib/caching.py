@@ -1,0 +1,155 @@
+"""The result cache of the interactive executors (``cache_directory``, per-task ``cache_key``).
+
+A task whose resources name a cache directory is looked up by its key (``cache_key``, else the hash of the
+function and its arguments, taken after Future arguments were replaced by their values) right before it would be
+queued: a hit completes its Future from ``<key>_o.h5`` and no worker ever sees the task. On a miss the task runs
+and its result is written to ``<key>_o.h5`` before its Future completes, so a later run (or a later line of the
+same script) finds it. Failures are not cached, as in executorlib 1.x: a task that raised runs again next time.
+The resources are not part of the key: the same call with other resources reuses the result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
+from typing import Any
+
+from executorlib.errors import ResourceDictError
+from executorlib.resources import DEFAULTS, Resources
+
+log = logging.getLogger("executorlib")
+
+#: resource_dict keys that describe the cache, not the worker: a block-allocation pool takes them per call.
+PER_CALL_KEYS = frozenset({"error_log_file", "cache_key", "cache_directory"})
+
+
+def check_executor_resources(resources: Resources, *, where: str) -> None:
+    """An executor-wide ``cache_key`` would give every task one key, so every task would return the first
+    result: reject it where the executor is built."""
+    if resources.cache_key is not None:
+        raise ResourceDictError(
+            f"{where}: resource_dict['cache_key'] = {resources.cache_key!r} would give every task of this executor "
+            "the same cache entry (each would return the first result); pass it per call, "
+            f"submit(fn, ..., resource_dict={{'cache_key': {resources.cache_key!r}}})"
+        )
+
+
+def task_resource_dict(resources: Resources) -> dict[str, Any]:
+    """The resources a task asked for beyond the defaults, as the ``resource_dict`` dataset records them."""
+    return {
+        field.name: getattr(resources, field.name)
+        for field in dataclasses.fields(resources)
+        if getattr(resources, field.name) != getattr(DEFAULTS, field.name)
+    }
+
+
+class CachedFuture(Future[Any]):
+    """The Future of a task with a cache directory: its first successful result is written to the cache (in the
+    executor's writer thread) before the Future completes. Exceptions pass straight through, uncached."""
+
+    _store: Callable[[Any], None] | None = None
+
+    def set_result(self, result: Any) -> None:
+        store, self._store = self._store, None
+        if store is None:
+            super().set_result(result)
+            return
+        store(result)
+
+    def _finish(self, result: Any) -> None:
+        # failed meanwhile (e.g. its worker was declared dead): that outcome stands
+        with contextlib.suppress(InvalidStateError):
+            super().set_result(result)
+
+
+class ResultCache:
+    """Looks tasks up before they are queued and writes results in one background thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._writer: ThreadPoolExecutor | None = None
+
+    def serve(self, fn: Callable[..., Any], args: Any, kwargs: Any, resources: Resources, future: Future[Any]) -> bool:
+        """Complete ``future`` from the cache and return True (a hit, or an unreadable entry, which fails it);
+        on a miss arrange for the result to be written and return False."""
+        from xl_cache import load_result
+        from xl_serial import task_key
+
+        directory = resources.cache_directory
+        assert directory is not None
+        try:
+            key = resources.cache_key or task_key(fn, args, kwargs)
+            outcome = load_result(directory, key)
+        except Exception as problem:  # a damaged entry (CacheError), or arguments that cannot be pickled
+            if future.set_running_or_notify_cancel():
+                future.set_exception(problem)
+            return True
+        if outcome is not None:
+            if future.set_running_or_notify_cancel():
+                if outcome.status == "done":
+                    Future.set_result(future, outcome.value)
+                else:  # written by a file-mode worker sharing this directory
+                    future.set_exception(outcome.value)
+            return True
+        if isinstance(future, CachedFuture):
+            started = time.perf_counter()
+
+            def store(result: Any) -> None:
+                runtime = time.perf_counter() - started
+                self._submit(lambda: self._write(future, directory, key, fn, args, kwargs, resources, result, runtime))
+
+            future._store = store
+        return False
+
+    def _write(
+        self,
+        future: CachedFuture,
+        directory: str,
+        key: str,
+        fn: Callable[..., Any],
+        args: Any,
+        kwargs: Any,
+        resources: Resources,
+        result: Any,
+        runtime: float,
+    ) -> None:
+        from xl_cache import write_output
+
+        try:
+            write_output(
+                directory,
+                key,
+                fn,
+                args,
+                kwargs,
+                output=result,
+                runtime=runtime,
+                resource_dict=task_resource_dict(resources),
+                error_log_file=resources.error_log_file,
+            )
+        except Exception as problem:  # the result still reaches its Future; only the cache misses it
+            log.warning("could not write the result of %s to the cache %s: %r", key, directory, problem)
+        finally:
+            future._finish(result)
+
+    def _submit(self, job: Callable[[], None]) -> None:
+        with self._lock:
+            if self._writer is None:
+                self._writer = ThreadPoolExecutor(1, thread_name_prefix="executorlib-cache-writer")
+            writer = self._writer
+        try:
+            writer.submit(job)
+        except RuntimeError:  # the writer is shut down (or the interpreter is exiting): write here
+            job()
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Stop the writer thread once the writes already handed to it are done (when ``wait``)."""
+        with self._lock:
+            writer = self._writer
+        if writer is not None:
+            writer.shutdown(wait=wait)
