@@ -10,6 +10,7 @@ write end. Both kinds report exit *without* reaping the process; reaping stays w
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import math
 import os
@@ -58,12 +59,42 @@ class Spawner(Protocol):
     def describe(self) -> str: ...
 
 
+class _Lifeline:
+    """Kills the child's process group when this process dies, however it dies (kill -9, OOM), with no help
+    from the child: a watchdog thread in a Python child cannot run while the user's code holds the GIL (a
+    spinning MPI call does). The child inherits the read end of a pipe whose write end only we hold; the
+    kernel sends SIGKILL to the child's group (F_SETOWN, F_SETSIG, O_ASYNC) when that pipe reaches end of file,
+    which happens when our write end closes with us. Linux only; elsewhere spawners do without."""
+
+    def __init__(self) -> None:
+        self.read_fd, self._write_fd = os.pipe()
+
+    @staticmethod
+    def supported() -> bool:
+        return hasattr(fcntl, "F_SETSIG") and hasattr(os, "O_ASYNC")
+
+    def arm(self, group: int) -> None:
+        fcntl.fcntl(self.read_fd, fcntl.F_SETOWN, -group)
+        fcntl.fcntl(self.read_fd, fcntl.F_SETSIG, signal.SIGKILL)
+        fcntl.fcntl(self.read_fd, fcntl.F_SETFL, fcntl.fcntl(self.read_fd, fcntl.F_GETFL) | os.O_ASYNC)
+
+    def close(self) -> None:
+        """Disarm, then close both ends (idempotent)."""
+        if self.read_fd < 0:
+            return
+        fcntl.fcntl(self.read_fd, fcntl.F_SETFL, fcntl.fcntl(self.read_fd, fcntl.F_GETFL) & ~os.O_ASYNC)
+        os.close(self.read_fd)
+        os.close(self._write_fd)
+        self.read_fd = self._write_fd = -1
+
+
 class SubprocessSpawner:
     """Run ``argv`` as a local subprocess that leads a new session (and so its own process group).
 
     ``env`` is laid over a copy of ``os.environ``; ``cwd`` is created (private to the user) if missing.
     ``shutdown`` sends SIGTERM to the whole group, SIGKILL after ``terminate_timeout`` seconds, and kills what
-    the process left behind in its group even when it had exited on its own.
+    the process left behind in its group even when it had exited on its own. With ``lifeline`` (the default, on
+    Linux) the kernel also kills the group if this process dies first, e.g. by SIGKILL.
 
     >>> with SubprocessSpawner() as spawner:
     ...     spawner.bootup(["true"])
@@ -77,6 +108,7 @@ class SubprocessSpawner:
         cwd: str | os.PathLike[str] | None = None,
         env: Mapping[str, str] | None = None,
         terminate_timeout: float = 2.0,
+        lifeline: bool = True,
     ) -> None:
         if not (isinstance(terminate_timeout, (int, float)) and math.isfinite(terminate_timeout)) or (
             terminate_timeout < 0
@@ -94,6 +126,7 @@ class SubprocessSpawner:
         self._stopped = False
         self._shutdown_called = False
         self._background: threading.Thread | None = None
+        self._lifeline = _Lifeline() if lifeline and _Lifeline.supported() else None
 
     # -- start ---------------------------------------------------------------------------------------------
 
@@ -110,22 +143,32 @@ class SubprocessSpawner:
             os.makedirs(self._cwd, mode=0o700, exist_ok=True)
         env = dict(os.environ)
         env.update(self._env)
-        proc = subprocess.Popen(
-            command,
-            cwd=self._cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            # A new session makes the child lead its own process group, which it cannot leave, so killpg
-            # reaches it and everything it starts without touching our own group.
-            start_new_session=True,
-            close_fds=True,
-        )
+        try:
+            proc = subprocess.Popen(
+                command,
+                cwd=self._cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                # A new session makes the child lead its own process group, which it cannot leave, so killpg
+                # reaches it and everything it starts without touching our own group.
+                start_new_session=True,
+                close_fds=True,
+                pass_fds=(self._lifeline.read_fd,) if self._lifeline is not None else (),
+            )
+        except BaseException:
+            if self._lifeline is not None:
+                self._lifeline.close()
+            raise
+        if self._lifeline is not None:
+            self._lifeline.arm(proc.pid)
         self._proc, self._argv = proc, command
         try:
             self._open_sentinel(proc.pid)
         except BaseException:
             self._stopped = True
             self._signal_group(signal.SIGKILL)
+            if self._lifeline is not None:
+                self._lifeline.close()
             proc.wait()
             self._close_sentinel()
             raise
@@ -269,6 +312,8 @@ class SubprocessSpawner:
             # Unless poll()/wait() reaped it already, the leader is a zombie now, so its pid (our group id)
             # cannot have been reused: kill whatever it left behind in the group, then reap it.
             self._signal_group(signal.SIGKILL)
+            if self._lifeline is not None:
+                self._lifeline.close()  # disarmed first: the group id may be reused once the leader is reaped
             proc.wait()
             self._close_sentinel()
             self._stopped = True
