@@ -45,3 +45,20 @@ def preset(executorlib_worker_id: int = -1, k: int = 0) -> tuple[int, int, int]:
     from mpi4py import MPI
 
     return MPI.COMM_WORLD.Get_rank(), executorlib_worker_id, k
+
+
+def raise_on_rank_1_then_allreduce() -> int:
+    """Like the barrier case, but rank 0 waits in a pickle-based collective, which holds the GIL while it waits."""
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    if comm.Get_rank() == 1:
+        raise ValueError("rank 1 left rank 0 in allreduce")
+    return int(comm.allreduce(comm.Get_rank()))
+
+
+def sum_of_ranks() -> int:
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    return int(comm.allreduce(comm.Get_rank()))

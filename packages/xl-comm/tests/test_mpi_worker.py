@@ -13,7 +13,15 @@ import pytest
 from comm_helpers import Recorder
 from hypothesis import given
 from hypothesis import strategies as st
-from mpi_tasks import kill_rank_1, preset, raise_on_rank_1, raise_on_rank_1_then_barrier, rank_and_size
+from mpi_tasks import (
+    kill_rank_1,
+    preset,
+    raise_on_rank_1,
+    raise_on_rank_1_then_allreduce,
+    raise_on_rank_1_then_barrier,
+    rank_and_size,
+    sum_of_ranks,
+)
 from xl_comm.hub import Hub
 from xl_comm.messages import Failure, Init, Result, Shutdown, Task
 from xl_comm.team import PEER_FAILURE_GRACE_SECONDS, combine
@@ -127,6 +135,9 @@ def test_an_exception_on_one_rank_names_it_and_the_worker_stays_usable(team) -> 
     hub.send(1, Task(rank_and_size, (4,)), task_id=2)
     rec.wait_for(lambda: len(rec.replies) == 2)
     assert rec.replies[1] == (1, 2, Result([(4, 2, 0), (4, 2, 1)]))
+    hub.send(1, Task(sum_of_ranks), task_id=3)  # rank 0 holds the GIL in allreduce until rank 1 has the task
+    rec.wait_for(lambda: len(rec.replies) == 3)
+    assert rec.replies[2] == (1, 3, Result([1, 1]))
     hub.send(1, Shutdown())
     assert process.wait(timeout=30) == 0
 
@@ -156,4 +167,18 @@ def test_a_killed_rank_ends_the_worker_promptly(team) -> None:
     rec.wait_for(lambda: rec.exits, timeout=30)
     assert time.monotonic() - sent < 10
     assert not rec.replies
+    assert process.wait(timeout=10) != 0
+
+
+@needs_mpi
+def test_a_rank_stuck_holding_the_gil_after_a_failure_ends_the_job_not_a_hang(team) -> None:
+    from xl_comm.mpi_worker import FOLLOWER_PATIENCE_SECONDS
+
+    hub, rec, start = team
+    process = start(1, 2)
+    rec.wait_for(lambda: 1 in rec.hellos)
+    sent = time.monotonic()
+    hub.send(1, Task(raise_on_rank_1_then_allreduce), task_id=1)
+    rec.wait_for(lambda: rec.exits, timeout=FOLLOWER_PATIENCE_SECONDS + 30)
+    assert time.monotonic() - sent < FOLLOWER_PATIENCE_SECONDS + 10
     assert process.wait(timeout=10) != 0

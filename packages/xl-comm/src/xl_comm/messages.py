@@ -21,13 +21,14 @@ class Kind(enum.IntEnum):
     TASK = 2
     SHUTDOWN = 3
     BATCH = 4  # several Task messages in one (see xl_comm.framing.pack_batch)
+    SETTLED = 5  # MPI rank 0 to the other ranks: the call has been answered (see xl_comm.team)
     HELLO = 65
     RESULT = 66
     FAILURE = 67
     REPLIES = 68  # several Result/Failure messages in one
 
 
-TO_WORKER = frozenset({Kind.INIT, Kind.TASK, Kind.SHUTDOWN, Kind.BATCH})
+TO_WORKER = frozenset({Kind.INIT, Kind.TASK, Kind.SHUTDOWN, Kind.BATCH, Kind.SETTLED})
 TO_EXECUTOR = frozenset({Kind.HELLO, Kind.RESULT, Kind.FAILURE, Kind.REPLIES})
 
 
@@ -60,6 +61,13 @@ class Shutdown:
 
 
 @dataclass(frozen=True, slots=True)
+class Settled:
+    """Rank 0 has answered the call that just failed: a rank that raised need not end the MPI job itself."""
+
+    kind = Kind.SETTLED
+
+
+@dataclass(frozen=True, slots=True)
 class Hello:
     """First message of a worker: who and where it is."""
 
@@ -80,20 +88,26 @@ class Result:
 
 @dataclass(frozen=True, slots=True)
 class Failure:
-    """The task named in the header raised (or its arguments or result could not cross the wire)."""
+    """The task named in the header raised (or its arguments or result could not cross the wire).
+
+    ``ends_worker``: the worker exits right after this answer on purpose (an MPI job whose ranks were stuck after
+    a failure), so a pool replaces it without counting a crash.
+    """
 
     error: RemoteError
+    ends_worker: bool = False
 
     kind = Kind.FAILURE
 
 
-Message = Init | Task | Shutdown | Hello | Result | Failure
+Message = Init | Task | Shutdown | Settled | Hello | Result | Failure
 
 #: The class of each kind, to rebuild a message from the tuple of its fields.
 MESSAGE_CLASSES: dict[Kind, type[Message]] = {
     Kind.INIT: Init,
     Kind.TASK: Task,
     Kind.SHUTDOWN: Shutdown,
+    Kind.SETTLED: Settled,
     Kind.HELLO: Hello,
     Kind.RESULT: Result,
     Kind.FAILURE: Failure,

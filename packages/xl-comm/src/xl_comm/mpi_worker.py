@@ -11,11 +11,15 @@ import zmq
 
 from xl_comm.framing import pack_body
 from xl_comm.messages import Failure, Hello, Init, Kind, Result, Task
-from xl_comm.team import EXIT_TEAM_ABORTED, TeamLink, follower_identity, rank_origin
+from xl_comm.team import EXIT_TEAM_ABORTED, PEER_FAILURE_GRACE_SECONDS, TeamLink, follower_identity, rank_origin
 from xl_comm.worker import ExecutorGuard, WorkerLoop, close, connect, fast_exit
 
 #: Status of a rank that cannot import mpi4py (EX_CONFIG).
 EXIT_NO_MPI4PY = 78
+
+#: How long a rank whose call raised waits for rank 0 to settle the call before it ends the MPI job; longer
+#: than rank 0's own grace, so rank 0 answers with the error whenever it can.
+FOLLOWER_PATIENCE_SECONDS = 2 * PEER_FAILURE_GRACE_SECONDS + 2
 
 
 class TeamLead(WorkerLoop):
@@ -23,7 +27,7 @@ class TeamLead(WorkerLoop):
 
     link: TeamLink
     #: what abort() must close so the answer leaves before the process does
-    ending: tuple[zmq.Context[Any], zmq.Socket[Any], ExecutorGuard]
+    ending: tuple[zmq.Context[Any], tuple[zmq.Socket[Any], ...], ExecutorGuard]
 
     def _init(self, message: Init) -> None:
         self.link.broadcast(message)
@@ -38,9 +42,10 @@ class TeamLead(WorkerLoop):
 
     def abort(self, task_id: int, failure: Failure) -> None:
         """Answer the stuck call with ``failure``, then end the MPI job (the launcher stops the other ranks)."""
-        self._send_all([(Kind.FAILURE, task_id, pack_body(failure))])
+        self._send_all([(Kind.FAILURE, task_id, pack_body(Failure(failure.error, ends_worker=True)))])
         context, team, guard = self.ending
-        team.close(linger=0)
+        for team_sock in team:
+            team_sock.close(linger=0)
         close(context, self._sock, guard)  # returns once the answer has left (lingers up to 5 s)
         os._exit(EXIT_TEAM_ABORTED)
 
@@ -75,33 +80,61 @@ def run_rank(args: SimpleNamespace, key: bytes) -> int:
 
 
 def _lead(args: SimpleNamespace, key: bytes, context: zmq.Context[Any], comm: Any, size: int, one_host: bool) -> None:
-    team = context.socket(zmq.ROUTER)
-    team.setsockopt(zmq.LINGER, 1_000)
+    tasks, answers = context.socket(zmq.ROUTER), context.socket(zmq.PULL)
     # Followers on other hosts connect over the network; the key authenticates them like the lead itself.
-    team.bind("tcp://127.0.0.1:0" if one_host else "tcp://*:0")
-    endpoint = team.getsockopt(zmq.LAST_ENDPOINT).decode()
-    port = endpoint.rsplit(":", 1)[1]
-    comm.bcast(f"tcp://{'127.0.0.1' if one_host else os.uname().nodename}:{port}", root=0)
+    host = "127.0.0.1" if one_host else os.uname().nodename
+    addresses = []
+    for team_sock in (tasks, answers):
+        team_sock.setsockopt(zmq.LINGER, 1_000)
+        team_sock.bind("tcp://127.0.0.1:0" if one_host else "tcp://*:0")
+        port = team_sock.getsockopt(zmq.LAST_ENDPOINT).decode().rsplit(":", 1)[1]
+        addresses.append(f"tcp://{host}:{port}")
+    comm.bcast(addresses, root=0)
     sock, guard = connect(context, args.address, args.connect_timeout)
     lead = TeamLead(sock, key, args.worker_id, args.slot, origin=rank_origin(0, size, args.worker_id))
-    lead.link = TeamLink(team, key, size, lead.abort)
-    lead.ending = (context, team, guard)
+    lead.link = TeamLink(tasks, answers, key, size, lead.abort)
+    lead.ending = (context, (tasks, answers), guard)
     try:
         lead.link.wait_for_followers(args.connect_timeout)
         lead.send(Hello(pid=os.getpid(), host=os.uname().nodename))
         lead.serve(one_shot=args.one_shot)
     finally:
         lead.link.close()
-        comm.Barrier()  # every follower has left its loop: closing the team socket now alarms nobody
-        team.close()
+        comm.Barrier()  # every follower has left its loop: closing the team sockets now alarms nobody
+        tasks.close()
+        answers.close()
     close(context, sock, guard)
 
 
+class TeamFollower(WorkerLoop):
+    """Ranks 1..N-1: run what rank 0 relays. A rank whose call raised gives rank 0 FOLLOWER_PATIENCE_SECONDS to
+    settle the call; rank 0 may be stuck in a collective call that holds the GIL, where its own watch cannot
+    run, so then this rank ends the MPI job (its traceback is on stderr) and the executor reports the death."""
+
+    comm: Any
+
+    def _answered(self, kind: Kind) -> None:
+        if kind != Kind.FAILURE or self._sock.poll(int(FOLLOWER_PATIENCE_SECONDS * 1000), zmq.POLLIN):
+            return
+        print(
+            f"{self._origin}: the call raised here and rank 0 has not settled it after {FOLLOWER_PATIENCE_SECONDS:g} "
+            "s (stuck in a collective call?); ending the MPI job",
+            file=sys.stderr,
+            flush=True,
+        )
+        self.comm.Abort(EXIT_TEAM_ABORTED)
+
+
 def _follow(args: SimpleNamespace, key: bytes, context: zmq.Context[Any], comm: Any, rank: int, size: int) -> None:
-    address = comm.bcast(None, root=0)
-    sock, guard = connect(context, address, args.connect_timeout, identity=follower_identity(rank))
-    loop = WorkerLoop(sock, key, rank, args.slot, origin=rank_origin(rank, size, args.worker_id))
+    tasks_address, answers_address = comm.bcast(None, root=0)
+    sock, guard = connect(context, tasks_address, args.connect_timeout, identity=follower_identity(rank))
+    out = context.socket(zmq.PUSH)
+    out.setsockopt(zmq.LINGER, 5_000)
+    out.connect(answers_address)
+    loop = TeamFollower(sock, key, rank, args.slot, origin=rank_origin(rank, size, args.worker_id), out=out)
+    loop.comm = comm
     loop.send(Hello(pid=os.getpid(), host=os.uname().nodename))
     loop.serve(one_shot=False)
+    out.close()
     close(context, sock, guard)
     comm.Barrier()

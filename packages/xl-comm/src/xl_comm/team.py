@@ -15,7 +15,6 @@ answer, after which the lead reports the failure and ends the MPI job (the execu
 from __future__ import annotations
 
 import os
-import queue
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -26,7 +25,7 @@ import zmq
 from xl_serial import Frame, RemoteError
 
 from xl_comm.framing import BodyError, Header, ProtocolError, open_body, open_header, pack_body, seal
-from xl_comm.messages import Failure, Hello, Kind, Message, Result, Shutdown, Task
+from xl_comm.messages import Failure, Hello, Kind, Message, Result, Settled, Shutdown, Task
 
 #: After one rank failed, how long the other ranks may take to answer before the MPI job is ended.
 PEER_FAILURE_GRACE_SECONDS = 2.0
@@ -88,27 +87,29 @@ class _Call:
 
 
 class TeamLink:
-    """The lead's side of the followers' connections. A thread of its own owns the socket, so answers are seen
-    while the lead's main thread is still inside the user's function (that is how a stuck call is noticed)."""
+    """The lead's side of the followers' connections: tasks go out on ``tasks`` (a ROUTER, used only by the
+    lead's main thread, before it runs its own share: a user's MPI call may hold the GIL until every rank has
+    joined it); answers come back on ``answers`` (a PULL, owned by the link's thread, so they are seen while
+    the main thread is still inside the user's function: that is how a stuck call is noticed)."""
 
     def __init__(
         self,
-        sock: zmq.Socket[Any],
+        tasks: zmq.Socket[Any],
+        answers: zmq.Socket[Any],
         key: bytes,
         size: int,
         abort: Callable[[int, Failure], None],
     ) -> None:
-        self._sock = sock
+        self._tasks = tasks
+        self._sock = answers
         self._key = key
         self._size = size
         self._abort = abort
         self._sent = 0
-        self._commands: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
-        self._wake_r, self._wake_w = os.pipe()
+        self._stop_r, self._stop_w = os.pipe()
         self._call: _Call | None = None
         self._answered = threading.Condition()
         self._hellos: set[int] = set()
-        self._running = True
         self._thread = threading.Thread(target=self._serve, name="xl-comm-team", daemon=True)
         self._thread.start()
 
@@ -123,48 +124,48 @@ class TeamLink:
                 raise RuntimeError(f"MPI ranks {_ranks(missing)} did not connect to rank 0 within {timeout:g} s")
 
     def broadcast(self, message: Message, task_id: int = 0) -> None:
-        """Send ``message`` to every follower (pickled here, sent by the link's thread)."""
-        body = pack_body(message)
-        self._command(lambda: self._send_all(message.kind, task_id, body))
+        """Send ``message`` to every follower."""
+        self._send_all(message.kind, task_id, pack_body(message))
 
     def call(self, task_id: int, task: Task, local: Callable[[], Result | Failure]) -> Result | Failure:
         """Run ``task`` on every rank: the followers get it first, then ``local`` runs it here."""
-        body = pack_body(task)
         with self._answered:
             self._call = _Call(task_id, {})
-        self._command(lambda: self._send_all(Kind.TASK, task_id, body))
+        self._send_all(Kind.TASK, task_id, pack_body(task))
         outcome = local()
-        self._command(lambda: self._record(0, task_id, outcome))
+        self._record(0, task_id, outcome)
         with self._answered:
             self._answered.wait_for(lambda: self._call is not None and self._call.answer is not None)
             assert self._call is not None and self._call.answer is not None
             answer, self._call = self._call.answer, None
+        if isinstance(answer, Failure):  # followers that failed wait for this before they give up on rank 0
+            self.broadcast(Settled())
         return answer
 
     def close(self) -> None:
         """Tell the followers to stop, then stop the link's thread."""
         self.broadcast(Shutdown())
-        self._command(self._stop)
+        os.write(self._stop_w, b"S")
         self._thread.join()
-        os.close(self._wake_r)
-        os.close(self._wake_w)
+        os.close(self._stop_r)
+        os.close(self._stop_w)
 
-    def _command(self, fn: Callable[[], None]) -> None:
-        self._commands.put(fn)
-        os.write(self._wake_w, b"\0")
+    def _send_all(self, kind: Kind, task_id: int, body: Sequence[Frame]) -> None:
+        for rank in range(1, self._size):
+            self._sent += 1
+            frames = seal(self._key, Header(kind, rank, self._sent, task_id), body)
+            self._tasks.send_multipart([follower_identity(rank), *frames], copy=False)
 
     # -- the link's thread ------------------------------------------------------------------------------------
 
     def _serve(self) -> None:
         poller = zmq.Poller()
         poller.register(self._sock, zmq.POLLIN)
-        poller.register(self._wake_r, zmq.POLLIN)
-        while self._running:
+        poller.register(self._stop_r, zmq.POLLIN)
+        while True:
             ready = dict(poller.poll(self._timeout_ms()))
-            if self._wake_r in ready:
-                os.read(self._wake_r, 4096)
-                while not self._commands.empty():
-                    self._commands.get()()
+            if self._stop_r in ready and b"S" in os.read(self._stop_r, 4096):
+                return
             while self._sock.poll(0, zmq.POLLIN):
                 self._receive(self._sock.recv_multipart(copy=False))
             self._check_deadline()
@@ -175,23 +176,14 @@ class TeamLink:
             return None
         return max(0, int((call.deadline - time.monotonic()) * 1000) + 1)
 
-    def _stop(self) -> None:
-        self._running = False
-
-    def _send_all(self, kind: Kind, task_id: int, body: Sequence[Frame]) -> None:
-        for rank in range(1, self._size):
-            self._sent += 1
-            frames = seal(self._key, Header(kind, rank, self._sent, task_id), body)
-            self._sock.send_multipart([follower_identity(rank), *frames], copy=False)
-
     def _receive(self, frames: Sequence[Any]) -> None:
         try:
-            header = open_header(self._key, frames[1:])
-            message = open_body(header, frames[1:])
+            header = open_header(self._key, frames)
+            message = open_body(header, frames)
         except (ProtocolError, BodyError) as problem:
             print(f"xl_comm.team: dropped a message from a rank: {problem}", flush=True)
             return
-        if bytes(frames[0].buffer) != follower_identity(header.worker_id):
+        if not 0 < header.worker_id < self._size:
             return
         if isinstance(message, Hello):
             with self._answered:
@@ -211,6 +203,8 @@ class TeamLink:
                 self._answered.notify_all()
             elif isinstance(outcome, Failure) and call.deadline is None:
                 call.deadline = time.monotonic() + PEER_FAILURE_GRACE_SECONDS
+                if threading.current_thread() is not self._thread:
+                    os.write(self._stop_w, b"w")  # the link's thread sleeps without a timeout: wake it to keep time
 
     def _check_deadline(self) -> None:
         with self._answered:

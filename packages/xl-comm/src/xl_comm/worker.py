@@ -142,9 +142,17 @@ class WorkerLoop:
     """Receives, runs and answers messages over one DEALER socket."""
 
     def __init__(
-        self, sock: zmq.Socket[Any], key: bytes, worker_id: int, slot: int, *, origin: str | None = None
+        self,
+        sock: zmq.Socket[Any],
+        key: bytes,
+        worker_id: int,
+        slot: int,
+        *,
+        origin: str | None = None,
+        out: zmq.Socket[Any] | None = None,
     ) -> None:
         self._sock = sock
+        self._out = out if out is not None else sock  # where answers go (MPI ranks answer rank 0 elsewhere)
         self._key = key
         self._worker_id = worker_id
         self._sent = 0
@@ -186,9 +194,14 @@ class WorkerLoop:
             if isinstance(message, Init):
                 self._init(message)
             elif isinstance(message, Task):
-                self._send_all([self._run(message, header.task_id)])
+                reply = self._run(message, header.task_id)
+                self._send_all([reply])
+                self._answered(reply[0])
                 if one_shot:
                     return
+
+    def _answered(self, kind: Kind) -> None:
+        """Called after each single task's answer has been sent (a hook for MPI ranks)."""
 
     def _run_batch(self, header: Header, frames: Sequence[Any]) -> None:
         """Run a batch's tasks in order and answer them together; answers that wait longer than
@@ -214,7 +227,7 @@ class WorkerLoop:
         with self._send_lock:
             self._sent += 1
             header = Header(kind, self._worker_id, self._sent, task_id)
-            self._sock.send_multipart(seal(self._key, header, body), copy=False)
+            self._out.send_multipart(seal(self._key, header, body), copy=False)
 
     def _failure(self, problem: BodyError, task_id: int) -> tuple[Kind, int, Sequence[Frame]]:
         return Kind.FAILURE, task_id, pack_body(Failure(capture(problem.__cause__ or problem, origin=self._origin)))
