@@ -290,3 +290,71 @@ def touch_and_add(path: str, a: Any, b: Any) -> Any:
     """Mark ``path`` (proof that the task ran), return ``a + b``."""
     Path(path).touch()
     return a + b
+
+
+# -- MPI: these import mpi4py inside, so workers that never get an MPI task do not load it --------------------------
+
+
+def mpi_rank_size(i: int) -> tuple[int, int, int]:
+    from mpi4py import MPI
+
+    return i, MPI.COMM_WORLD.Get_size(), MPI.COMM_WORLD.Get_rank()
+
+
+def mpi_raise_on_rank(bad_rank: int) -> int:
+    from mpi4py import MPI
+
+    rank = MPI.COMM_WORLD.Get_rank()
+    if rank == bad_rank:
+        raise CustomError(f"rank {rank} failed", 7)
+    return rank
+
+
+def mpi_raise_then_barrier(bad_rank: int) -> int:
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    if comm.Get_rank() == bad_rank:
+        raise ValueError(f"rank {bad_rank} left the others in a barrier")
+    comm.Barrier()
+    return comm.Get_rank()
+
+
+def mpi_kill_rank(bad_rank: int) -> int:
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    if comm.Get_rank() == bad_rank:
+        os.kill(os.getpid(), signal.SIGKILL)
+    comm.Barrier()
+    return comm.Get_rank()
+
+
+def mpi_sum_of_ranks(offset: int) -> int:
+    """A real collective call: the sum over ranks of (rank + offset)."""
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    return int(comm.allreduce(comm.Get_rank() + offset))
+
+
+def mpi_raise_then_allreduce(bad_rank: int) -> int:
+    """Rank 0 then waits in a pickle-based collective, which holds the GIL while it waits."""
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    if comm.Get_rank() == bad_rank:
+        raise ValueError(f"rank {bad_rank} left the others in allreduce")
+    return int(comm.allreduce(comm.Get_rank()))
+
+
+def mpi_kill_rank_once(bad_rank: int, marker: str) -> int:
+    """The first attempt loses rank ``bad_rank`` to SIGKILL; a retry (on a restarted worker) succeeds."""
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    if comm.Get_rank() == bad_rank and not os.path.exists(marker):
+        Path(marker).touch()
+        os.kill(os.getpid(), signal.SIGKILL)
+    comm.Barrier()
+    return comm.Get_rank()

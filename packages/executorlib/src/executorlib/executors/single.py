@@ -11,19 +11,12 @@ from executorlib.accounting import available_cores, core_budget, pool_size
 from executorlib.caching import check_executor_resources
 from executorlib.executors.base import BaseExecutor, register_caller_module
 from executorlib.graph_mode import GraphRecorder, NoScheduler
+from executorlib.launch import LocalLaunch, check_gpus, host_gpus
 from executorlib.resources import DEFAULTS, BackendRules, Resources, merge, parse_resource_dict
-
-_NEEDS_MPI = (
-    "running one call on several MPI ranks is not available in this release of SingleNodeExecutor; use "
-    '"threads_per_core" for a function that is not an MPI program'
-)
 
 SINGLE_NODE_RULES = BackendRules(
     executor="SingleNodeExecutor",
     unsupported={
-        "cores": _NEEDS_MPI,
-        "gpus_per_core": "GPU assignment is not available in this release of SingleNodeExecutor; pick devices "
-        "yourself from executorlib_worker_id",
         "num_nodes": "it runs on one node; use SlurmJobExecutor or FluxJobExecutor for multi-node tasks",
         "exclusive": "it runs on one node and cannot reserve it; use SlurmJobExecutor or FluxJobExecutor",
         "run_time_max": "it enforces no time limits; use SlurmJobExecutor, FluxJobExecutor or the cluster executors",
@@ -130,6 +123,10 @@ class SingleNodeExecutor(BaseExecutor):
             resources = merge(resources, {"cache_directory": os.path.abspath(cache_directory)})
         self._max_cores = max_cores
         self._budget = core_budget(max_workers, max_cores, available_cores())
+        self._launch = LocalLaunch(openmpi_oversubscribe)
+        self._launch.check_oversubscribe()
+        self._gpus = host_gpus()
+        self._check_task(resources, where=where)  # before any worker starts
         localhost = hostname_localhost is not False
         register_caller_module()
         scheduler: Any
@@ -158,11 +155,19 @@ class SingleNodeExecutor(BaseExecutor):
                 init_function=init_function,
                 restart_limit=restart_limit,
                 localhost=localhost,
+                launch=self._launch,
+                gpus=self._gpus,
             )
         else:
             from executorlib.schedulers.one_process import OneProcessScheduler
 
-            scheduler = OneProcessScheduler(core_budget=self._budget, max_tasks=max_workers, localhost=localhost)
+            scheduler = OneProcessScheduler(
+                core_budget=self._budget,
+                max_tasks=max_workers,
+                localhost=localhost,
+                launch=self._launch,
+                gpus=self._gpus,
+            )
         super().__init__(
             scheduler,
             resources=resources,
@@ -173,9 +178,11 @@ class SingleNodeExecutor(BaseExecutor):
             graph=graph,
             record_dependency_graph=record_dependency_graph,
         )
-        self._check_task(resources, where=where)
 
     def _check_task(self, resources: Resources, *, where: str) -> None:
+        self._launch.check(resources, where=where)
+        if resources.gpus_per_core:
+            check_gpus(resources, self._gpus, where=where)
         if self._budget is not None and resources.slots > self._budget:
             raise ValueError(
                 f"{where}: this task needs {resources.slots} cores (cores x threads_per_core) but the executor may "

@@ -14,10 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from xl_comm import Failure, Hub, Result
+from xl_comm.team import EXIT_TEAM_ABORTED
 from xl_serial import Frame
-from xl_spawn import SubprocessSpawner, describe_returncode, prepend_path, python_module_argv, thread_env
+from xl_spawn import SubprocessSpawner, describe_returncode, prepend_path, thread_env
 
 from executorlib.errors import ExecutorlibSocketError
+from executorlib.launch import Launch, gpu_env
 from executorlib.resources import Resources
 
 #: After a worker's process is seen to exit, how long a reply that was already on its way may still arrive.
@@ -59,6 +61,11 @@ def death_error(worker_id: int, slot: int, spawner: SubprocessSpawner, what: str
     hint = ""
     if code is not None and code in (-9, 137):
         hint = " (SIGKILL often means the out-of-memory killer)"
+    elif code == EXIT_TEAM_ABORTED:
+        hint = (
+            " (an MPI rank raised while rank 0 waited for it in a collective call, so the job was ended; that "
+            "rank's traceback is on the worker's stderr)"
+        )
     elif code is not None and code in (-11, 139):
         hint = " (SIGSEGV means a crash in compiled code; the worker's stderr shows the native stack)"
     return ExecutorlibSocketError(
@@ -66,19 +73,29 @@ def death_error(worker_id: int, slot: int, spawner: SubprocessSpawner, what: str
     )
 
 
-def start_worker(hub: Hub, worker_id: int, slot: int, resources: Resources, *, one_shot: bool) -> SubprocessSpawner:
-    """Start ``python -m xl_comm.worker`` for this hub in its own process group; the caller then has the hub
-    ``expect`` it (after recording the spawner, so exit callbacks always find it)."""
+def start_worker(
+    hub: Hub,
+    worker_id: int,
+    slot: int,
+    resources: Resources,
+    *,
+    one_shot: bool,
+    launch: Launch,
+    gpus: Sequence[str] = (),
+) -> SubprocessSpawner:
+    """Start a worker (``python -m xl_comm.worker``, or its MPI ranks) for this hub in its own process group; the
+    caller then has the hub ``expect`` it (after recording the spawner, so exit callbacks always find it)."""
     args = [*hub.worker_args(worker_id), "--slot", str(slot)]
     if one_shot:
         args.append("--one-shot")
     env = {
         **hub.worker_env(),
         **thread_env(resources.threads_per_core),
+        **gpu_env(gpus),
         "PYTHONPATH": prepend_path(os.environ.get("PYTHONPATH"), *user_import_paths()),
     }
     spawner = SubprocessSpawner(cwd=resources.cwd, env=env)
-    spawner.bootup(python_module_argv("xl_comm.worker", args))
+    spawner.bootup(launch.argv(resources, args))
     return spawner
 
 

@@ -11,7 +11,7 @@ import itertools
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +21,7 @@ from xl_spawn import SubprocessSpawner
 
 from executorlib.dependencies import cancel_and_notify
 from executorlib.errors import ExecutorlibSocketError
+from executorlib.launch import Launch, block_gpus, gpus_needed
 from executorlib.resources import Resources
 from executorlib.schedulers.base import EXIT_GRACE_SECONDS, ExitHook, TaskItem, death_error, settle, start_worker
 
@@ -47,11 +48,13 @@ class _Worker:
     inflight: deque[TaskItem] = field(default_factory=deque)
     last_reply: float = 0.0
     quick: bool = False
+    #: it said its last answer is its last: replace it without counting a crash against restart_limit
+    ending: bool = False
 
     def room(self) -> int:
         """How many tasks to send now: one to an idle worker; a quick worker is topped up when it is down to
         its last task (not after every reply, which would send many small batches)."""
-        if not self.ready or self.exited:
+        if not self.ready or self.exited or self.ending:
             return 0
         if self.quick and len(self.inflight) <= 1:
             return MAX_QUEUED_PER_WORKER - len(self.inflight)
@@ -67,8 +70,12 @@ class BlockAllocationScheduler:
         init_function: Callable[[], Mapping[str, Any]] | None,
         restart_limit: int,
         localhost: bool,
+        launch: Launch,
+        gpus: Sequence[str] = (),
     ) -> None:
         self._resources = resources
+        self._launch = launch
+        self._gpus = block_gpus(workers, gpus_needed(resources), gpus)
         self._init = Init(init_function) if init_function is not None else None
         self._lock = threading.Lock()
         self._pending: deque[TaskItem] = deque()
@@ -138,7 +145,9 @@ class BlockAllocationScheduler:
 
     def _start(self, slot: int) -> None:
         worker_id = next(self._worker_ids)
-        spawner = start_worker(self._hub, worker_id, slot, self._resources, one_shot=False)
+        spawner = start_worker(
+            self._hub, worker_id, slot, self._resources, one_shot=False, launch=self._launch, gpus=self._gpus[slot]
+        )
         with self._lock:  # submit() walks the workers from the caller's thread
             self._workers[worker_id] = _Worker(slot, spawner)
         self._hub.expect(worker_id, spawner.sentinel)
@@ -195,6 +204,7 @@ class BlockAllocationScheduler:
         now = time.monotonic()
         with self._lock:
             item = worker.inflight.popleft()
+            worker.ending = isinstance(reply, Failure) and reply.ends_worker
             worker.quick = now - worker.last_reply < PREFETCH_BELOW_SECONDS
             worker.last_reply = now
         settle(item.future, reply)
@@ -224,7 +234,12 @@ class BlockAllocationScheduler:
             if not self._workers:
                 self._finish()
             return
-        if self._restarts_left[worker.slot] > 0:
+        if worker.ending and lost is None:
+            try:
+                self._start(worker.slot)
+            except Exception as problem:
+                self._retire(worker_id, worker, None, problem)
+        elif self._restarts_left[worker.slot] > 0:
             self._restarts_left[worker.slot] -= 1
             if lost is not None:
                 with self._lock:

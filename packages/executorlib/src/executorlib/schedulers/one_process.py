@@ -10,6 +10,7 @@ import heapq
 import itertools
 import threading
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ from xl_spawn import SubprocessSpawner
 from executorlib.accounting import fits
 from executorlib.dependencies import cancel_and_notify
 from executorlib.errors import ExecutorlibSocketError
+from executorlib.launch import Launch, gpus_needed
 from executorlib.schedulers.base import EXIT_GRACE_SECONDS, ExitHook, TaskItem, death_error, settle, start_worker
 
 
@@ -27,15 +29,26 @@ from executorlib.schedulers.base import EXIT_GRACE_SECONDS, ExitHook, TaskItem, 
 class _Run:
     item: TaskItem
     slot: int
+    gpus: tuple[str, ...] = ()
     spawner: SubprocessSpawner | None = None
     replied: bool = False
     released: bool = False
 
 
 class OneProcessScheduler:
-    def __init__(self, *, core_budget: int | None, max_tasks: int | None, localhost: bool) -> None:
+    def __init__(
+        self,
+        *,
+        core_budget: int | None,
+        max_tasks: int | None,
+        localhost: bool,
+        launch: Launch,
+        gpus: Sequence[str] = (),
+    ) -> None:
         self._budget = core_budget
         self._max_tasks = max_tasks
+        self._launch = launch
+        self._free_gpus = list(gpus)  # devices not held by a running task
         self._hub = Hub(self, localhost=localhost)
         self._cond = threading.Condition()
         self._pending: deque[TaskItem] = deque()
@@ -99,11 +112,14 @@ class OneProcessScheduler:
                 return True
             worker_id = next(self._worker_ids)
             slot = heapq.heappop(self._free_slots) if self._free_slots else self._take_slot()
-            run = self._runs[worker_id] = _Run(item, slot)
+            gpus = self._take_gpus(gpus_needed(item.resources))
+            run = self._runs[worker_id] = _Run(item, slot, gpus)
             self._used += item.resources.slots
             self._active += 1
         try:
-            run.spawner = start_worker(self._hub, worker_id, slot, item.resources, one_shot=True)
+            run.spawner = start_worker(
+                self._hub, worker_id, slot, item.resources, one_shot=True, launch=self._launch, gpus=gpus
+            )
             self._hub.expect(worker_id, run.spawner.sentinel)
         except Exception as problem:
             error = ExecutorlibSocketError(f"could not start a worker for {item.label}: {problem}")
@@ -119,11 +135,17 @@ class OneProcessScheduler:
         self._next_slot += 1
         return self._next_slot - 1
 
+    def _take_gpus(self, count: int) -> tuple[str, ...]:
+        taken, self._free_gpus = self._free_gpus[:count], self._free_gpus[count:]
+        return tuple(taken)
+
     def _can_start(self) -> bool:
         if not self._pending:
             return False
-        request = self._pending[0].resources.slots
-        return fits(self._used, self._active, request, self._budget, self._max_tasks)
+        head = self._pending[0].resources
+        if gpus_needed(head) > len(self._free_gpus):  # submit() checked that enough exist: wait for some to free up
+            return False
+        return fits(self._used, self._active, head.slots, self._budget, self._max_tasks)
 
     def _release(self, run: _Run) -> None:
         """Give back a task's cores and worker id: on its reply (the process is only exiting now, so the next
@@ -134,6 +156,7 @@ class OneProcessScheduler:
             run.released = True
             self._used -= run.item.resources.slots
             self._active -= 1
+            self._free_gpus.extend(run.gpus)
             heapq.heappush(self._free_slots, run.slot)
             self._cond.notify()
 
