@@ -50,6 +50,7 @@ PYPI_TO_CONDA: dict[str, str] = {
     "pyzmq": "pyzmq",
     "mpi4py": "mpi4py",
     "h5py": "h5py",
+    "numpy": "numpy",
     "networkx": "networkx",
     "pysqa": "pysqa",
     "pygraphviz": "pygraphviz",
