@@ -1,4 +1,4 @@
-"""``python -m benchmarks [--quick] [--json PATH]``: run the workloads, print the table, exit 0."""
+"""``python -m benchmarks [--quick] [--json PATH] [--only TEXT]``: run the workloads, print the table, exit 0."""
 
 from __future__ import annotations
 
@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small counts for a CI smoke run (< 60 s)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the results as JSON to PATH")
+    parser.add_argument("--only", metavar="TEXT", help="run only the workloads whose name contains TEXT")
     args = parser.parse_args(argv)
 
     # Imported here so that a spawned child re-importing this module as __mp_main__ stays light.
@@ -57,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     notes: list[str] = []
     started = time.perf_counter()
     for name, workload in WORKLOADS:
+        if args.only and args.only not in name:
+            continue
         print(f"running {name} ...", file=sys.stderr, flush=True)
         rows.extend(workload(sizes, notes))
     elapsed = time.perf_counter() - started

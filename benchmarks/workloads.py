@@ -20,7 +20,7 @@ from executorlib import BaseExecutor, SingleNodeExecutor
 
 from benchmarks.floor import EchoClient, python_start
 from benchmarks.report import Row, Target
-from benchmarks.tasks import echo, inc, sleep, sum_all
+from benchmarks.tasks import echo, inc, mpi_rank, sleep, sum_all
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,7 @@ class Sizes:
     pending_seconds: float
     cache_entries: tuple[int, ...]
     cache_hits: int
+    mpi_calls: int
 
 
 FULL = Sizes(
@@ -60,6 +61,7 @@ FULL = Sizes(
     pending_seconds=3.0,
     cache_entries=(1000, 5000, 50_000),
     cache_hits=2000,
+    mpi_calls=20,
 )
 QUICK = Sizes(
     latency_calls=300,
@@ -78,6 +80,7 @@ QUICK = Sizes(
     pending_seconds=3.0,
     cache_entries=(200, 1000, 2000),
     cache_hits=300,
+    mpi_calls=4,
 )
 
 
@@ -556,6 +559,48 @@ def cache_warm_hit(sizes: Sizes, notes: list[str]) -> list[Row]:
     return rows
 
 
+def mpi_calls(sizes: Sizes, notes: list[str]) -> list[Row]:
+    """A call on 2 MPI ranks, a fresh mpiexec per call, against the floor: bare ``mpiexec -n 2 python -c pass``
+    (the launcher and two interpreters, nothing else); and a call to a 2-rank block-allocation worker."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    from xl_spawn import find_mpiexec
+
+    launcher = find_mpiexec()
+    if launcher is None or importlib.util.find_spec("mpi4py") is None:
+        notes.append("MPI rows skipped: no mpiexec or mpi4py here (pip install mpi4py mpich)")
+        return []
+    bare = [launcher, "-n", "2", sys.executable, "-c", "pass"]
+    with_mpi = [launcher, "-n", "2", sys.executable, "-c", "from mpi4py import MPI; MPI.COMM_WORLD.Barrier()"]
+    with (
+        SingleNodeExecutor(max_cores=2) as exe,
+        SingleNodeExecutor(max_workers=1, block_allocation=True, resource_dict={"cores": 2}) as pool,
+    ):
+        times = interleaved(
+            {
+                "floor": lambda i: subprocess.run(bare, check=True, timeout=60),
+                "mpi_init": lambda i: subprocess.run(with_mpi, check=True, timeout=60),
+                "call": lambda i: exe.submit(mpi_rank, i, resource_dict={"cores": 2}).result(timeout=60),
+                "pool": lambda i: pool.submit(mpi_rank, i).result(timeout=60),
+            },
+            calls=sizes.mpi_calls,
+            warmup=1,
+            rounds=2,
+        )
+    floor, mpi_init, call, warm = (statistics.median(times[name]) for name in ("floor", "mpi_init", "call", "pool"))
+    notes.append(
+        f"MPI: 2-rank call with its own mpiexec {call * 1e3:.0f} ms vs bare mpiexec -n 2 python -c pass "
+        f"{floor * 1e3:.0f} ms and vs the same plus mpi4py's MPI_Init and a Barrier {mpi_init * 1e3:.0f} ms "
+        f"({call / mpi_init:.2f}x; median of {sizes.mpi_calls}); 2-rank pool worker {warm * 1e3:.2f} ms per call"
+    )
+    return [
+        Row("9 MPI call on 2 ranks, mpiexec per call", "ms", call * 1e3, floor * 1e3, None, []),
+        Row("9 MPI call on a 2-rank block-allocation worker", "ms", warm * 1e3, None, None, []),
+    ]
+
+
 WORKLOADS: list[tuple[str, Callable[[Sizes, list[str]], list[Row]]]] = [
     ("latency", latency),
     ("throughput", throughput),
@@ -565,4 +610,5 @@ WORKLOADS: list[tuple[str, Callable[[Sizes, list[str]], list[Row]]]] = [
     ("fan-out", fan_out),
     ("pending on one Future", pending_on_one_future),
     ("cache warm hit", cache_warm_hit),
+    ("MPI calls", mpi_calls),
 ]
