@@ -9,6 +9,7 @@ write end. Both kinds report exit *without* reaping the process; reaping stays w
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import fcntl
 import logging
@@ -18,10 +19,11 @@ import select
 import shlex
 import signal
 import subprocess
+import sys
 import threading
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Protocol
+from typing import IO, Protocol
 
 __all__ = ["Spawner", "SubprocessSpawner"]
 
@@ -109,6 +111,7 @@ class SubprocessSpawner:
         env: Mapping[str, str] | None = None,
         terminate_timeout: float = 2.0,
         lifeline: bool = True,
+        keep_stderr: int = 0,
     ) -> None:
         if not (isinstance(terminate_timeout, (int, float)) and math.isfinite(terminate_timeout)) or (
             terminate_timeout < 0
@@ -127,11 +130,20 @@ class SubprocessSpawner:
         self._shutdown_called = False
         self._background: threading.Thread | None = None
         self._lifeline = _Lifeline() if lifeline and _Lifeline.supported() else None
+        if isinstance(keep_stderr, bool) or not isinstance(keep_stderr, int) or keep_stderr < 0:
+            raise ValueError(f"keep_stderr must be a number of bytes >= 0, got {keep_stderr!r}")
+        self._keep_stderr = keep_stderr
+        self._stderr_tail = bytearray()
+        self._stderr_pump: threading.Thread | None = None
 
     # -- start ---------------------------------------------------------------------------------------------
 
     def bootup(self, argv: Sequence[str]) -> None:
-        """Start ``argv``; stdout and stderr are inherited, stdin is /dev/null."""
+        """Start ``argv``; stdout and stderr are inherited, stdin is /dev/null.
+
+        With ``keep_stderr=N`` the child's stderr goes through a pipe instead: a daemon thread copies it to this
+        process's ``sys.stderr`` as it arrives and keeps the last N bytes for ``stderr_tail`` (e.g. to name the
+        SLURM state in srun's last words)."""
         if self._proc is not None:
             raise RuntimeError(f"bootup() was already called for {self.describe()}; use a new SubprocessSpawner")
         if self._shutdown_called:
@@ -149,6 +161,7 @@ class SubprocessSpawner:
                 cwd=self._cwd,
                 env=env,
                 stdin=subprocess.DEVNULL,
+                stderr=subprocess.PIPE if self._keep_stderr else None,
                 # A new session makes the child lead its own process group, which it cannot leave, so killpg
                 # reaches it and everything it starts without touching our own group.
                 start_new_session=True,
@@ -162,6 +175,11 @@ class SubprocessSpawner:
         if self._lifeline is not None:
             self._lifeline.arm(proc.pid)
         self._proc, self._argv = proc, command
+        if proc.stderr is not None:
+            self._stderr_pump = threading.Thread(
+                target=self._pump_stderr, args=(proc.stderr,), name=f"xl-spawn-stderr-{proc.pid}", daemon=True
+            )
+            self._stderr_pump.start()
         try:
             self._open_sentinel(proc.pid)
         except BaseException:
@@ -209,6 +227,34 @@ class SubprocessSpawner:
                         os.write(write_fd, b"x")
                 finally:
                     os.close(write_fd)
+
+    def _pump_stderr(self, stream: IO[bytes]) -> None:
+        """Copy the child's stderr to ours as it comes (so the user still sees it) and keep its tail."""
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        fd = stream.fileno()
+        try:
+            while chunk := os.read(fd, 65536):
+                self._stderr_tail += chunk
+                del self._stderr_tail[: -self._keep_stderr]
+                text = decoder.decode(chunk)
+                target = sys.stderr
+                if target is not None and text:
+                    with contextlib.suppress(Exception):  # a closed or odd sys.stderr must not stop the copy
+                        target.write(text)
+                        target.flush()
+        except OSError:
+            pass
+        finally:
+            stream.close()
+
+    def stderr_tail(self, timeout: float = 2.0) -> str:
+        """The last ``keep_stderr`` bytes the child wrote to stderr ("" without ``keep_stderr``). Once the
+        process has exited this waits up to ``timeout`` seconds for the pipe to drain, so the child's last
+        words are in."""
+        pump = self._stderr_pump
+        if pump is not None and self.returncode is not None:
+            pump.join(timeout)
+        return bytes(self._stderr_tail).decode("utf-8", errors="replace")
 
     # -- observe -------------------------------------------------------------------------------------------
 
