@@ -101,3 +101,23 @@ def test_a_requeued_job_keeps_the_existing_result(tmp_path: Path) -> None:
     assert _run(path).returncode == EXIT_OK  # the input is gone, the output is there: nothing to do
     outcome = xl_cache.load_result(tmp_path, "again")
     assert outcome is not None and outcome.value == 2
+
+
+def test_the_job_id_comes_from_the_environment_when_the_input_lacks_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = xl_cache.write_input(tmp_path, "k", operator.add, (1, 2))
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    xl_cache.run_task_file(path)
+    (entry,) = xl_cache.get_cache_data(tmp_path)
+    assert entry["queue_id"] == 4242 and entry["output"] == 3
+
+
+def test_only_mpi_rank_zero_writes_the_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = xl_cache.write_input(tmp_path, "k", operator.add, (1, 2))
+    monkeypatch.setenv("PMI_RANK", "1")
+    xl_cache.run_task_file(path)
+    assert os.path.exists(path) and xl_cache.load_result(tmp_path, "k") is None
+    monkeypatch.setenv("PMI_RANK", "0")
+    xl_cache.run_task_file(path)
+    assert not os.path.exists(path) and xl_cache.load_result(tmp_path, "k").result() == 3  # type: ignore[union-attr]

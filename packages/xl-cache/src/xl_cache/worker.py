@@ -12,6 +12,11 @@ Exit status, for batch schedulers (``afterok`` dependencies):
 - 1: no output file could be written (e.g. the directory is not writable); the reason is on stderr.
 - 2: bad command line.
 
+Under MPI (``srun -n N`` / ``mpiexec -n N python -m xl_cache.worker ...``) every rank runs the function and only
+rank 0 (read from the launcher's environment: ``PMI_RANK``, ``OMPI_COMM_WORLD_RANK``, ``SLURM_PROCID``, ...) writes
+the output and removes the input. A queue id missing from the input (it is recorded after submission, possibly
+after the job started) is taken from ``SLURM_JOB_ID`` or ``FLUX_JOB_ID``.
+
 An unreadable input (damaged, or from other Python/cloudpickle versions) still produces an output file holding
 that error, so whoever waits for the task learns why instead of waiting forever.
 """
@@ -35,6 +40,19 @@ from xl_cache.tasks import output_path, write_result_file
 EXIT_OK = 0
 EXIT_NO_OUTPUT = 1
 EXIT_USAGE = 2
+
+#: Where a batch job learns its own id (the input may not carry it yet: it is recorded after submission).
+_JOB_ID_VARIABLES = ("SLURM_JOB_ID", "FLUX_JOB_ID", "XL_CACHE_QUEUE_ID")
+#: The MPI rank as launchers export it; only rank 0 of an MPI task writes the output and removes the input.
+_RANK_VARIABLES = ("PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_RANK", "SLURM_PROCID", "FLUX_TASK_RANK")
+
+
+def _env_int(names: Sequence[str]) -> int | None:
+    for name in names:
+        value = os.environ.get(name, "")
+        if value.isdigit():
+            return int(value)
+    return None
 
 
 def _log_error(error_log_file: str | None, fn: Any, args: Any, kwargs: Any, error: BaseException) -> None:
@@ -89,6 +107,8 @@ def run_task_file(input_file: str | os.PathLike[str]) -> str:
         with open_file(input_file) as reader:
             meta = read_meta(reader)
             function, error_log_file, queue_id = meta.function, meta.error_log_file, meta.queue_id
+            if queue_id is None:
+                queue_id = _env_int(_JOB_ID_VARIABLES)
             inputs = {name: read_pickled(reader, meta, name) for name in INPUTS}
             check_versions(meta, input_file)
         fn, args, kwargs, resources = (unpack(inputs[name]) for name in INPUTS)
@@ -108,6 +128,8 @@ def run_task_file(input_file: str | os.PathLike[str]) -> str:
     except Exception as raised:  # SystemExit/KeyboardInterrupt (sys.exit, a signal) end the job instead
         output, error = None, raised
     runtime = time.perf_counter() - start
+    if (_env_int(_RANK_VARIABLES) or 0) != 0:
+        return output_file  # an MPI task: rank 0 stores the result (and the error) for all ranks
     if error is not None:
         _log_error(error_log_file, fn, args, kwargs, error)
     try:
