@@ -163,3 +163,63 @@ def test_a_rank_that_raised_while_rank_0_holds_the_gil_ends_the_job_with_a_clear
     exe = make_executor(max_workers=1, block_allocation=True, resource_dict={"cores": 2})
     with pytest.raises(ExecutorlibSocketError, match="an MPI rank raised while rank 0 waited"):
         exe.submit(mpi_raise_then_allreduce, 1).result(timeout=TIMEOUT)
+
+
+# -- the Executor contract with cores=2 ------------------------------------------------------------------------
+# The shared contract suite compares plain values; a call on N ranks returns N of them. These are its points for
+# two-rank calls in both modes, with the rank lists spelled out.
+
+MODES = [
+    pytest.param({"max_cores": 4}, {"cores": 2}, id="one-process"),
+    pytest.param({"max_workers": 2, "block_allocation": True, "resource_dict": {"cores": 2}}, {}, id="block"),
+]
+
+
+@pytest.mark.parametrize(("options", "per_call"), MODES)
+def test_contract_map_callbacks_and_exceptions_on_two_ranks(make_executor, options, per_call) -> None:
+    import threading
+
+    exe = make_executor(**options)
+    # map() takes no resource_dict: on the pool it runs on the workers' two ranks, else on one
+    mapped = list(exe.map(mpi_sum_of_ranks, range(3), timeout=TIMEOUT))
+    assert mapped == ([0, 1, 2] if per_call else [[1, 1], [3, 3], [5, 5]])
+    future = exe.submit(mpi_rank_size, 5, resource_dict=per_call)
+    called = threading.Event()
+    future.add_done_callback(lambda f: called.set())
+    assert future.result(timeout=TIMEOUT) == [(5, 2, 0), (5, 2, 1)]
+    assert called.wait(TIMEOUT)
+    failed = exe.submit(mpi_raise_on_rank, 0, resource_dict=per_call)
+    assert type(failed.exception(timeout=TIMEOUT)) is CustomError
+    assert exe.submit(mpi_sum_of_ranks, 2, resource_dict=per_call).result(timeout=TIMEOUT) == [5, 5]
+
+
+@pytest.mark.parametrize(("options", "per_call"), MODES)
+def test_contract_cancel_and_shutdown_on_two_ranks(make_executor, gate, options, per_call) -> None:
+    from xl_test_helpers import block_until_released
+
+    exe = make_executor(**{**options, "max_cores": 2} if "max_cores" in options else {**options, "max_workers": 1})
+    running = exe.submit(block_until_released, "ran", *gate.args("first"), resource_dict=per_call)
+    gate.wait_started("first")
+    queued = [exe.submit(mpi_sum_of_ranks, i, resource_dict=per_call) for i in range(3)]
+    assert queued[0].cancel()
+    exe.shutdown(wait=False, cancel_futures=True)
+    assert all(f.cancelled() for f in queued)
+    gate.release()
+    assert running.result(timeout=TIMEOUT) == ["ran", "ran"]
+
+
+def test_a_cached_mpi_result_comes_back_without_starting_mpiexec(make_executor, tmp_path) -> None:
+    import psutil as ps
+    from xl_cache import get_cache_data
+
+    cache = str(tmp_path / "cache")
+    first = make_executor(cache_directory=cache)
+    assert first.submit(mpi_rank_size, 8, resource_dict={"cores": 2}).result(timeout=TIMEOUT) == [(8, 2, 0), (8, 2, 1)]
+    first.shutdown(wait=True)
+    second = make_executor(cache_directory=cache)
+    before = {p.pid for p in ps.Process().children(recursive=True)}
+    hit = second.submit(mpi_rank_size, 8, resource_dict={"cores": 2})
+    assert hit.done() and hit.result(timeout=0) == [(8, 2, 0), (8, 2, 1)]
+    assert {p.pid for p in ps.Process().children(recursive=True)} <= before  # no mpiexec was started
+    [entry] = get_cache_data(cache)
+    assert entry["output"] == [(8, 2, 0), (8, 2, 1)] and entry["resource_dict"]["cores"] == 2
