@@ -1,4 +1,5 @@
-"""A small real workflow: fan-out on fresh processes, a worker pool with preloaded state, and error handling."""
+"""A small real workflow: fan-out on fresh processes, a worker pool with preloaded state, error handling, a call on
+two MPI ranks, dependencies, and a cache that makes the second run of the script instant."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import math
 import os
 import time
 
-from executorlib import SingleNodeExecutor
+from executorlib import SingleNodeExecutor, get_cache_data
+
+CACHE = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".demo-cache")
 
 
 def load() -> dict[str, float]:
@@ -27,6 +30,17 @@ def fragile(x: int) -> float:
     return 1 / x
 
 
+def ranks(i: int) -> tuple[int, int, int]:
+    from mpi4py import MPI
+
+    return i, MPI.COMM_WORLD.Get_size(), MPI.COMM_WORLD.Get_rank()
+
+
+def slow_square(x: int) -> int:
+    time.sleep(1.0)  # expensive: cached, so a second run of this script skips it
+    return x * x
+
+
 def main() -> None:
     started = time.perf_counter()
     with SingleNodeExecutor() as exe:  # one fresh Python process per call
@@ -40,6 +54,14 @@ def main() -> None:
         except ZeroDivisionError as error:
             print("remote error kept its type:", repr(error))
             print("remote traceback attached:", "fragile" in str(error.__cause__))
+    with SingleNodeExecutor(cache_directory=CACHE) as exe:
+        print("two MPI ranks:", exe.submit(ranks, 3, resource_dict={"cores": 2}).result())
+        begun = time.perf_counter()
+        squares = [exe.submit(slow_square, i) for i in range(2)]
+        total = exe.submit(sum, squares)  # waits for both squares, receives their values
+        value, seconds = total.result(), time.perf_counter() - begun
+        print(f"sum of squares {value} in {seconds:.2f} s (a second run of this script reads the cache)")
+    print("cache entries:", sorted(entry["function"].__name__ for entry in get_cache_data(CACHE)))
     print(f"demo finished in {time.perf_counter() - started:.2f} s")
 
 
