@@ -250,4 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as problem:  # a bad key or duration
         print(f"xl_cache: {problem}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. piped into head: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     return code
