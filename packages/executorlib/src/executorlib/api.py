@@ -6,6 +6,7 @@ from xl_serial import register_by_value
 from xl_spawn import SubprocessSpawner
 
 from executorlib.errors import ExecutorlibSocketError, ResourceDictError
+from executorlib.executors.cluster import TestClusterExecutor
 from executorlib.resources import Resources
 
 
@@ -23,5 +24,6 @@ __all__ = [
     "ResourceDictError",
     "Resources",
     "SubprocessSpawner",
+    "TestClusterExecutor",
     "cloudpickle_register",
 ]

@@ -1,0 +1,457 @@
+"""The file-mode scheduler of the cluster executors: every call is a task file in the cache, run by a job.
+
+A call becomes ``<cache>/<key>_i.h5`` (xl-cache); a job (an ``sbatch`` job, or a local process for
+``TestClusterExecutor``) runs ``python -m xl_cache.worker <key>_i.h5``, which writes ``<key>_o.h5``. A Future
+argument produced by this scheduler is written as an :class:`xl_cache.OutputRef` to the upstream task's output
+(its selector included, for ``get_item_from_future``/``split_future``), and the backend orders the jobs: SLURM by
+``--dependency=afterok:A:B``, the local backend by starting the process once its upstream processes ended. So the
+submitting process may exit and a later one, submitting the same calls, finds the results, or re-attaches to the
+jobs still queued or running (their ids are recorded in the task files), and never starts a second job for a key.
+
+Nothing here polls: process ends arrive through pidfds (local) or from the one queue watcher of the SLURM
+backend, cancellations through the Futures' done-callbacks, and ``shutdown(wait=True)`` waits on a condition.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import CancelledError, Future, InvalidStateError
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from xl_graph import FutureSelector, find_futures, substitute
+
+from executorlib.caching import task_resource_dict
+from executorlib.dependencies import cancel_and_notify
+from executorlib.resources import Resources
+
+#: Lines of a job's log quoted in the error of a job that ended without output.
+LOG_TAIL_LINES = 20
+
+
+class JobFailedError(RuntimeError):
+    """A job ended without writing its task's output (time limit, out of memory, node failure, cancelled, killed).
+
+    ``state`` is the scheduler's word for the end (``TIMEOUT``, ``CANCELLED``, ``exit status -9``, ...),
+    ``queue_id`` the job id, ``log_file`` the job's output file; the message quotes the log's last lines."""
+
+    def __init__(self, message: str, *, state: str, queue_id: int | None, log_file: str | None) -> None:
+        super().__init__(message)
+        self.state = state
+        self.queue_id = queue_id
+        self.log_file = log_file
+
+
+@dataclass(frozen=True)
+class JobEnd:
+    """How a job ended, as its backend saw it: ``state`` (e.g. ``COMPLETED``, ``TIMEOUT``, ``exit status 1``)
+    and an optional detail (e.g. SLURM's reason ``DependencyNeverSatisfied``)."""
+
+    state: str
+    detail: str = ""
+
+
+@dataclass(eq=False)
+class FileTask:
+    """One task file and the job that runs it."""
+
+    key: str
+    cache_directory: str
+    label: str
+    resources: Resources
+    extras: Mapping[str, Any]
+    futures: list[Future[Any]] = field(default_factory=list)
+    upstream: list[FileTask] = field(default_factory=list)
+    queue_id: int | None = None
+    ended: bool = False
+    lost: BaseException | None = None
+    """Set when the task ended without output (its job died, or an upstream job did)."""
+    _end_callbacks: list[Callable[[FileTask], None]] = field(default_factory=list)
+
+    @property
+    def input_file(self) -> str:
+        return os.path.join(self.cache_directory, f"{self.key}_i.h5")
+
+    @property
+    def output_file(self) -> str:
+        return os.path.join(self.cache_directory, f"{self.key}_o.h5")
+
+    @property
+    def job_directory(self) -> str:
+        """``<cache>/<key>/``: the job's working directory, its script and its log."""
+        return os.path.join(self.cache_directory, self.key)
+
+    @property
+    def log_file(self) -> str:
+        return os.path.join(self.job_directory, "time.out")
+
+    def when_ended(self, callback: Callable[[FileTask], None], lock: threading.Lock) -> None:
+        """Call ``callback(task)`` once the task ended (now, if it has)."""
+        with lock:
+            if not self.ended:
+                self._end_callbacks.append(callback)
+                return
+        callback(self)
+
+
+class Backend(Protocol):
+    """Runs task files as jobs and reports each job's end to the scheduler's ``on_end(task, JobEnd)``."""
+
+    name: str
+
+    def bind(self, on_end: Callable[[FileTask, JobEnd], None], lock: threading.Lock) -> None:
+        """Called once by the scheduler before any other method."""
+
+    def check(self, resources: Resources, extras: Mapping[str, Any], *, where: str) -> None:
+        """Reject at submit() what this backend cannot run."""
+
+    def start(self, task: FileTask, after: Sequence[FileTask]) -> None:
+        """Run ``task.input_file`` once every task of ``after`` (still running) ended, and set ``task.queue_id``
+        if the job has an id by now. Raises when the job cannot be submitted (nothing is then running)."""
+
+    def attach(self, task: FileTask) -> bool:
+        """Watch the live job ``task.queue_id`` (started by an earlier executor); False if it is gone."""
+
+    def cancel(self, task: FileTask) -> None:
+        """Stop the job of ``task`` (its end is still reported through ``on_end``)."""
+
+    def close(self, wait: bool) -> None:
+        """Release threads and handles; jobs still running are left alone (they may be re-attached later)."""
+
+    def info(self) -> dict[str, Any]: ...
+
+
+def _tail(path: str, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        with open(path, "rb") as log:
+            log.seek(0, os.SEEK_END)
+            log.seek(max(0, log.tell() - 16384))
+            text = log.read().decode(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _settle(future: Future[Any], *, result: Any = None, error: BaseException | None = None) -> None:
+    with contextlib.suppress(InvalidStateError):  # cancelled by its user meanwhile
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+
+class FileScheduler:
+    """Task files through xl-cache, jobs through a :class:`Backend`."""
+
+    def __init__(self, backend: Backend) -> None:
+        self._backend = backend
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._of_future: weakref.WeakKeyDictionary[Future[Any], FileTask] = weakref.WeakKeyDictionary()
+        self._in_flight: dict[tuple[str, str], FileTask] = {}
+        self._parked = 0
+        self._closed = False
+        backend.bind(self._job_ended, self._lock)
+
+    # -- submit ------------------------------------------------------------------------------------------------
+
+    def submit_call(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        resources: Resources,
+        extras: Mapping[str, Any],
+        future: Future[Any],
+    ) -> None:
+        """Turn the call into a task file and a job (or reuse the cached result, or a job already running)."""
+        try:
+            self._backend.check(resources, extras, where="submit()")
+            args, kwargs, upstream, waiting = self._link_arguments(args, kwargs)
+        except Exception as problem:
+            _settle(future, error=problem)
+            return
+        if waiting:
+            self._park(fn, args, kwargs, resources, extras, future, waiting)
+            return
+        try:
+            self._submit_linked(fn, args, kwargs, resources, extras, future, upstream)
+        except Exception as problem:
+            _settle(future, error=problem)
+
+    def _link_arguments(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any], list[FileTask], list[Future[Any]]]:
+        """Futures of this scheduler become OutputRefs; finished foreign ones their values; the rest is waited for."""
+        from xl_cache import OutputRef
+
+        futures = find_futures((args, kwargs))
+        if not futures:
+            return args, kwargs, [], []
+        values: dict[int, Any] = {}
+        upstream: list[FileTask] = []
+        waiting: list[Future[Any]] = []
+        for argument in futures:
+            base, selector = argument, None
+            if isinstance(argument, FutureSelector) and argument.future in self._of_future:
+                base, selector = argument.future, argument.selector
+            task = self._of_future.get(base)
+            if task is not None:
+                if task.lost is not None:
+                    raise RuntimeError(
+                        f"the argument produced by task {task.key} ({task.label}) is not available: {task.lost}"
+                    ) from task.lost
+                values[id(argument)] = OutputRef(task.cache_directory, task.key, selector)
+                if task not in upstream:
+                    upstream.append(task)
+            elif argument.done():
+                if argument.cancelled():
+                    raise CancelledError(f"a Future argument was cancelled: {argument!r}")
+                values[id(argument)] = argument.result()  # raises the upstream's own exception
+            else:
+                waiting.append(argument)
+        if waiting:
+            return args, kwargs, [], waiting
+        linked_args, linked_kwargs = substitute((args, kwargs), values)
+        return linked_args, linked_kwargs, upstream, []
+
+    def _park(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        resources: Resources,
+        extras: Mapping[str, Any],
+        future: Future[Any],
+        waiting: list[Future[Any]],
+    ) -> None:
+        """Wait (by done-callbacks) for Futures that other executors produce, then submit again."""
+        remaining = [len(waiting)]
+        with self._lock:
+            self._parked += 1
+
+        def one_done(_: Future[Any]) -> None:
+            with self._lock:
+                remaining[0] -= 1
+                if remaining[0]:
+                    return
+            try:
+                self.submit_call(fn, args, kwargs, resources, extras, future)
+            finally:
+                with self._lock:
+                    self._parked -= 1
+                    self._idle.notify_all()
+
+        for item in waiting:
+            item.add_done_callback(one_done)
+
+    def _submit_linked(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        resources: Resources,
+        extras: Mapping[str, Any],
+        future: Future[Any],
+        upstream: list[FileTask],
+    ) -> None:
+        import xl_cache
+        from xl_serial import function_name, task_key
+
+        directory = os.path.abspath(resources.cache_directory or "executorlib_cache")
+        key = resources.cache_key or task_key(fn, args, kwargs)
+        with self._lock:
+            task = self._in_flight.get((directory, key))
+            if task is not None:  # the same call is already running here: share its job
+                self._adopt(task, future)
+                return
+        outcome = xl_cache.load_result(directory, key)
+        if outcome is not None:  # a cached result (or cached exception) never launches a job
+            _settle(future, result=outcome.value if outcome.status == "done" else None, error=_error_of(outcome))
+            return
+        task = FileTask(key, directory, function_name(fn), resources, dict(extras), upstream=upstream)
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("cannot schedule new futures after shutdown")
+            self._in_flight[(directory, key)] = task
+            self._adopt(task, future)
+        try:
+            if self._reattach(task):
+                return
+            if os.path.exists(task.output_file):  # its job finished since the lookup above
+                self._job_ended(task, JobEnd("COMPLETED"))
+                return
+            self._start(task, fn, args, kwargs)
+        except BaseException as problem:
+            with self._lock:
+                self._in_flight.pop((directory, key), None)
+                task.ended = True
+                task.lost = problem
+                futures = list(task.futures)
+                self._idle.notify_all()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(task.input_file)  # a failed submission is not a result: the next run tries again
+            for each in futures:
+                _settle(each, error=problem)
+
+    def _adopt(self, task: FileTask, future: Future[Any]) -> None:
+        task.futures.append(future)
+        self._of_future[future] = task
+        future.add_done_callback(lambda f: self._future_done(task, f))
+
+    def _reattach(self, task: FileTask) -> bool:
+        """A pending task file from an earlier run whose job is still alive: watch that job instead."""
+        if not os.path.exists(task.input_file):
+            return False
+        from xl_cache import read_entry
+
+        try:
+            queue_id = read_entry(task.input_file).queue_id
+        except Exception:  # unreadable, or the job just finished and removed it: submit anew
+            return False
+        if queue_id is None:
+            return False
+        task.queue_id = queue_id
+        if self._backend.attach(task):
+            return True
+        task.queue_id = None
+        return False
+
+    def _start(self, task: FileTask, fn: Callable[..., Any], args: Any, kwargs: Any) -> None:
+        import xl_cache
+
+        xl_cache.write_input(
+            task.cache_directory,
+            task.key,
+            fn,
+            args,
+            kwargs,
+            resource_dict={**task_resource_dict(task.resources), **task.extras},
+            error_log_file=task.resources.error_log_file,
+        )
+        os.makedirs(task.job_directory, mode=0o700, exist_ok=True)
+        with self._lock:
+            after = [up for up in task.upstream if not up.ended]
+        self._backend.start(task, after)
+        if task.queue_id is not None:
+            record_queue_id(task)
+
+    # -- ends ------------------------------------------------------------------------------------------------
+
+    def _job_ended(self, task: FileTask, end: JobEnd) -> None:
+        """The backend saw the job of ``task`` end: complete its Futures from the output file, or fail them."""
+        import xl_cache
+
+        with self._lock:
+            if task.ended:
+                return
+        outcome = None
+        error: BaseException | None = None
+        try:
+            outcome = xl_cache.load_result(task.cache_directory, task.key)
+        except Exception as problem:  # a damaged output file: say so
+            error = problem
+        cancelled = False
+        if outcome is None and error is None:
+            cancelled = all(f.cancelled() for f in task.futures) or any(
+                isinstance(up.lost, CancelledError) for up in task.upstream
+            )
+            error = CancelledError(f"task {task.key} was cancelled") if cancelled else self._lost_error(task, end)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(task.input_file)  # nothing will run it: the next run submits it again
+        with self._lock:
+            task.ended = True
+            if outcome is None:
+                task.lost = error
+            self._in_flight.pop((task.cache_directory, task.key), None)
+            futures = list(task.futures)
+            callbacks, task._end_callbacks = task._end_callbacks, []
+            self._idle.notify_all()
+        for future in futures:
+            if outcome is not None:
+                _settle(future, result=outcome.value if outcome.status == "done" else None, error=_error_of(outcome))
+            elif cancelled:  # as in the interactive executors, a cancelled upstream cancels its dependents
+                cancel_and_notify(future)
+            else:
+                _settle(future, error=error)
+        for callback in callbacks:
+            callback(task)
+
+    def _lost_error(self, task: FileTask, end: JobEnd) -> JobFailedError:
+        job = f"{self._backend.name} job {task.queue_id}" if task.queue_id is not None else "its job"
+        detail = f" ({end.detail})" if end.detail else ""
+        tail = _tail(task.log_file)
+        log = f"; the last lines of its log {task.log_file}:\n{tail}" if tail else f"; its log is {task.log_file}"
+        return JobFailedError(
+            f"task {task.key} ({task.label}): {job} ended {end.state}{detail} without writing "
+            f"the output {task.output_file}{log}",
+            state=end.state,
+            queue_id=task.queue_id,
+            log_file=task.log_file,
+        )
+
+    def _future_done(self, task: FileTask, future: Future[Any]) -> None:
+        """A Future cancelled by its user: once every Future of the task is cancelled, stop its job."""
+        if not future.cancelled():
+            return
+        with self._lock:
+            if task.ended or not all(f.cancelled() for f in task.futures):
+                return
+        self._backend.cancel(task)
+
+    # -- executor surface ------------------------------------------------------------------------------------
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """``wait``: until every job ended. ``cancel_futures``: cancel the Futures and stop their jobs.
+        ``wait=False`` without ``cancel_futures`` detaches: jobs go on, and complete their Futures while this
+        process lives; a later executor on the same cache directory gets their results."""
+        with self._lock:
+            self._closed = True
+            tasks = list(self._in_flight.values())
+        if cancel_futures:
+            for task in tasks:
+                for future in list(task.futures):
+                    cancel_and_notify(future)  # the done-callback stops the job
+        if wait:
+            with self._idle:
+                self._idle.wait_for(lambda: not self._in_flight and not self._parked)
+        self._backend.close(wait)
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        with self._idle:
+            return self._idle.wait_for(lambda: not self._in_flight and not self._parked, timeout)
+
+    @property
+    def queued(self) -> int:
+        with self._lock:
+            return len(self._in_flight) + self._parked
+
+    def info(self) -> dict[str, Any]:
+        return {"backend": self._backend.name, **self._backend.info()}
+
+
+def _error_of(outcome: Any) -> BaseException | None:
+    return outcome.value if outcome.status == "error" else None
+
+
+def record_queue_id(task: FileTask) -> None:
+    """Write the job id into the pending task file, without racing the job: if the job already finished (its
+    output exists), a task file rewritten here would read as pending forever, so it is removed again."""
+    import xl_cache
+
+    assert task.queue_id is not None
+    if os.path.exists(task.output_file):
+        return
+    try:
+        xl_cache.record_queue_id(task.cache_directory, task.key, task.queue_id)
+    except FileNotFoundError:
+        return  # the job ran already and removed it
+    except Exception:  # the id is a convenience (get_cache_data, re-attachment); the job runs regardless
+        return
+    if os.path.exists(task.output_file):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(task.input_file)

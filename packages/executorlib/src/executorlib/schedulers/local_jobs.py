@@ -1,0 +1,240 @@
+"""Local processes as the jobs of the file-mode scheduler (``TestClusterExecutor``).
+
+Each task runs as ``python -m xl_cache.worker <key>_i.h5`` (under ``mpiexec -n N`` for N cores) in a session of
+its own, with its output in ``<cache>/<key>/time.out``. One watcher thread waits in ``epoll`` on a pidfd per
+process (no polling, no sleeping); a task whose arguments come from other tasks starts from the end callback of
+the last of them, as a batch scheduler would start an ``afterok`` job. The processes are not tied to this one:
+``shutdown(wait=False)`` leaves them running, and a later executor re-attaches to them by the pid recorded in the
+task file (checked against ``/proc/<pid>/cmdline`` so a recycled pid is not mistaken for the job).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from executorlib.launch import LocalLaunch
+from executorlib.resources import Resources
+from executorlib.schedulers.file import FileTask, JobEnd
+
+WORKER_MODULE = "xl_cache.worker"
+#: After SIGTERM, how long a cancelled process may take before it gets SIGKILL.
+TERMINATE_GRACE_SECONDS = 2.0
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return handle.read()
+    except OSError:
+        return b""
+
+
+class LocalProcessBackend:
+    """Runs task files as local processes; reports each end from one watcher thread."""
+
+    name = "local process"
+
+    def __init__(self, *, openmpi_oversubscribe: bool = False) -> None:
+        self._launch = LocalLaunch(openmpi_oversubscribe)
+        self._on_end: Callable[[FileTask, JobEnd], None] | None = None
+        self._lock = threading.Lock()
+        self._selector: selectors.BaseSelector | None = None
+        self._wake_r, self._wake_w = -1, -1
+        self._pending_registrations: list[tuple[int, FileTask, subprocess.Popen[bytes] | None]] = []
+        self._running: dict[int, tuple[FileTask, subprocess.Popen[bytes] | None, int]] = {}  # pid -> task, proc, fd
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._env: dict[str, str] | None = None
+
+    def bind(self, on_end: Callable[[FileTask, JobEnd], None], lock: threading.Lock) -> None:
+        self._on_end = on_end
+        self._task_lock = lock
+
+    def check(self, resources: Resources, extras: Mapping[str, Any], *, where: str) -> None:
+        self._launch.check(resources, where=where)
+
+    def info(self) -> dict[str, Any]:
+        return {"running": len(self._running)}
+
+    # -- start -------------------------------------------------------------------------------------------------
+
+    def start(self, task: FileTask, after: Sequence[FileTask]) -> None:
+        if not after:
+            self._spawn(task)
+            return
+        remaining = [len(after)]
+        count_lock = threading.Lock()
+
+        def one_ended(upstream: FileTask) -> None:
+            with count_lock:
+                remaining[0] -= 1
+                last = remaining[0] == 0
+            if not last or task.ended:  # cancelled while it waited
+                return
+            lost = next((up for up in after if up.lost is not None), None)
+            assert self._on_end is not None
+            if lost is not None:  # as SLURM cancels an afterok job whose upstream job failed
+                self._on_end(task, JobEnd("CANCELLED", f"its upstream task {lost.key} ended without output"))
+                return
+            try:
+                self._spawn(task)
+                from executorlib.schedulers.file import record_queue_id
+
+                record_queue_id(task)
+            except Exception as problem:
+                self._on_end(task, JobEnd("FAILED", f"the process could not start: {problem!r}"))
+
+        for upstream in after:
+            upstream.when_ended(one_ended, self._task_lock)
+
+    def _worker_env(self) -> dict[str, str]:
+        if self._env is None:
+            from xl_spawn import prepend_path
+
+            from executorlib.schedulers.base import user_import_paths
+
+            env = dict(os.environ)
+            env["PYTHONPATH"] = prepend_path(os.environ.get("PYTHONPATH"), *user_import_paths())
+            self._env = env
+        return self._env
+
+    def argv(self, task: FileTask) -> list[str]:
+        command = [sys.executable, "-m", WORKER_MODULE, task.input_file]
+        if task.resources.cores == 1:
+            return command
+        from xl_spawn import detect_mpi_flavour, mpiexec_argv
+
+        launcher = self._launch._launcher()
+        if launcher is None:
+            raise RuntimeError("no mpiexec found (pip install mpich, or put your MPI's bin directory on PATH)")
+        return mpiexec_argv(
+            task.resources.cores,
+            command,
+            flavour=detect_mpi_flavour(launcher),
+            oversubscribe=self._launch.openmpi_oversubscribe,
+            launcher=launcher,
+        )
+
+    def _spawn(self, task: FileTask) -> None:
+        os.makedirs(task.job_directory, mode=0o700, exist_ok=True)
+        with open(task.log_file, "ab") as log:
+            proc = subprocess.Popen(
+                self.argv(task),
+                cwd=task.job_directory,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self._worker_env(),
+                start_new_session=True,
+            )
+        task.queue_id = proc.pid
+        self._watch(task, proc.pid, proc)
+
+    def attach(self, task: FileTask) -> bool:
+        pid = task.queue_id
+        if pid is None or os.fsencode(task.input_file) not in _cmdline(pid):
+            return False
+        try:
+            self._watch(task, pid, None)
+        except ProcessLookupError:
+            return False
+        return True
+
+    # -- watch -------------------------------------------------------------------------------------------------
+
+    def _watch(self, task: FileTask, pid: int, proc: subprocess.Popen[bytes] | None) -> None:
+        fd = os.pidfd_open(pid)
+        with self._lock:
+            if self._selector is None:
+                self._selector = selectors.DefaultSelector()
+                self._wake_r, self._wake_w = os.pipe()
+                os.set_blocking(self._wake_w, False)
+                self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+                self._thread = threading.Thread(target=self._run, name="executorlib-local-jobs", daemon=True)
+                self._thread.start()
+            self._running[pid] = (task, proc, fd)
+            self._pending_registrations.append((fd, task, proc))
+        self._wake()
+
+    def _wake(self) -> None:
+        with contextlib.suppress(BlockingIOError, OSError):
+            os.write(self._wake_w, b"x")
+
+    def _run(self) -> None:
+        selector = self._selector
+        assert selector is not None
+        while True:
+            with self._lock:
+                for fd, task, _ in self._pending_registrations:
+                    selector.register(fd, selectors.EVENT_READ, task)
+                self._pending_registrations.clear()
+                if self._stopping and not self._running:
+                    break
+            for key, _ in selector.select():
+                if key.data is None:
+                    with contextlib.suppress(BlockingIOError):
+                        os.read(self._wake_r, 4096)
+                    continue
+                self._ended(key.fd, key.data)
+        selector.close()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+
+    def _ended(self, fd: int, task: FileTask) -> None:
+        assert self._selector is not None and task.queue_id is not None
+        self._selector.unregister(fd)
+        os.close(fd)
+        with self._lock:
+            _, proc, _ = self._running.pop(task.queue_id, (task, None, fd))
+        if proc is not None:
+            code = proc.wait()
+            state = "COMPLETED" if code == 0 else f"with exit status {code}"
+            if code < 0:
+                with contextlib.suppress(ValueError):
+                    state = f"killed by {signal.Signals(-code).name}"
+        else:
+            state = "(a process started by an earlier executor)"
+        assert self._on_end is not None
+        self._on_end(task, JobEnd(state))
+
+    # -- stop --------------------------------------------------------------------------------------------------
+
+    def cancel(self, task: FileTask) -> None:
+        pid = task.queue_id
+        with self._lock:
+            running = pid is not None and pid in self._running
+        if not running or pid is None:
+            if pid is None:  # not started yet (waiting for its upstream): it never will
+                assert self._on_end is not None
+                self._on_end(task, JobEnd("CANCELLED", "cancelled before it started"))
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGTERM)
+
+        def kill() -> None:
+            with self._lock:
+                still = pid in self._running
+            if still:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, signal.SIGKILL)
+
+        timer = threading.Timer(TERMINATE_GRACE_SECONDS, kill)
+        timer.daemon = True
+        timer.start()
+
+    def close(self, wait: bool) -> None:
+        """Stop the watcher once nothing runs any more (processes left running keep it, and it keeps completing
+        their Futures while this process lives)."""
+        with self._lock:
+            self._stopping = True
+            started = self._selector is not None
+        if started:
+            self._wake()
