@@ -16,6 +16,7 @@ logging.getLogger("executorlib").addHandler(logging.NullHandler())
 _LAZY = {
     "BaseExecutor": "executorlib.executors.base",
     "SingleNodeExecutor": "executorlib.executors.single",
+    "SlurmJobExecutor": "executorlib.executors.slurm",
     "get_cache_data": "xl_cache",
     "get_future_from_cache": "xl_cache",
     "get_item_from_future": "xl_graph",
@@ -25,6 +26,7 @@ _LAZY = {
 __all__ = [
     "BaseExecutor",
     "SingleNodeExecutor",
+    "SlurmJobExecutor",
     "get_cache_data",
     "get_future_from_cache",
     "get_item_from_future",

@@ -10,7 +10,8 @@ from typing import Any
 from executorlib.accounting import available_cores, core_budget, pool_size
 from executorlib.caching import check_executor_resources
 from executorlib.executors.base import BaseExecutor, register_caller_module
-from executorlib.graph_mode import GraphRecorder, NoScheduler
+from executorlib.executors.options import check_executor_options, graph_recorder
+from executorlib.graph_mode import NoScheduler
 from executorlib.launch import LocalLaunch, check_gpus, host_gpus
 from executorlib.resources import DEFAULTS, BackendRules, Resources, merge, parse_resource_dict
 
@@ -25,20 +26,6 @@ SINGLE_NODE_RULES = BackendRules(
         "submission_template": "it submits no batch jobs; use SlurmClusterExecutor or FluxClusterExecutor",
     },
 )
-
-
-def _count(name: str, value: Any, minimum: int) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int or None, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, got {value}")
-
-
-def _flag(name: str, value: Any) -> None:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
 
 
 class SingleNodeExecutor(BaseExecutor):
@@ -78,43 +65,27 @@ class SingleNodeExecutor(BaseExecutor):
         restart_limit: int = 0,
         record_dependency_graph: bool = False,
     ) -> None:
-        _count("max_workers", max_workers, 1)
-        _count("max_cores", max_cores, 1)
-        _count("restart_limit", restart_limit, 0)
-        for name, flag in (
-            ("block_allocation", block_allocation),
-            ("disable_dependencies", disable_dependencies),
-            ("plot_dependency_graph", plot_dependency_graph),
-            ("log_obj_size", log_obj_size),
-            ("openmpi_oversubscribe", openmpi_oversubscribe),
-            ("record_dependency_graph", record_dependency_graph),
-        ):
-            _flag(name, flag)
-        if hostname_localhost is not None:
-            _flag("hostname_localhost", hostname_localhost)
-        if isinstance(refresh_rate, bool) or not isinstance(refresh_rate, int | float) or refresh_rate <= 0:
-            raise ValueError(f"refresh_rate must be a positive number of seconds, got {refresh_rate!r}")
-        if init_function is not None and not callable(init_function):
-            raise TypeError(f"init_function must be a callable returning a dict, got {init_function!r}")
-        if init_function is not None and not block_allocation:
-            raise ValueError(
-                "init_function needs block_allocation=True: it runs once per long-lived worker, and without block "
-                "allocation every call gets a fresh process"
-            )
-        if restart_limit and not block_allocation:
-            raise ValueError(
-                f"restart_limit={restart_limit} needs block_allocation=True: only long-lived workers are restarted"
-            )
-        if cache_directory is not None and not isinstance(cache_directory, str | os.PathLike):
-            raise TypeError(f"cache_directory must be a directory name, got {type(cache_directory).__name__}")
-        for name, value in (
-            ("plot_dependency_graph_filename", plot_dependency_graph_filename),
-            ("export_workflow_filename", export_workflow_filename),
-        ):
-            if value is not None and not isinstance(value, str | os.PathLike):
-                raise TypeError(f"{name} must be a file name, got {type(value).__name__} {value!r}")
-        graph_mode = plot_dependency_graph or plot_dependency_graph_filename is not None
-        graph_mode = graph_mode or export_workflow_filename is not None
+        check_executor_options(
+            max_workers=max_workers,
+            max_cores=max_cores,
+            restart_limit=restart_limit,
+            flags={
+                "block_allocation": block_allocation,
+                "disable_dependencies": disable_dependencies,
+                "plot_dependency_graph": plot_dependency_graph,
+                "log_obj_size": log_obj_size,
+                "openmpi_oversubscribe": openmpi_oversubscribe,
+                "record_dependency_graph": record_dependency_graph,
+            },
+            hostname_localhost=hostname_localhost,
+            refresh_rate=refresh_rate,
+            init_function=init_function,
+            block_allocation=block_allocation,
+            cache_directory=cache_directory,
+            plot_dependency_graph_filename=plot_dependency_graph_filename,
+            export_workflow_filename=export_workflow_filename,
+        )
+        graph = graph_recorder(plot_dependency_graph, plot_dependency_graph_filename, export_workflow_filename)
         where = "SingleNodeExecutor(resource_dict=...)"
         resources = merge(DEFAULTS, parse_resource_dict(resource_dict, where=where))
         SINGLE_NODE_RULES.check(resources, where=where)
@@ -130,13 +101,7 @@ class SingleNodeExecutor(BaseExecutor):
         localhost = hostname_localhost is not False
         register_caller_module()
         scheduler: Any
-        graph = None
-        if graph_mode:  # record the workflow, run nothing (executorlib 1.x semantics)
-            graph = GraphRecorder(
-                picture=os.fspath(plot_dependency_graph_filename) if plot_dependency_graph_filename else None,
-                show=plot_dependency_graph,
-                workflow=os.fspath(export_workflow_filename) if export_workflow_filename else None,
-            )
+        if graph is not None:  # record the workflow, run nothing (executorlib 1.x semantics)
             scheduler = NoScheduler()
         elif block_allocation:
             from executorlib.schedulers.block import BlockAllocationScheduler

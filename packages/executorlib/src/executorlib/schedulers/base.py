@@ -68,6 +68,12 @@ def death_error(worker_id: int, slot: int, spawner: SubprocessSpawner, what: str
         )
     elif code is not None and code in (-11, 139):
         hint = " (SIGSEGV means a crash in compiled code; the worker's stderr shows the native stack)"
+    last_words = spawner.stderr_tail()  # kept only when the launch asks (srun: slurmstepd names the step's fate)
+    if code is not None and last_words:
+        from xl_spawn import describe_srun_exit, parse_slurm_state
+
+        if parse_slurm_state(last_words) is not None:
+            exit_text, hint = describe_srun_exit(code, last_words), ""
     return ExecutorlibSocketError(
         f"worker {worker_id} (executorlib_worker_id {slot}, pid {spawner.pid}) died with {exit_text}{hint} while {what}"
     )
@@ -94,7 +100,8 @@ def start_worker(
         **gpu_env(gpus),
         "PYTHONPATH": prepend_path(os.environ.get("PYTHONPATH"), *user_import_paths()),
     }
-    spawner = SubprocessSpawner(cwd=resources.cwd, env=env)
+    # A launch may ask to keep the tail of the worker's stderr (still copied to ours) for death_error.
+    spawner = SubprocessSpawner(cwd=resources.cwd, env=env, keep_stderr=getattr(launch, "keep_stderr", 0))
     spawner.bootup(launch.argv(resources, args))
     return spawner
 

@@ -71,11 +71,12 @@ class BlockAllocationScheduler:
         restart_limit: int,
         localhost: bool,
         launch: Launch,
-        gpus: Sequence[str] = (),
+        gpus: Sequence[str] | None = (),
     ) -> None:
         self._resources = resources
         self._launch = launch
-        self._gpus = block_gpus(workers, gpus_needed(resources), gpus)
+        # None: the launch (srun) assigns devices to each worker, so none are handed out here
+        self._gpus = block_gpus(workers, gpus_needed(resources), gpus) if gpus is not None else [()] * workers
         self._init = Init(init_function) if init_function is not None else None
         self._lock = threading.Lock()
         self._pending: deque[TaskItem] = deque()

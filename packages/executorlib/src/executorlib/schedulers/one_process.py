@@ -43,12 +43,13 @@ class OneProcessScheduler:
         max_tasks: int | None,
         localhost: bool,
         launch: Launch,
-        gpus: Sequence[str] = (),
+        gpus: Sequence[str] | None = (),
     ) -> None:
         self._budget = core_budget
         self._max_tasks = max_tasks
         self._launch = launch
-        self._free_gpus = list(gpus)  # devices not held by a running task
+        self._track_gpus = gpus is not None  # None: the launch (srun) assigns devices, nothing to count here
+        self._free_gpus = list(gpus or ())  # devices not held by a running task
         self._hub = Hub(self, localhost=localhost)
         self._cond = threading.Condition()
         self._pending: deque[TaskItem] = deque()
@@ -112,7 +113,7 @@ class OneProcessScheduler:
                 return True
             worker_id = next(self._worker_ids)
             slot = heapq.heappop(self._free_slots) if self._free_slots else self._take_slot()
-            gpus = self._take_gpus(gpus_needed(item.resources))
+            gpus = self._take_gpus(gpus_needed(item.resources) if self._track_gpus else 0)
             run = self._runs[worker_id] = _Run(item, slot, gpus)
             self._used += item.resources.slots
             self._active += 1
@@ -143,7 +144,8 @@ class OneProcessScheduler:
         if not self._pending:
             return False
         head = self._pending[0].resources
-        if gpus_needed(head) > len(self._free_gpus):  # submit() checked that enough exist: wait for some to free up
+        # submit() checked that enough exist: wait for some to free up
+        if self._track_gpus and gpus_needed(head) > len(self._free_gpus):
             return False
         return fits(self._used, self._active, head.slots, self._budget, self._max_tasks)
 

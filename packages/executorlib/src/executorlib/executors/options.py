@@ -1,0 +1,84 @@
+"""Constructor checks every socket executor shares (SingleNodeExecutor, SlurmJobExecutor): types and ranges of the
+executorlib 1.x parameters, the combinations that cannot work, and graph mode."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from executorlib.graph_mode import GraphRecorder
+
+
+def check_count(name: str, value: Any, minimum: int) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int or None, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value}")
+
+
+def check_flag(name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
+
+
+def check_executor_options(
+    *,
+    max_workers: Any,
+    max_cores: Any,
+    restart_limit: Any,
+    flags: Mapping[str, Any],
+    hostname_localhost: Any,
+    refresh_rate: Any,
+    init_function: Callable[[], Mapping[str, Any]] | None,
+    block_allocation: bool,
+    cache_directory: Any,
+    plot_dependency_graph_filename: Any,
+    export_workflow_filename: Any,
+) -> None:
+    """Reject bad constructor arguments before anything starts, naming the parameter, the value and the fix."""
+    check_count("max_workers", max_workers, 1)
+    check_count("max_cores", max_cores, 1)
+    check_count("restart_limit", restart_limit, 0)
+    for name, flag in flags.items():
+        check_flag(name, flag)
+    if hostname_localhost is not None:
+        check_flag("hostname_localhost", hostname_localhost)
+    if isinstance(refresh_rate, bool) or not isinstance(refresh_rate, int | float) or refresh_rate <= 0:
+        raise ValueError(f"refresh_rate must be a positive number of seconds, got {refresh_rate!r}")
+    if init_function is not None and not callable(init_function):
+        raise TypeError(f"init_function must be a callable returning a dict, got {init_function!r}")
+    if init_function is not None and not block_allocation:
+        raise ValueError(
+            "init_function needs block_allocation=True: it runs once per long-lived worker, and without block "
+            "allocation every call gets a fresh process"
+        )
+    if restart_limit and not block_allocation:
+        raise ValueError(
+            f"restart_limit={restart_limit} needs block_allocation=True: only long-lived workers are restarted"
+        )
+    if cache_directory is not None and not isinstance(cache_directory, str | os.PathLike):
+        raise TypeError(f"cache_directory must be a directory name, got {type(cache_directory).__name__}")
+    for name, value in (
+        ("plot_dependency_graph_filename", plot_dependency_graph_filename),
+        ("export_workflow_filename", export_workflow_filename),
+    ):
+        if value is not None and not isinstance(value, str | os.PathLike):
+            raise TypeError(f"{name} must be a file name, got {type(value).__name__} {value!r}")
+
+
+def graph_recorder(
+    plot_dependency_graph: bool,
+    plot_dependency_graph_filename: str | os.PathLike[str] | None,
+    export_workflow_filename: str | os.PathLike[str] | None,
+) -> GraphRecorder | None:
+    """Graph mode (executorlib 1.x): any of the three records the workflow and runs nothing; None otherwise."""
+    if not plot_dependency_graph and plot_dependency_graph_filename is None and export_workflow_filename is None:
+        return None
+    return GraphRecorder(
+        picture=os.fspath(plot_dependency_graph_filename) if plot_dependency_graph_filename else None,
+        show=plot_dependency_graph,
+        workflow=os.fspath(export_workflow_filename) if export_workflow_filename else None,
+    )

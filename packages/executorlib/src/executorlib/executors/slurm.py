@@ -1,0 +1,215 @@
+"""SlurmJobExecutor: functions in SLURM job steps (``srun``), one step per call or a pool of long-lived steps."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from executorlib.accounting import available_cores, core_budget, pool_size
+from executorlib.caching import check_executor_resources
+from executorlib.errors import ResourceDictError
+from executorlib.executors.base import BaseExecutor, register_caller_module
+from executorlib.executors.options import check_executor_options, graph_recorder
+from executorlib.graph_mode import NoScheduler
+from executorlib.resources import DEFAULTS, Resources, merge, parse_resource_dict
+from executorlib.srun import SLURM_JOB_RULES, Allocation, SrunLaunch, current_allocation, single_node
+
+
+class SlurmJobExecutor(BaseExecutor):
+    """Run Python functions as SLURM job steps: each worker is ``srun ... python -m xl_comm.worker``.
+
+    Meant for use inside an allocation (``salloc``, an ``sbatch`` script, or a function that a
+    SlurmClusterExecutor runs as a job): every step gets the CPUs it asks for (``srun --exact``), so steps run
+    side by side in the allocation. Outside any allocation every srun asks SLURM for an allocation of its own,
+    as executorlib 1.x does.
+
+    ``resource_dict`` keys map to srun flags: ``cores`` -> ``--ntasks`` (MPI ranks, the worker on each, rank 0
+    leading), ``threads_per_core`` -> ``--cpus-per-task``, ``gpus_per_core`` -> ``--gpus-per-task``,
+    ``num_nodes`` -> ``--nodes``, ``exclusive`` -> ``--exclusive``, ``run_time_max`` (seconds) -> ``--time`` in
+    whole minutes rounded up, ``cwd`` -> ``--chdir``, ``slurm_cmd_args`` appended as given. ``pmi_mode`` ->
+    ``--mpi`` (None: the cluster's MpiDefault); ``openmpi_oversubscribe`` -> ``--overcommit`` (more tasks than
+    CPUs; the checks against the allocation's size are then skipped). ``priority`` and ``submission_template``
+    are rejected: srun steps have neither.
+
+    How many cores: inside an allocation its size (``SLURM_NTASKS x SLURM_CPUS_PER_TASK``, else the CPUs SLURM
+    gave the job) is the default ``max_cores``, and a ``max_cores``, a pool (``max_workers`` x cores per worker)
+    or a single task larger than it is an error naming both numbers. Outside an allocation there is no size to
+    check against: ``max_cores`` bounds the cores of the calls in flight when given; with neither ``max_cores``
+    nor ``max_workers``, at most as many calls as this machine has CPUs are in flight at once (each holds an
+    srun process here), and ``block_allocation=True`` needs ``max_workers`` or ``max_cores``.
+
+    A step that SLURM ends (its time limit, ``scancel``, preemption) fails its Future with an
+    :class:`~executorlib.errors.ExecutorlibSocketError` that names the SLURM state (TIMEOUT, CANCELLED, ...);
+    srun's own output still reaches this process's stderr.
+
+    ``hostname_localhost``: True binds the executor's socket to loopback, False to this host's name; None (the
+    default) means loopback when the allocation has one node, where every step runs, and the host name otherwise.
+    """
+
+    def __init__(
+        self,
+        max_workers: int | None = None,
+        cache_directory: str | None = None,
+        max_cores: int | None = None,
+        resource_dict: Mapping[str, Any] | None = None,
+        pmi_mode: str | None = None,
+        hostname_localhost: bool | None = None,
+        block_allocation: bool = False,
+        init_function: Callable[[], Mapping[str, Any]] | None = None,
+        disable_dependencies: bool = False,
+        refresh_rate: float = 0.01,
+        plot_dependency_graph: bool = False,
+        plot_dependency_graph_filename: str | None = None,
+        export_workflow_filename: str | None = None,
+        log_obj_size: bool = False,
+        openmpi_oversubscribe: bool = False,
+        restart_limit: int = 0,
+        record_dependency_graph: bool = False,
+    ) -> None:
+        check_executor_options(
+            max_workers=max_workers,
+            max_cores=max_cores,
+            restart_limit=restart_limit,
+            flags={
+                "block_allocation": block_allocation,
+                "disable_dependencies": disable_dependencies,
+                "plot_dependency_graph": plot_dependency_graph,
+                "log_obj_size": log_obj_size,
+                "openmpi_oversubscribe": openmpi_oversubscribe,
+                "record_dependency_graph": record_dependency_graph,
+            },
+            hostname_localhost=hostname_localhost,
+            refresh_rate=refresh_rate,
+            init_function=init_function,
+            block_allocation=block_allocation,
+            cache_directory=cache_directory,
+            plot_dependency_graph_filename=plot_dependency_graph_filename,
+            export_workflow_filename=export_workflow_filename,
+        )
+        if pmi_mode is not None and (
+            not isinstance(pmi_mode, str) or not pmi_mode or any(c.isspace() for c in pmi_mode)
+        ):
+            raise ValueError(
+                f"pmi_mode must be None (the cluster's MpiDefault) or one word such as 'pmi2' or 'pmix' "
+                f"(srun --mpi=<pmi_mode>), got {pmi_mode!r}"
+            )
+        graph = graph_recorder(plot_dependency_graph, plot_dependency_graph_filename, export_workflow_filename)
+        where = "SlurmJobExecutor(resource_dict=...)"
+        resources = merge(DEFAULTS, parse_resource_dict(resource_dict, where=where))
+        SLURM_JOB_RULES.check(resources, where=where)
+        check_executor_resources(resources, where=where)
+        if cache_directory is not None:  # every task's default; a task's resource_dict may name another
+            resources = merge(resources, {"cache_directory": os.path.abspath(cache_directory)})
+        self._launch = SrunLaunch(pmi_mode=pmi_mode, overcommit=openmpi_oversubscribe)
+        self._allocation = current_allocation(os.environ)
+        self._overcommit = openmpi_oversubscribe
+        if graph is None and shutil.which(self._launch.srun) is None:
+            raise RuntimeError(
+                "SlurmJobExecutor starts its workers with srun, which is not on PATH here; run it on a SLURM "
+                "cluster (inside salloc or an sbatch job), or use SingleNodeExecutor on this machine"
+            )
+        self._max_cores = max_cores
+        self._check_max_cores(max_cores)
+        max_tasks = max_workers
+        if self._allocation is not None:
+            self._budget = core_budget(max_workers, max_cores, self._allocation.cores)
+        else:
+            self._budget = max_cores
+            if max_workers is None and max_cores is None:
+                max_tasks = available_cores()  # calls in flight, each an srun process here
+        self._check_task(resources, where=where)  # before any worker starts
+        if hostname_localhost is None:
+            localhost = single_node(os.environ) and resources.num_nodes in (None, 1)
+        else:
+            localhost = hostname_localhost
+        register_caller_module()
+        scheduler: Any
+        if graph is not None:  # record the workflow, run nothing (executorlib 1.x semantics)
+            scheduler = NoScheduler()
+        elif block_allocation:
+            from executorlib.schedulers.block import BlockAllocationScheduler
+
+            workers = self._pool_size(max_workers, max_cores, resources)
+            scheduler = BlockAllocationScheduler(
+                workers=workers,
+                resources=resources,
+                init_function=init_function,
+                restart_limit=restart_limit,
+                localhost=localhost,
+                launch=self._launch,
+                gpus=None,  # srun assigns each step its devices
+            )
+        else:
+            from executorlib.schedulers.one_process import OneProcessScheduler
+
+            scheduler = OneProcessScheduler(
+                core_budget=self._budget,
+                max_tasks=max_tasks,
+                localhost=localhost,
+                launch=self._launch,
+                gpus=None,
+            )
+        super().__init__(
+            scheduler,
+            resources=resources,
+            rules=SLURM_JOB_RULES,
+            fixed_resources=block_allocation,
+            log_obj_size=log_obj_size,
+            disable_dependencies=disable_dependencies,
+            graph=graph,
+            record_dependency_graph=record_dependency_graph,
+        )
+
+    @property
+    def allocation(self) -> Allocation | None:
+        """The SLURM allocation the steps run in, or None when each srun makes its own."""
+        return self._allocation
+
+    def _too_big(self, needed: int) -> bool:
+        return self._allocation is not None and not self._overcommit and needed > self._allocation.cores
+
+    def _allocation_text(self) -> str:
+        allocation = self._allocation
+        assert allocation is not None
+        return f"the SLURM allocation (job {allocation.job_id}) has {allocation.cores} ({allocation.source})"
+
+    def _check_max_cores(self, max_cores: int | None) -> None:
+        if max_cores is not None and self._too_big(max_cores):
+            raise ValueError(
+                f"max_cores={max_cores} is more than {self._allocation_text()}; lower max_cores, ask salloc/sbatch "
+                "for more CPUs, or pass openmpi_oversubscribe=True to overcommit (srun --overcommit)"
+            )
+
+    def _pool_size(self, max_workers: int | None, max_cores: int | None, resources: Resources) -> int:
+        allocation = self._allocation
+        if allocation is None and max_workers is None and max_cores is None:
+            raise ValueError(
+                "block_allocation=True outside a SLURM allocation needs max_workers or max_cores: there is no "
+                "allocation to size the pool from (each worker becomes an srun allocation of its own); pass "
+                "max_workers, or create the executor inside salloc or an sbatch job"
+            )
+        cpus = allocation.cores if allocation is not None else max_workers or max_cores or 1
+        workers = pool_size(max_workers, max_cores, resources.slots, cpus)
+        if self._too_big(workers * resources.slots):
+            raise ValueError(
+                f"max_workers={workers} workers of {resources.slots} core(s) each (cores x threads_per_core) need "
+                f"{workers * resources.slots} cores, but {self._allocation_text()}; lower max_workers or the cores "
+                "per worker, or ask salloc/sbatch for more CPUs"
+            )
+        return workers
+
+    def _check_task(self, resources: Resources, *, where: str) -> None:
+        self._launch.check(resources, where=where)
+        if self._too_big(resources.slots):
+            raise ResourceDictError(
+                f"{where}: this task needs {resources.slots} cores (cores={resources.cores} x threads_per_core="
+                f"{resources.threads_per_core}) but {self._allocation_text()}; lower the request, ask salloc/sbatch "
+                "for more CPUs, or pass openmpi_oversubscribe=True to overcommit (srun --overcommit)"
+            )
+        if self._max_cores is not None and resources.slots > self._max_cores:
+            raise ValueError(
+                f"{where}: this task needs {resources.slots} cores (cores x threads_per_core) but the executor may "
+                f"use only max_cores={self._max_cores}; lower the request or raise max_cores"
+            )

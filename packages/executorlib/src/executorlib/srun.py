@@ -1,0 +1,146 @@
+"""SLURM job steps for SlurmJobExecutor: the srun launch, the allocation's size, and the keys SLURM cannot honour.
+
+Pure functions and a small launch object; the executor (executors/slurm.py) wires them into the same schedulers
+SingleNodeExecutor uses.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from xl_spawn import python_module_argv
+
+from executorlib.errors import ResourceDictError
+from executorlib.launch import WORKER_MODULE
+from executorlib.resources import BackendRules, Resources
+
+SLURM_JOB_RULES = BackendRules(
+    executor="SlurmJobExecutor",
+    unsupported={
+        "priority": "srun steps have no queue priority; use FluxJobExecutor or the cluster executors",
+        "submission_template": "it submits no batch jobs; use SlurmClusterExecutor or FluxClusterExecutor",
+    },
+)
+
+#: Bytes of srun's stderr kept per worker: enough for its last lines, where slurmstepd names the step's fate.
+SRUN_STDERR_TAIL = 8192
+
+_CPUS_PER_NODE = re.compile(r"^\s*(\d+)(?:\(x(\d+)\))?\s*$")
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """The SLURM allocation this process runs in: its job id, its CPUs, and where that number came from."""
+
+    job_id: str
+    cores: int
+    source: str
+
+
+def _count(environ: Mapping[str, str], name: str) -> int | None:
+    try:
+        value = int(environ.get(name, ""))
+    except ValueError:
+        return None
+    return value if value > 0 else None
+
+
+def _cpus_per_node(text: str) -> int | None:
+    """Sum of SLURM's compressed per-node list, e.g. ``"4(x2),2"`` -> 10."""
+    total = 0
+    for part in text.split(","):
+        match = _CPUS_PER_NODE.match(part)
+        if match is None:
+            return None
+        total += int(match.group(1)) * int(match.group(2) or 1)
+    return total or None
+
+
+def current_allocation(environ: Mapping[str, str]) -> Allocation | None:
+    """The allocation described by ``environ`` (this process runs in ``salloc``, ``sbatch`` or a step), or None
+    outside any (then every srun makes an allocation of its own).
+
+    Its size is ``SLURM_NTASKS x SLURM_CPUS_PER_TASK`` when both are set (as executorlib 1.x reads it); else the
+    CPUs SLURM gave the job, ``SLURM_JOB_CPUS_PER_NODE`` summed over its nodes; else ``SLURM_CPUS_ON_NODE`` times
+    the nodes; else ``SLURM_NTASKS`` (one CPU per task).
+
+    >>> current_allocation({"SLURM_JOB_ID": "7", "SLURM_NTASKS": "2", "SLURM_CPUS_PER_TASK": "3"}).cores
+    6
+    >>> current_allocation({"SLURM_JOB_ID": "7", "SLURM_NTASKS": "2", "SLURM_JOB_CPUS_PER_NODE": "4(x2),2"}).cores
+    10
+    >>> current_allocation({}) is None
+    True
+    """
+    job_id = environ.get("SLURM_JOB_ID") or environ.get("SLURM_JOBID")
+    if not job_id:
+        return None
+    ntasks = _count(environ, "SLURM_NTASKS") or _count(environ, "SLURM_NPROCS")
+    per_task = _count(environ, "SLURM_CPUS_PER_TASK")
+    if ntasks is not None and per_task is not None:
+        return Allocation(job_id, ntasks * per_task, f"SLURM_NTASKS={ntasks} x SLURM_CPUS_PER_TASK={per_task}")
+    per_node = environ.get("SLURM_JOB_CPUS_PER_NODE")
+    total = _cpus_per_node(per_node) if per_node else None
+    if total is not None:
+        return Allocation(job_id, total, f"SLURM_JOB_CPUS_PER_NODE={per_node}")
+    on_node = _count(environ, "SLURM_CPUS_ON_NODE")
+    if on_node is not None:
+        nodes = _count(environ, "SLURM_JOB_NUM_NODES") or _count(environ, "SLURM_NNODES") or 1
+        return Allocation(job_id, on_node * nodes, f"SLURM_CPUS_ON_NODE={on_node} on {nodes} node(s)")
+    if ntasks is not None:
+        return Allocation(job_id, ntasks, f"SLURM_NTASKS={ntasks}")
+    return None
+
+
+def single_node(environ: Mapping[str, str]) -> bool:
+    """Whether this process runs in an allocation of exactly one node (so workers started by srun run here)."""
+    nodes = _count(environ, "SLURM_JOB_NUM_NODES") or _count(environ, "SLURM_NNODES")
+    return bool(environ.get("SLURM_JOB_ID") or environ.get("SLURM_JOBID")) and nodes == 1
+
+
+@dataclass(frozen=True)
+class SrunLaunch:
+    """Each worker is one srun step: ``srun --ntasks=cores --cpus-per-task=threads_per_core --exact ...
+    python -m xl_comm.worker [...] [--mpi]`` (the worker runs on every rank when cores > 1, rank 0 leading).
+
+    ``pmi_mode`` becomes ``--mpi=<mode>`` (None: the cluster's MpiDefault); ``overcommit`` (the executor's
+    ``openmpi_oversubscribe``) becomes ``--overcommit``, which lets a step have more tasks than CPUs (srun's
+    ``--oversubscribe`` would only share nodes with other jobs). srun's stderr is copied to ours and its tail
+    kept, so a step SLURM ends (TIMEOUT, CANCELLED, ...) fails its Future with that state named.
+    """
+
+    pmi_mode: str | None = None
+    overcommit: bool = False
+    srun: str = "srun"
+    keep_stderr: int = SRUN_STDERR_TAIL
+
+    def check(self, resources: Resources, *, where: str) -> None:
+        if resources.cores == 1:
+            return
+        from xl_spawn import mpi4py_available
+
+        if not mpi4py_available():
+            raise ResourceDictError(
+                f"{where}: resource_dict['cores'] = {resources.cores} starts {resources.cores} MPI ranks with srun, "
+                "and each runs the worker with mpi4py, which is not installed: pip install mpi4py (built against "
+                "the cluster's MPI), or use cores=1"
+            )
+
+    def argv(self, resources: Resources, worker_args: Sequence[str]) -> list[str]:
+        from xl_spawn import SrunRequest, srun_argv
+
+        request = SrunRequest(
+            cores=resources.cores,
+            threads_per_core=resources.threads_per_core,
+            gpus_per_core=resources.gpus_per_core,
+            num_nodes=resources.num_nodes,
+            exclusive=resources.exclusive,
+            run_time_max=resources.run_time_max,
+            pmi_mode=self.pmi_mode,
+            cwd=resources.cwd,
+            overcommit=self.overcommit,
+            extra_args=resources.slurm_cmd_args,
+        )
+        args = [*worker_args, "--mpi"] if resources.cores > 1 else list(worker_args)
+        return srun_argv(request, python_module_argv(WORKER_MODULE, args), srun=self.srun)
