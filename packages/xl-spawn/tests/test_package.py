@@ -24,6 +24,12 @@ def test_public_names() -> None:
         "parse_slurm_state",
         "srun_argv",
         "srun_time_minutes",
+        "DEFAULT_SLURM_TEMPLATE",
+        "JobState",
+        "SlurmQueue",
+        "SubmissionError",
+        "job_script_variables",
+        "render_job_script",
     }
     for name in xl_spawn.__all__:
         assert getattr(xl_spawn, name) is not None
@@ -43,6 +49,7 @@ def test_imports_no_project_package_and_no_heavy_dependency() -> None:
 
 
 def test_mpi_and_slurm_names_load_on_first_use() -> None:
-    code = "import sys, xl_spawn; print(sorted(m for m in ('xl_spawn.mpi', 'xl_spawn.slurm') if m in sys.modules))"
+    lazy = ("xl_spawn.mpi", "xl_spawn.slurm", "xl_spawn.queue", "jinja2")
+    code = f"import sys, xl_spawn; print(sorted(m for m in {lazy!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "[]"

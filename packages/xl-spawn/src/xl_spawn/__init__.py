@@ -26,6 +26,14 @@ if TYPE_CHECKING:
         mpiexec_argv,
         parse_mpi_version_text,
     )
+    from xl_spawn.queue import (
+        DEFAULT_SLURM_TEMPLATE,
+        JobState,
+        SlurmQueue,
+        SubmissionError,
+        job_script_variables,
+        render_job_script,
+    )
     from xl_spawn.slurm import SrunRequest, describe_srun_exit, parse_slurm_state, srun_argv, srun_time_minutes
 
 # Logging is the caller's choice: no output unless the application configures a handler.
@@ -39,6 +47,12 @@ _LAZY = {
     "mpi_missing_message": "mpi",
     "mpiexec_argv": "mpi",
     "parse_mpi_version_text": "mpi",
+    "DEFAULT_SLURM_TEMPLATE": "queue",
+    "JobState": "queue",
+    "SlurmQueue": "queue",
+    "SubmissionError": "queue",
+    "job_script_variables": "queue",
+    "render_job_script": "queue",
     "SrunRequest": "slurm",
     "describe_srun_exit": "slurm",
     "parse_slurm_state": "slurm",
@@ -47,14 +61,19 @@ _LAZY = {
 }
 
 __all__ = [
+    "DEFAULT_SLURM_TEMPLATE",
+    "JobState",
     "MpiFlavour",
+    "SlurmQueue",
     "Spawner",
     "SrunRequest",
+    "SubmissionError",
     "SubprocessSpawner",
     "describe_returncode",
     "describe_srun_exit",
     "detect_mpi_flavour",
     "find_mpiexec",
+    "job_script_variables",
     "mpi4py_available",
     "mpi_missing_message",
     "mpiexec_argv",
@@ -62,6 +81,7 @@ __all__ = [
     "parse_slurm_state",
     "prepend_path",
     "python_module_argv",
+    "render_job_script",
     "srun_argv",
     "srun_time_minutes",
     "thread_env",

@@ -1,0 +1,8 @@
+#!/bin/bash
+#SBATCH --output=time.out
+#SBATCH --job-name=cache
+#SBATCH --chdir=/scratch/cache/add0123
+#SBATCH --get-user-env=L
+#SBATCH --ntasks=1
+
+/venv/bin/python -m xl_cache.worker /scratch/cache/add0123_i.h5
