@@ -618,6 +618,49 @@ def mpi_calls(sizes: Sizes, notes: list[str]) -> list[Row]:
     ]
 
 
+def srun_calls(sizes: Sizes, notes: list[str]) -> list[Row]:
+    """SlurmJobExecutor, one srun step per call, against the floor: bare ``srun -n 1 true`` (SLURM's own cost of a
+    step, or of an allocation and its step outside a job), and ``srun -n 1 python -c pass`` (plus an interpreter).
+    Runs only where ``srun`` is on PATH and the controller answers; prints, never asserts."""
+    import subprocess
+    import sys
+
+    from executorlib import SlurmJobExecutor
+
+    if shutil.which("srun") is None:
+        notes.append("srun rows skipped: no srun on PATH")
+        return []
+    try:
+        ping = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=15)
+    except (OSError, subprocess.TimeoutExpired) as problem:
+        notes.append(f"srun rows skipped: sinfo did not answer ({problem})")
+        return []
+    if ping.returncode != 0 or not ping.stdout.strip():
+        notes.append(f"srun rows skipped: the SLURM controller did not answer ({ping.stderr.strip()[-200:]})")
+        return []
+    bare = ["srun", "-n", "1", "true"]
+    python = ["srun", "-n", "1", sys.executable, "-c", "pass"]
+    with SlurmJobExecutor(max_workers=1) as exe:
+        times = interleaved(
+            {
+                "floor": lambda i: subprocess.run(bare, check=True, timeout=60),
+                "python": lambda i: subprocess.run(python, check=True, timeout=60),
+                "call": lambda i: exe.submit(inc, i).result(timeout=60),
+            },
+            calls=sizes.process_calls,
+            warmup=1,
+            rounds=2,
+        )
+    floor, bare_python, call = (statistics.median(times[name]) for name in ("floor", "python", "call"))
+    where = "inside an allocation (steps)" if exe.allocation is not None else "outside an allocation (srun allocates)"
+    notes.append(
+        f"srun, {where}: SlurmJobExecutor call with its own srun {call * 1e3:.0f} ms vs bare srun -n 1 true "
+        f"{floor * 1e3:.0f} ms ({call / floor:.2f}x) and vs srun -n 1 python -c pass {bare_python * 1e3:.0f} ms "
+        f"({call / bare_python:.2f}x; median of {sizes.process_calls})"
+    )
+    return [Row("10 srun per call (SlurmJobExecutor) vs bare srun -n 1 true", "ms", call * 1e3, floor * 1e3, None, [])]
+
+
 WORKLOADS: list[tuple[str, Callable[[Sizes, list[str]], list[Row]]]] = [
     ("latency", latency),
     ("throughput", throughput),
@@ -628,4 +671,5 @@ WORKLOADS: list[tuple[str, Callable[[Sizes, list[str]], list[Row]]]] = [
     ("pending on one Future", pending_on_one_future),
     ("cache warm hit", cache_warm_hit),
     ("MPI calls", mpi_calls),
+    ("srun calls", srun_calls),
 ]
