@@ -16,6 +16,8 @@ logging.getLogger("executorlib").addHandler(logging.NullHandler())
 _LAZY = {
     "BaseExecutor": "executorlib.executors.base",
     "SingleNodeExecutor": "executorlib.executors.single",
+    "SlurmClusterExecutor": "executorlib.executors.cluster",
+    "terminate_tasks_in_cache": "executorlib.terminate",
     "SlurmJobExecutor": "executorlib.executors.slurm",
     "get_cache_data": "xl_cache",
     "get_future_from_cache": "xl_cache",
@@ -26,11 +28,13 @@ _LAZY = {
 __all__ = [
     "BaseExecutor",
     "SingleNodeExecutor",
+    "SlurmClusterExecutor",
     "SlurmJobExecutor",
     "get_cache_data",
     "get_future_from_cache",
     "get_item_from_future",
     "split_future",
+    "terminate_tasks_in_cache",
 ]
 
 

@@ -235,3 +235,97 @@ class TestClusterExecutor(FileExecutorBase):
             log_obj_size=log_obj_size,
             wait=wait,
         )
+
+
+SLURM_CLUSTER_RULES = BackendRules(
+    executor="SlurmClusterExecutor",
+    unsupported={
+        "gpus_per_core": "the job script has no GPU line; name GPUs in a submission_template (e.g. #SBATCH --gpus=...)",
+        "slurm_cmd_args": "these are srun arguments of SlurmJobExecutor; put #SBATCH lines in a submission_template",
+    },
+)
+
+
+class SlurmClusterExecutor(FileExecutorBase):
+    """One ``sbatch`` job per call, submitted from the login node; results come back through the cache directory.
+
+    The job script comes from a default template that needs no configuration (partition, memory and time limit
+    only when given), from ``resource_dict["submission_template"]`` (jinja2, pysqa's variable names), or from
+    the ``queue.yaml`` of ``pysqa_config_directory``. Keys of ``resource_dict`` that are not executorlib resources
+    (``partition``, ``memory_max``, ``job_name``, ...) are template variables. A call taking another call's
+    Future is submitted at once with ``--dependency=afterok:<ids>``, so this process may exit
+    (``shutdown(wait=False)``) and a later one, submitting the same calls with the same cache directory, gets the
+    cached results or re-attaches to the jobs still queued; no call ever runs twice. A job that dies (time limit,
+    memory, node failure, ``scancel``) fails its Future with SLURM's state, the job id and the end of its log.
+    A failed ``sbatch`` raises :class:`xl_spawn.SubmissionError` (a ``CalledProcessError``) whose ``output`` is
+    sbatch's own message; it is not cached. ``pmi_mode`` adds ``srun --mpi=<mode>`` around MPI tasks (cores > 1).
+    """
+
+    def __init__(
+        self,
+        max_workers: int | None = None,
+        cache_directory: str | None = None,
+        max_cores: int | None = None,
+        resource_dict: Mapping[str, Any] | None = None,
+        pysqa_config_directory: str | None = None,
+        pmi_mode: str | None = None,
+        hostname_localhost: bool | None = None,
+        block_allocation: bool = False,
+        init_function: Callable[[], Mapping[str, Any]] | None = None,
+        disable_dependencies: bool = False,
+        refresh_rate: float = 0.01,
+        plot_dependency_graph: bool = False,
+        plot_dependency_graph_filename: str | None = None,
+        export_workflow_filename: str | None = None,
+        log_obj_size: bool = False,
+        wait: bool = True,
+        openmpi_oversubscribe: bool = False,
+    ) -> None:
+        if block_allocation:
+            raise NotImplementedError(
+                "SlurmClusterExecutor(block_allocation=True) (workers as batch jobs) is not available in this "
+                "version; use block_allocation=False (one job per call), or SlurmJobExecutor(block_allocation=True) "
+                "inside an allocation"
+            )
+        if pmi_mode is not None and (not isinstance(pmi_mode, str) or not pmi_mode.isidentifier()):
+            raise ValueError(f"pmi_mode must be a word such as 'pmix' or 'pmi2', got {pmi_mode!r}")
+        from executorlib.schedulers.slurm_jobs import SlurmQueueBackend
+
+        config = os.fspath(pysqa_config_directory) if pysqa_config_directory is not None else None
+        super().__init__(
+            lambda: SlurmQueueBackend(pysqa_config_directory=config, pmi_mode=pmi_mode),
+            executor="SlurmClusterExecutor",
+            rules=SLURM_CLUSTER_RULES,
+            max_workers=max_workers,
+            cache_directory=cache_directory,
+            max_cores=max_cores,
+            resource_dict=resource_dict,
+            hostname_localhost=hostname_localhost,
+            init_function=init_function,
+            disable_dependencies=disable_dependencies,
+            refresh_rate=refresh_rate,
+            plot_dependency_graph=plot_dependency_graph,
+            plot_dependency_graph_filename=plot_dependency_graph_filename,
+            export_workflow_filename=export_workflow_filename,
+            log_obj_size=log_obj_size,
+            wait=wait,
+        )
+
+    def dry_run(
+        self, fn: Callable[..., Any], /, *args: Any, resource_dict: Mapping[str, Any] | None = None, **kwargs: Any
+    ) -> str:
+        """The job script ``submit`` would hand to sbatch for this call (nothing is written or submitted)."""
+        from xl_serial import function_name, task_key
+
+        from executorlib.schedulers.file import FileTask
+        from executorlib.schedulers.slurm_jobs import SlurmQueueBackend
+
+        known, extras = split_resource_dict(resource_dict, where="dry_run(..., resource_dict=...)")
+        resources = merge(self._resources, known)
+        scheduler = self._file_scheduler
+        assert scheduler is not None and isinstance(scheduler._backend, SlurmQueueBackend)
+        args, kwargs, upstream, _ = scheduler._link_arguments(args, kwargs)
+        directory = os.path.abspath(resources.cache_directory or DEFAULT_CACHE_DIRECTORY)
+        key = resources.cache_key or task_key(fn, args, kwargs)
+        task = FileTask(key, directory, function_name(fn), resources, {**self._extras, **extras})
+        return scheduler._backend.dry_run(task, [up for up in upstream if not up.ended])

@@ -1,0 +1,300 @@
+"""SlurmClusterExecutor against the real test cluster: the upstream docs page's examples as tests.
+
+One sbatch job per call; every blocking call has a timeout. The TIMEOUT test reuses nothing and takes 60-90 s
+(the cluster's smallest time limit is one minute): it is the only one of its kind.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from xl_slurm_helpers import SlurmCluster
+
+TIMEOUT = 120
+
+DOCS_TEMPLATE = """\
+#!/bin/bash
+#SBATCH --output=time.out
+#SBATCH --job-name={{job_name}}
+#SBATCH --chdir={{working_directory}}
+#SBATCH --get-user-env=L
+#SBATCH --partition={{partition}}
+{%- if run_time_max %}
+#SBATCH --time={{ [1, run_time_max // 60]|max }}
+{%- endif %}
+{%- if dependency %}
+#SBATCH --dependency=afterok:{{ dependency | join(',') }}
+{%- endif %}
+{%- if memory_max %}
+#SBATCH --mem={{memory_max}}G
+{%- endif %}
+#SBATCH --ntasks={{cores}}
+
+{{command}}
+"""
+
+
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+def echo(i: Any) -> Any:
+    return i
+
+
+def fail_after(seconds: float) -> None:
+    time.sleep(seconds)
+    raise ValueError("upstream raised")
+
+
+def sleep_and_return(seconds: float, value: Any) -> Any:
+    time.sleep(seconds)
+    return value
+
+
+def count_and_add(marker: str, a: int, b: int) -> int:
+    with open(marker, "a") as handle:
+        handle.write("ran\n")
+    return a + b
+
+
+def mpi_calc(i: int) -> tuple[int, int, int]:
+    from mpi4py import MPI
+
+    return i, MPI.COMM_WORLD.Get_size(), MPI.COMM_WORLD.Get_rank()
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> Path:
+    return tmp_path / "cache"
+
+
+@pytest.fixture
+def executor(slurm_cluster: SlurmCluster, cache: Path) -> Iterator[Any]:
+    from executorlib import SlurmClusterExecutor
+
+    exe = SlurmClusterExecutor(cache_directory=str(cache))
+    yield exe
+    exe.shutdown(wait=False, cancel_futures=True)
+
+
+def test_basic_and_dependencies(executor: Any, cache: Path) -> None:
+    from executorlib import get_cache_data
+
+    futures = [executor.submit(sum, [i, i]) for i in range(1, 4)]
+    future: Any = 0
+    for i in range(4, 8):
+        future = executor.submit(add, i, future)
+    assert [f.result(timeout=TIMEOUT) for f in futures] == [2, 4, 6]
+    assert future.result(timeout=TIMEOUT) == 22
+    entries = get_cache_data(str(cache))
+    assert len(entries) == 7 and all(isinstance(e["queue_id"], int) for e in entries)
+    # the chain's jobs were submitted at once, each after its upstream: afterok with the upstream id
+    scripts = sorted((cache).glob("add*/run_queue.sh"))
+    assert sum("--dependency=afterok:" in s.read_text() for s in scripts) == 3
+
+
+def test_docs_template_with_resource_dict(executor: Any, slurm_cluster: SlurmCluster) -> None:
+    resource_dict = {"submission_template": DOCS_TEMPLATE, "run_time_max": 180, "partition": slurm_cluster.partition}
+    first = executor.submit(sum, [4, 4], resource_dict=resource_dict)
+    second = executor.submit(add, first, first, resource_dict=resource_dict)
+    assert first.result(timeout=TIMEOUT) == 8 and second.result(timeout=TIMEOUT) == 16
+
+
+def test_mpi_job_with_two_cores(slurm_cluster: SlurmCluster, cache: Path) -> None:
+    from executorlib import SlurmClusterExecutor
+
+    with SlurmClusterExecutor(cache_directory=str(cache), pmi_mode="pmi2") as exe:
+        future = exe.submit(mpi_calc, 3, resource_dict={"cores": 2})
+        assert future.result(timeout=TIMEOUT) == (3, 2, 0)
+
+
+def test_submission_error_carries_sbatchs_message_and_is_not_cached(executor: Any, cache: Path) -> None:
+    future = executor.submit(echo, 1, resource_dict={"partition": "nope"})
+    error = future.exception(timeout=TIMEOUT)
+    assert isinstance(error, subprocess.CalledProcessError)
+    assert "invalid partition" in error.output.lower() and "invalid partition" in str(error).lower()
+    assert not list(cache.glob("*.h5"))
+    assert executor.submit(echo, 1).result(timeout=TIMEOUT) == 1
+
+
+def test_dry_run_returns_the_script(executor: Any) -> None:
+    script = executor.dry_run(add, 1, 2, resource_dict={"run_time_max": 61, "partition": "debug"})
+    assert "#SBATCH --time=2" in script and "#SBATCH --partition=debug" in script
+    assert "xl_cache.worker" in script
+
+
+def test_scancel_and_a_failed_upstream_job(executor: Any, cache: Path) -> None:
+    from executorlib.schedulers.file import JobFailedError
+
+    doomed = executor.submit(sleep_and_return, 120, 1)
+    dependent = executor.submit(add, doomed, 1)
+    other = executor.submit(add, dependent, 1)
+    job = _wait_running(doomed, executor)
+    subprocess.run(["scancel", str(job)], check=True, timeout=30)
+    start = time.monotonic()
+    error = doomed.exception(timeout=30)
+    assert isinstance(error, JobFailedError) and error.state == "CANCELLED" and error.queue_id == job
+    assert time.monotonic() - start < 6
+    assert isinstance(dependent.exception(timeout=30), JobFailedError)
+    assert isinstance(other.exception(timeout=30), JobFailedError)
+    assert not list(cache.glob("*_i.h5"))
+
+
+def test_a_python_exception_upstream_reaches_the_dependent(executor: Any) -> None:
+    failed = executor.submit(fail_after, 0)
+    dependent = executor.submit(add, failed, 1)
+    with pytest.raises(ValueError, match="upstream raised"):
+        dependent.result(timeout=TIMEOUT)
+
+
+def test_cache_reuse_without_resubmission(slurm_cluster: SlurmCluster, cache: Path, tmp_path: Path) -> None:
+    from executorlib import SlurmClusterExecutor
+
+    marker = tmp_path / "ran"
+    with SlurmClusterExecutor(cache_directory=str(cache)) as exe:
+        assert exe.submit(count_and_add, str(marker), 1, 2).result(timeout=TIMEOUT) == 3
+    with SlurmClusterExecutor(cache_directory=str(cache)) as exe:
+        future = exe.submit(count_and_add, str(marker), 1, 2)
+        assert future.done() and future.result(timeout=0) == 3
+        assert exe.info["status_queries"] == 0
+    assert marker.read_text() == "ran\n"
+
+
+def test_shutdown_table(slurm_cluster: SlurmCluster, cache: Path) -> None:
+    from executorlib import SlurmClusterExecutor
+
+    exe = SlurmClusterExecutor(cache_directory=str(cache))
+    running = exe.submit(sleep_and_return, 120, 1)
+    job = _wait_running(running, exe)
+    exe.shutdown(wait=False, cancel_futures=True)
+    assert running.cancelled()
+    _wait_state(job, "CANCELLED")
+
+
+def test_disconnect_and_reconnect_from_a_second_process(
+    slurm_cluster: SlurmCluster, cache: Path, tmp_path: Path
+) -> None:
+    marker = tmp_path / "ran"
+    script = textwrap.dedent(
+        f"""
+        import sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from executorlib import SlurmClusterExecutor
+        import test_slurm_cluster_executor as t
+        from xl_serial import register_by_value
+        register_by_value(t)
+        exe = SlurmClusterExecutor(cache_directory={str(cache)!r})
+        first = exe.submit(t.sleep_and_return, 4, 5)
+        second = exe.submit(t.count_and_add, {str(marker)!r}, first, 1)
+        if sys.argv[1] == "detach":
+            exe.shutdown(wait=False, cancel_futures=False)
+            print("detached", flush=True)
+        else:
+            with exe:
+                print(first.result(timeout=120), second.result(timeout=120), flush=True)
+        """
+    )
+    run = [sys.executable, "-c", script]
+    out = subprocess.run([*run, "detach"], capture_output=True, text=True, timeout=TIMEOUT)
+    assert out.returncode == 0 and "detached" in out.stdout, out.stderr
+    queued = {e["queue_id"] for e in _entries(cache)}
+    out = subprocess.run([*run, "attach"], capture_output=True, text=True, timeout=TIMEOUT)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["5", "6"]
+    assert marker.read_text() == "ran\n"
+    assert {e["queue_id"] for e in _entries(cache)} == queued  # the same jobs: nothing was submitted twice
+
+
+def test_terminate_tasks_in_cache(executor: Any, cache: Path) -> None:
+    from executorlib import terminate_tasks_in_cache
+
+    future = executor.submit(sleep_and_return, 120, 2)
+    job = _wait_running(future, executor)
+    stopped = terminate_tasks_in_cache(str(cache), backend="slurm")
+    assert [s["queue_id"] for s in stopped] == [job]
+    _wait_state(job, "CANCELLED")
+    assert future.exception(timeout=30) is not None
+
+
+def _entries(cache: Path) -> list[dict[str, Any]]:
+    from executorlib import get_cache_data
+
+    return get_cache_data(str(cache))
+
+
+def _wait_running(future: Any, executor: Any, timeout: float = 60) -> int:
+    task = executor._file_scheduler._of_future[future]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if task.queue_id is not None:
+            out = subprocess.run(
+                ["squeue", "-h", "-j", str(task.queue_id), "-o", "%T"], capture_output=True, text=True, timeout=30
+            )
+            if out.stdout.strip() == "RUNNING":
+                return int(task.queue_id)
+        time.sleep(0.2)
+    raise AssertionError("the job did not start")
+
+
+def _wait_state(job: int, state: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = subprocess.run(
+            ["squeue", "-h", "-t", "all", "-j", str(job), "-o", "%T"], capture_output=True, text=True, timeout=30
+        )
+        if out.stdout.strip() == state:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"job {job} did not reach {state}")
+
+
+@pytest.mark.timeout(200)
+def test_a_job_killed_at_its_time_limit_fails_its_future_with_timeout(executor: Any) -> None:
+    """The only TIMEOUT test (60-90 s): the Future fails with SLURM's state, the id and the log within about 5 s
+    of SLURM reporting TIMEOUT."""
+    from executorlib.schedulers.file import JobFailedError
+
+    future = executor.submit(sleep_and_return, 600, 1, resource_dict={"run_time_max": 1})
+    job = _wait_running(future, executor)
+    _wait_state(job, "TIMEOUT", timeout=180)
+    seen = time.monotonic()
+    error = future.exception(timeout=30)
+    assert time.monotonic() - seen <= 5.5
+    assert isinstance(error, JobFailedError) and error.state == "TIMEOUT" and error.queue_id == job
+    assert "DUE TO TIME LIMIT" in str(error) and str(error.log_file) in str(error)
+
+
+def step_info(i: int) -> tuple[int, str, str]:
+    import os
+
+    return 2 * i, os.environ.get("SLURM_JOB_ID", ""), os.environ.get("SLURM_STEP_ID", "")
+
+
+def parallel_workflow(n: int) -> list[tuple[int, str, str]]:
+    from executorlib import SlurmJobExecutor
+
+    with SlurmJobExecutor(max_workers=n) as inner:
+        futures = [inner.submit(step_info, i, resource_dict={"cores": 1}) for i in range(n)]
+        return [f.result(timeout=120) for f in futures]
+
+
+def test_nested_srun_steps_inside_a_cluster_job(executor: Any, slurm_cluster: SlurmCluster) -> None:
+    """The docs' "Combine both" example: a SlurmClusterExecutor job opens a SlurmJobExecutor whose calls run
+    as srun steps of that same job."""
+    future = executor.submit(
+        parallel_workflow, 2, resource_dict={"cores": 1, "partition": slurm_cluster.partition, "run_time_max": 300}
+    )
+    results = future.result(timeout=TIMEOUT)
+    job = executor._file_scheduler._of_future[future].queue_id
+    assert [r[0] for r in results] == [0, 2]
+    assert {r[1] for r in results} == {str(job)}  # inside the outer job's allocation
+    steps = [r[2] for r in results]
+    assert all(step.isdigit() for step in steps) and len(set(steps)) == 2  # one srun step per call
