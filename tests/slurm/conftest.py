@@ -10,8 +10,13 @@ error, not a skip.
 from __future__ import annotations
 
 import subprocess
+import time
+import uuid
 from collections.abc import Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from xl_slurm_helpers import SCRIPT, SlurmCluster, SlurmUnavailable, ensure_cluster
@@ -20,6 +25,29 @@ HERE = Path(__file__).resolve().parent
 TIMELIMIT_JOB = pytest.StashKey[int]()
 # The smallest time limit is one minute, and slurmctld checks limits every 30 s: TIMEOUT comes 60-90 s after start.
 TIMELIMIT_OPTIONS = ["--time=1", "--job-name=xltest-timelimit", "--output=/dev/null"]
+TIMELIMIT_STEP = pytest.StashKey["TimelimitStep"]()
+
+
+@dataclass
+class TimelimitStep:
+    """A SlurmJobExecutor call of ``time.sleep(300)`` with ``run_time_max=60`` (``srun --time=1``): SLURM ends
+    its step TIMEOUT 60-90 s after it started."""
+
+    executor: Any
+    future: Future[Any]
+    job_name: str
+    started: float
+
+
+def start_timelimit_step() -> TimelimitStep:
+    from executorlib import SlurmJobExecutor
+
+    name = f"xltest-steptimeout-{uuid.uuid4().hex[:10]}"
+    executor = SlurmJobExecutor(max_workers=1)
+    future = executor.submit(
+        time.sleep, 300, resource_dict={"run_time_max": 60, "slurm_cmd_args": [f"--job-name={name}"]}
+    )
+    return TimelimitStep(executor, future, name, time.monotonic())
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -39,6 +67,12 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     starts it before pytest), submit that job now, so its 60-90 s pass while the earlier tests run."""
     if session.config.option.collectonly:
         return
+    if any("timelimit_step" in getattr(item, "fixturenames", ()) for item in session.items):
+        try:
+            if subprocess.run(["bash", str(SCRIPT), "status"], capture_output=True, timeout=30).returncode == 0:
+                session.config.stash[TIMELIMIT_STEP] = start_timelimit_step()
+        except (OSError, subprocess.SubprocessError, ImportError, RuntimeError):
+            pass  # the fixture starts it instead
     if not any("timelimit_job" in getattr(item, "fixturenames", ()) for item in session.items):
         return
     try:
@@ -74,3 +108,15 @@ def timelimit_job(request: pytest.FixtureRequest, slurm_cluster: SlurmCluster) -
         job = slurm_cluster.sbatch("sleep 300", options=TIMELIMIT_OPTIONS)
     yield job
     slurm_cluster.run(["scancel", str(job)], timeout=30, check=False)
+
+
+@pytest.fixture(scope="session")
+def timelimit_step(request: pytest.FixtureRequest, slurm_cluster: SlurmCluster) -> Iterator[TimelimitStep]:
+    """A SlurmJobExecutor call that SLURM ends with TIMEOUT 60-90 s after it started (started at collection when
+    the cluster is up, so the wait overlaps the other tests)."""
+    step = request.config.stash.get(TIMELIMIT_STEP, None)
+    if step is None:
+        step = start_timelimit_step()
+    yield step
+    slurm_cluster.cancel_name(step.job_name)
+    step.executor.shutdown(wait=False, cancel_futures=True)
