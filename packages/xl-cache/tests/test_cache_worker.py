@@ -121,3 +121,14 @@ def test_only_mpi_rank_zero_writes_the_output(tmp_path: Path, monkeypatch: pytes
     monkeypatch.setenv("PMI_RANK", "0")
     xl_cache.run_task_file(path)
     assert not os.path.exists(path) and xl_cache.load_result(tmp_path, "k").result() == 3  # type: ignore[union-attr]
+
+
+def test_ranks_combine_into_the_rank_ordered_list_or_the_lowest_failure() -> None:
+    from xl_cache.worker import combine_ranks
+
+    assert combine_ranks([(1, None), (2, None)]) == ([1, 2], None)
+    first, second = ValueError("r1"), KeyError("r2")
+    output, error = combine_ranks([(0, None), (None, first), (None, second)])
+    assert output is None and error is first
+    if hasattr(first, "__notes__"):
+        assert first.__notes__ == ["raised on MPI rank 1 of 3"]

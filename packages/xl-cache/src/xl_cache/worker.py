@@ -12,10 +12,12 @@ Exit status, for batch schedulers (``afterok`` dependencies):
 - 1: no output file could be written (e.g. the directory is not writable); the reason is on stderr.
 - 2: bad command line.
 
-Under MPI (``srun -n N`` / ``mpiexec -n N python -m xl_cache.worker ...``) every rank runs the function and only
-rank 0 (read from the launcher's environment: ``PMI_RANK``, ``OMPI_COMM_WORLD_RANK``, ``SLURM_PROCID``, ...) writes
-the output and removes the input. A queue id missing from the input (it is recorded after submission, possibly
-after the job started) is taken from ``SLURM_JOB_ID`` or ``FLUX_JOB_ID``.
+Under MPI (``srun -n N`` / ``mpiexec -n N python -m xl_cache.worker ...``) every rank runs the function, the ranks'
+outcomes are gathered to rank 0 (mpi4py), and rank 0 writes the list of every rank's value in rank order (as the
+interactive executors return it), or the lowest failing rank's exception, and removes the input. Rank and size
+come from the launcher's environment (``PMI_RANK``/``PMI_SIZE``, ``OMPI_COMM_WORLD_*``, ``SLURM_PROCID``/
+``SLURM_STEP_NUM_TASKS``, ...), so a one-process job never loads MPI. A queue id missing from the input (it is
+recorded after submission, possibly after the job started) is taken from ``SLURM_JOB_ID`` or ``FLUX_JOB_ID``.
 
 An unreadable input (damaged, or from other Python/cloudpickle versions) still produces an output file holding
 that error, so whoever waits for the task learns why instead of waiting forever.
@@ -43,8 +45,35 @@ EXIT_USAGE = 2
 
 #: Where a batch job learns its own id (the input may not carry it yet: it is recorded after submission).
 _JOB_ID_VARIABLES = ("SLURM_JOB_ID", "FLUX_JOB_ID", "XL_CACHE_QUEUE_ID")
-#: The MPI rank as launchers export it; only rank 0 of an MPI task writes the output and removes the input.
+#: The MPI rank and size as launchers export them; only rank 0 of an MPI task writes the output.
 _RANK_VARIABLES = ("PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_RANK", "SLURM_PROCID", "FLUX_TASK_RANK")
+_SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "SLURM_STEP_NUM_TASKS")
+
+
+def combine_ranks(outcomes: Sequence[tuple[Any, BaseException | None]]) -> tuple[Any, BaseException | None]:
+    """One outcome from every rank's ``(output, error)`` (pure): the list of outputs in rank order, or the
+    lowest failing rank's exception, with the rank named in a note."""
+    for rank, (_, error) in enumerate(outcomes):
+        if error is not None:
+            add_note = getattr(error, "add_note", None)  # Python 3.11+
+            if add_note is not None:
+                add_note(f"raised on MPI rank {rank} of {len(outcomes)}")
+            return None, error
+    return [output for output, _ in outcomes], None
+
+
+def _gather(output: Any, error: BaseException | None) -> list[tuple[Any, BaseException | None]] | None:
+    """Every rank's outcome on rank 0 (None on the others), pickled with cloudpickle through xl_serial, since
+    the values may be lambdas or local classes that mpi4py's plain pickle refuses."""
+    from mpi4py import MPI
+    from xl_serial import dumps, loads
+
+    try:
+        mine = [bytes(memoryview(frame)) for frame in dumps((output, error))]
+    except Exception as unpicklable:  # this rank's value cannot travel: its error does
+        mine = [bytes(memoryview(frame)) for frame in dumps((None, TypeError(f"unpicklable result: {unpicklable!r}")))]
+    gathered = MPI.COMM_WORLD.gather(mine, root=0)
+    return None if gathered is None else [loads(frames) for frames in gathered]
 
 
 def _env_int(names: Sequence[str]) -> int | None:
@@ -123,13 +152,20 @@ def run_task_file(input_file: str | os.PathLike[str]) -> str:
         _remove(input_file)
         return output_file
     start = time.perf_counter()
+    error: BaseException | None
     try:
         output, error = fn(*args, **kwargs), None
     except Exception as raised:  # SystemExit/KeyboardInterrupt (sys.exit, a signal) end the job instead
         output, error = None, raised
     runtime = time.perf_counter() - start
-    if (_env_int(_RANK_VARIABLES) or 0) != 0:
-        return output_file  # an MPI task: rank 0 stores the result (and the error) for all ranks
+    rank, size = _env_int(_RANK_VARIABLES) or 0, _env_int(_SIZE_VARIABLES) or 1
+    if size > 1:
+        outcomes = _gather(output, error)
+        if outcomes is None:
+            return output_file  # an MPI task: rank 0 stores the result (and the error) for all ranks
+        output, error = combine_ranks(outcomes)
+    elif rank != 0:
+        return output_file
     if error is not None:
         _log_error(error_log_file, fn, args, kwargs, error)
     try:

@@ -156,9 +156,7 @@ def render_job_script(template: str | None, variables: Mapping[str, Any]) -> str
     try:
         import jinja2
     except ImportError as missing:  # pragma: no cover - depends on the installation
-        raise ImportError(
-            'job scripts are jinja2 templates: pip install "xl-spawn[pysqa]"'
-        ) from missing
+        raise ImportError('job scripts are jinja2 templates: pip install "xl-spawn[pysqa]"') from missing
     text: str = jinja2.Template(template if template is not None else DEFAULT_SLURM_TEMPLATE).render(**variables)
     return text if text.endswith("\n") else text + "\n"
 
