@@ -179,7 +179,8 @@ def test_shutdown_without_wait_reaps_in_the_background(make_spawner: Make) -> No
     spawner = make_spawner()
     spawner.bootup(SLEEP)
     pid = spawner.pid
-    assert spawner.shutdown(wait=False) is None
+    # None while the background thread has not reaped it yet; on a quick machine it may already have
+    assert spawner.shutdown(wait=False) in (None, -signal.SIGTERM)
     # No zombie: the background thread reaps (returncode set by Popen) and the pid disappears.
     wait_until(lambda: spawner.returncode is not None, 10.0, "the background shutdown to reap")
     assert spawner.returncode == -signal.SIGTERM
