@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import itertools
 import random
 import shutil
 import statistics
@@ -42,6 +43,7 @@ class Sizes:
     cache_entries: tuple[int, ...]
     cache_hits: int
     mpi_calls: int
+    slurm_jobs: int
 
 
 FULL = Sizes(
@@ -62,6 +64,7 @@ FULL = Sizes(
     cache_entries=(1000, 5000, 50_000),
     cache_hits=2000,
     mpi_calls=20,
+    slurm_jobs=50,
 )
 QUICK = Sizes(
     latency_calls=300,
@@ -81,6 +84,7 @@ QUICK = Sizes(
     cache_entries=(200, 1000, 2000),
     cache_hits=300,
     mpi_calls=4,
+    slurm_jobs=10,
 )
 
 
@@ -661,6 +665,122 @@ def srun_calls(sizes: Sizes, notes: list[str]) -> list[Row]:
     return [Row("10 srun per call (SlurmJobExecutor) vs bare srun -n 1 true", "ms", call * 1e3, floor * 1e3, None, [])]
 
 
+def _task_file_floor(directory: str, i: int) -> Any:
+    """The least one file-mode task costs: write its task file, run ``python -m xl_cache.worker`` on it, read the
+    output (h5py both ways and one interpreter start, no executor)."""
+    import subprocess
+    import sys
+
+    import xl_cache
+
+    key = f"floor{i}"
+    xl_cache.write_input(directory, key, echo, (i,), {})
+    subprocess.run([sys.executable, "-m", "xl_cache.worker", str(Path(directory, f"{key}_i.h5"))], check=True)
+    outcome = xl_cache.load_result(directory, key)
+    assert outcome is not None
+    return outcome.value
+
+
+def test_cluster(sizes: Sizes, notes: list[str]) -> list[Row]:
+    """TestClusterExecutor: one task at a time against its floor, and this process's CPU during a dependency chain
+    of 20 tasks (it should only wait: pidfds, no polling)."""
+    from executorlib.api import TestClusterExecutor
+
+    n = sizes.process_calls
+    chain = 20
+    fresh = itertools.count()  # interleaved() passes the same i to every slice: each call needs its own key
+    with tempfile.TemporaryDirectory() as tmp:
+        floor_dir = str(Path(tmp, "floor"))
+        with TestClusterExecutor(cache_directory=str(Path(tmp, "cache"))) as exe:
+            times = interleaved(
+                {
+                    "executorlib": lambda i: exe.submit(echo, next(fresh)).result(timeout=60),
+                    "floor": lambda i: _task_file_floor(floor_dir, next(fresh)),
+                },
+                n,
+                warmup=1,
+                rounds=n,
+            )
+            cpu_before, wall_before = time.process_time(), time.perf_counter()
+            seed: Future[int] = Future()
+            seed.set_result(-1000)
+            future: Future[int] = seed
+            for _ in range(chain):
+                future = exe.submit(inc, future)
+            result = future.result(timeout=600)
+            cpu, wall = time.process_time() - cpu_before, time.perf_counter() - wall_before
+    if result != chain - 1000:
+        notes.append(f"TestClusterExecutor chain: WRONG RESULT {result!r}, expected {chain - 1000}")
+    xl, floor = times["executorlib"], times["floor"]
+    ms = 1e3
+    notes.append(
+        f"TestClusterExecutor: floor = write_input + python -m xl_cache.worker + load_result, no executor; min "
+        f"{min(xl) * ms:.1f} vs {min(floor) * ms:.1f} ms; chain of {chain}: {wall:.2f} s wall, {cpu * ms:.0f} "
+        f"CPU-ms in this process ({wall / chain * ms:.0f} ms per link)"
+    )
+    return [
+        Row(
+            f"11 TestClusterExecutor, 1 task at a time, mean of {n}",
+            "ms/call",
+            statistics.mean(xl) * ms,
+            statistics.mean(floor) * ms,
+            None,
+            [Target("floor", "<=", 1.1)],
+        ),
+        Row(
+            f"11 TestClusterExecutor, this process during a {chain}-task chain",
+            "cores",
+            cpu / wall,
+            None,
+            None,
+            [Target("abs", "<=", 0.02)],
+        ),
+    ]
+
+
+def _slurm_answers(notes: list[str], what: str) -> bool:
+    import subprocess
+
+    for tool in ("sbatch", "squeue"):
+        if shutil.which(tool) is None:
+            notes.append(f"{what} skipped: no {tool} on PATH")
+            return False
+    try:
+        ping = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True, timeout=15)
+    except (OSError, subprocess.TimeoutExpired) as problem:
+        notes.append(f"{what} skipped: squeue did not answer ({problem})")
+        return False
+    if ping.returncode != 0:
+        notes.append(f"{what} skipped: the SLURM controller did not answer ({ping.stderr.strip()[-200:]})")
+        return False
+    return True
+
+
+def slurm_cluster(sizes: Sizes, notes: list[str]) -> list[Row]:
+    """SlurmClusterExecutor: ``slurm_jobs`` trivial jobs submitted at once and collected; status queries per job
+    (squeue/sacct calls of the one watcher) and wall time. Runs only where sbatch and squeue answer."""
+    from executorlib import SlurmClusterExecutor
+
+    if not _slurm_answers(notes, "SlurmClusterExecutor rows"):
+        return []
+    n = sizes.slurm_jobs
+    salt = random.random()
+    with tempfile.TemporaryDirectory() as tmp:  # one node here: the jobs see this process's /tmp
+        start = time.perf_counter()
+        with SlurmClusterExecutor(cache_directory=tmp) as exe:
+            futures = [exe.submit(echo, (i, salt)) for i in range(n)]
+            results = [f.result(timeout=600) for f in futures]
+            queries = int(exe.info.get("status_queries", 0))
+        wall = time.perf_counter() - start
+    if results != [(i, salt) for i in range(n)]:
+        notes.append("SlurmClusterExecutor: WRONG RESULTS")
+    notes.append(f"SlurmClusterExecutor: {n} jobs, {queries} status queries, {wall:.1f} s from first submit to last")
+    return [
+        Row(f"12 SlurmClusterExecutor, {n} trivial jobs at once", "queries/job", queries / n, None, None, []),
+        Row(f"12 SlurmClusterExecutor, {n} trivial jobs at once", "s wall", wall, None, None, []),
+    ]
+
+
 WORKLOADS: list[tuple[str, Callable[[Sizes, list[str]], list[Row]]]] = [
     ("latency", latency),
     ("throughput", throughput),
@@ -672,4 +792,6 @@ WORKLOADS: list[tuple[str, Callable[[Sizes, list[str]], list[Row]]]] = [
     ("cache warm hit", cache_warm_hit),
     ("MPI calls", mpi_calls),
     ("srun calls", srun_calls),
+    ("TestClusterExecutor", test_cluster),
+    ("SlurmClusterExecutor", slurm_cluster),
 ]
