@@ -113,6 +113,27 @@ def test_the_job_id_comes_from_the_environment_when_the_input_lacks_it(
     assert entry["queue_id"] == 4242 and entry["output"] == 3
 
 
+def test_the_job_id_comes_from_the_file_the_launcher_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = xl_cache.write_input(tmp_path, "k", operator.add, (1, 2))
+    for name in ("SLURM_JOB_ID", "FLUX_JOB_ID", "XL_CACHE_QUEUE_ID"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / "pid").write_text("31337")  # written by the launcher once it knows the id, read with the output
+    monkeypatch.setenv("XL_CACHE_QUEUE_ID_FILE", str(tmp_path / "pid"))
+    xl_cache.run_task_file(path)
+    (entry,) = xl_cache.get_cache_data(tmp_path)
+    assert entry["queue_id"] == 31337 and entry["output"] == 3
+
+
+def test_a_missing_job_id_file_leaves_the_id_unset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = xl_cache.write_input(tmp_path, "k", operator.add, (1, 2))
+    for name in ("SLURM_JOB_ID", "FLUX_JOB_ID", "XL_CACHE_QUEUE_ID"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("XL_CACHE_QUEUE_ID_FILE", str(tmp_path / "never-written"))
+    xl_cache.run_task_file(path)
+    (entry,) = xl_cache.get_cache_data(tmp_path)
+    assert entry.get("queue_id") is None and entry["output"] == 3
+
+
 def test_only_mpi_rank_zero_writes_the_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = xl_cache.write_input(tmp_path, "k", operator.add, (1, 2))
     monkeypatch.setenv("PMI_RANK", "1")

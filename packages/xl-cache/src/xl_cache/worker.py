@@ -17,7 +17,9 @@ outcomes are gathered to rank 0 (mpi4py), and rank 0 writes the list of every ra
 interactive executors return it), or the lowest failing rank's exception, and removes the input. Rank and size
 come from the launcher's environment (``PMI_RANK``/``PMI_SIZE``, ``OMPI_COMM_WORLD_*``, ``SLURM_PROCID``/
 ``SLURM_STEP_NUM_TASKS``, ...), so a one-process job never loads MPI. A queue id missing from the input (it is
-recorded after submission, possibly after the job started) is taken from ``SLURM_JOB_ID`` or ``FLUX_JOB_ID``.
+recorded after submission, possibly after the job started) is taken from ``SLURM_JOB_ID`` or ``FLUX_JOB_ID``
+(or ``XL_CACHE_QUEUE_ID``), else read, when the output is written, from the file ``XL_CACHE_QUEUE_ID_FILE`` names
+(a launcher that learns the id only once the job runs, such as a local process's pid, writes it there).
 
 An unreadable input (damaged, or from other Python/cloudpickle versions) still produces an output file holding
 that error, so whoever waits for the task learns why instead of waiting forever.
@@ -45,6 +47,8 @@ EXIT_USAGE = 2
 
 #: Where a batch job learns its own id (the input may not carry it yet: it is recorded after submission).
 _JOB_ID_VARIABLES = ("SLURM_JOB_ID", "FLUX_JOB_ID", "XL_CACHE_QUEUE_ID")
+#: A file holding the queue id, for launchers that learn the id only once the job runs (a local process's pid).
+_QUEUE_ID_FILE_VARIABLE = "XL_CACHE_QUEUE_ID_FILE"
 #: The MPI rank and size as launchers export them; only rank 0 of an MPI task writes the output.
 _RANK_VARIABLES = ("PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_RANK", "SLURM_PROCID", "FLUX_TASK_RANK")
 _SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "SLURM_STEP_NUM_TASKS")
@@ -82,6 +86,19 @@ def _env_int(names: Sequence[str]) -> int | None:
         if value.isdigit():
             return int(value)
     return None
+
+
+def _queue_id_from_file() -> int | None:
+    """The queue id a launcher recorded after the job started (its pid, say) in ``XL_CACHE_QUEUE_ID_FILE``."""
+    path = os.environ.get(_QUEUE_ID_FILE_VARIABLE)
+    if not path:
+        return None
+    try:
+        with open(path, encoding="ascii") as handle:
+            text = handle.read().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
 
 
 def _log_error(error_log_file: str | None, fn: Any, args: Any, kwargs: Any, error: BaseException) -> None:
@@ -129,7 +146,7 @@ def run_task_file(input_file: str | os.PathLike[str]) -> str:
             error=error,
             runtime=runtime,
             error_log_file=error_log_file,
-            queue_id=queue_id,
+            queue_id=queue_id if queue_id is not None else _queue_id_from_file(),
         )
 
     try:

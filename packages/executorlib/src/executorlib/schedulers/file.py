@@ -31,6 +31,8 @@ from executorlib.resources import Resources
 
 #: Lines of a job's log quoted in the error of a job that ended without output.
 LOG_TAIL_LINES = 20
+#: The name of the job id's sidecar file in a task's job directory.
+QUEUE_ID_FILE = "queue_id"
 
 
 class JobFailedError(RuntimeError):
@@ -89,6 +91,12 @@ class FileTask:
     def log_file(self) -> str:
         return os.path.join(self.job_directory, "time.out")
 
+    @property
+    def queue_id_file(self) -> str:
+        """``<cache>/<key>/queue_id``: the job id as text, for backends that record it beside the task file
+        instead of rewriting it (see :func:`write_queue_id_file`)."""
+        return os.path.join(self.job_directory, QUEUE_ID_FILE)
+
     def when_ended(self, callback: Callable[[FileTask], None], lock: threading.Lock) -> None:
         """Call ``callback(task)`` once the task ended (now, if it has)."""
         with lock:
@@ -110,8 +118,9 @@ class Backend(Protocol):
         """Reject at submit() what this backend cannot run."""
 
     def start(self, task: FileTask, after: Sequence[FileTask]) -> None:
-        """Run ``task.input_file`` once every task of ``after`` (still running) ended, and set ``task.queue_id``
-        if the job has an id by now. Raises when the job cannot be submitted (nothing is then running)."""
+        """Run ``task.input_file`` once every task of ``after`` (still running) ended, set ``task.queue_id`` and
+        record it (:func:`record_queue_id` or :func:`write_queue_id_file`) once the job has an id, so that a later
+        executor can re-attach. Raises when the job cannot be submitted (nothing is then running)."""
 
     def attach(self, task: FileTask) -> bool:
         """Watch the live job ``task.queue_id`` (started by an earlier executor); False if it is gone."""
@@ -307,12 +316,14 @@ class FileScheduler:
         """A pending task file from an earlier run whose job is still alive: watch that job instead."""
         if not os.path.exists(task.input_file):
             return False
-        from xl_cache import read_entry
+        queue_id = read_queue_id_file(task)
+        if queue_id is None:
+            from xl_cache import read_entry
 
-        try:
-            queue_id = read_entry(task.input_file).queue_id
-        except Exception:  # unreadable, or the job just finished and removed it: submit anew
-            return False
+            try:
+                queue_id = read_entry(task.input_file).queue_id
+            except Exception:  # unreadable, or the job just finished and removed it: submit anew
+                return False
         if queue_id is None:
             return False
         task.queue_id = queue_id
@@ -337,8 +348,6 @@ class FileScheduler:
         with self._lock:
             after = [up for up in task.upstream if not up.ended]
         self._backend.start(task, after)
-        if task.queue_id is not None:
-            record_queue_id(task)
 
     # -- ends ------------------------------------------------------------------------------------------------
 
@@ -455,3 +464,24 @@ def record_queue_id(task: FileTask) -> None:
     if os.path.exists(task.output_file):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(task.input_file)
+
+
+def write_queue_id_file(task: FileTask) -> None:
+    """Record the job id in ``task.queue_id_file`` (atomically: a reader sees the whole id or no file). A few
+    bytes instead of rewriting the task file, for backends whose jobs start in milliseconds (local processes);
+    the worker reads it back for the output through ``XL_CACHE_QUEUE_ID_FILE``."""
+    assert task.queue_id is not None
+    temporary = f"{task.queue_id_file}.{os.getpid()}.{threading.get_ident()}"
+    with open(temporary, "w", encoding="ascii") as handle:
+        handle.write(str(task.queue_id))
+    os.replace(temporary, task.queue_id_file)
+
+
+def read_queue_id_file(task: FileTask) -> int | None:
+    """The job id recorded by :func:`write_queue_id_file`, or None."""
+    try:
+        with open(task.queue_id_file, encoding="ascii") as handle:
+            text = handle.read().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None

@@ -4,8 +4,11 @@ Each task runs as ``python -m xl_cache.worker <key>_i.h5`` (under ``mpiexec -n N
 its own, with its output in ``<cache>/<key>/time.out``. One watcher thread waits in ``epoll`` on a pidfd per
 process (no polling, no sleeping); a task whose arguments come from other tasks starts from the end callback of
 the last of them, as a batch scheduler would start an ``afterok`` job. The processes are not tied to this one:
-``shutdown(wait=False)`` leaves them running, and a later executor re-attaches to them by the pid recorded in the
-task file (checked against ``/proc/<pid>/cmdline`` so a recycled pid is not mistaken for the job).
+``shutdown(wait=False)`` leaves them running, and a later executor re-attaches to them by the pid recorded in
+``<cache>/<key>/queue_id`` (checked against ``/proc/<pid>/cmdline`` so a recycled pid is not mistaken for the job).
+The pid goes to that small file rather than into the task file: rewriting the HDF5 task file after each start
+cost about a millisecond of this process's CPU per task; the worker reads it back (``XL_CACHE_QUEUE_ID_FILE``) into
+the output's queue id.
 """
 
 from __future__ import annotations
@@ -22,9 +25,11 @@ from typing import Any
 
 from executorlib.launch import LocalLaunch
 from executorlib.resources import Resources
-from executorlib.schedulers.file import FileTask, JobEnd
+from executorlib.schedulers.file import FileTask, JobEnd, write_queue_id_file
 
 WORKER_MODULE = "xl_cache.worker"
+#: Tells the worker where its queue id (the pid, recorded once the process runs) is to be read.
+QUEUE_ID_FILE_VARIABLE = "XL_CACHE_QUEUE_ID_FILE"
 #: After SIGTERM, how long a cancelled process may take before it gets SIGKILL.
 TERMINATE_GRACE_SECONDS = 2.0
 
@@ -86,9 +91,6 @@ class LocalProcessBackend:
                 return
             try:
                 self._spawn(task)
-                from executorlib.schedulers.file import record_queue_id
-
-                record_queue_id(task)
             except Exception as problem:
                 self._on_end(task, JobEnd("FAILED", f"the process could not start: {problem!r}"))
 
@@ -105,6 +107,10 @@ class LocalProcessBackend:
             env["PYTHONPATH"] = prepend_path(os.environ.get("PYTHONPATH"), *user_import_paths())
             self._env = env
         return self._env
+
+    def _task_env(self, task: FileTask) -> dict[str, str]:
+        """The worker's environment: where to read its queue id (its pid, known only once it runs)."""
+        return {**self._worker_env(), QUEUE_ID_FILE_VARIABLE: task.queue_id_file}
 
     def argv(self, task: FileTask) -> list[str]:
         command = [sys.executable, "-m", WORKER_MODULE, task.input_file]
@@ -132,11 +138,13 @@ class LocalProcessBackend:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=self._worker_env(),
+                env=self._task_env(task),
                 start_new_session=True,
             )
         task.queue_id = proc.pid
         self._watch(task, proc.pid, proc)
+        with contextlib.suppress(OSError):  # the id serves re-attachment and the output; the process runs anyway
+            write_queue_id_file(task)
 
     def attach(self, task: FileTask) -> bool:
         pid = task.queue_id

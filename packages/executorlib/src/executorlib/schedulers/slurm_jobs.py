@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from executorlib.resources import Resources
-from executorlib.schedulers.file import FileTask, JobEnd
+from executorlib.schedulers.file import FileTask, JobEnd, record_queue_id
 
 MIN_INTERVAL = 0.25
 MAX_INTERVAL = 3.0
@@ -109,6 +109,7 @@ class SlurmQueueBackend:
         dependency = [up.queue_id for up in after if up.queue_id is not None]
         variables = self.script_variables(task, dependency)
         task.queue_id = self.queue.submit(task.job_directory, variables, task.resources.submission_template)
+        record_queue_id(task)  # in the task file, where get_cache_data shows it while the job is queued
         self._watch(task)
 
     def dry_run(self, task: FileTask, after: Sequence[FileTask]) -> str:
