@@ -2,9 +2,13 @@
 
 Each task is one ``sbatch`` job running ``python -m xl_cache.worker <key>_i.h5`` (under ``srun -n N`` for N
 cores), its upstream jobs named in ``--dependency=afterok:A:B``. SLURM offers no events, so one watcher thread
-per executor asks about *all* watched jobs at once: it looks for their output files (a stat each), and asks
-``squeue -t all`` (then ``sacct`` for jobs squeue forgot) in one call for the rest, at an interval that starts at
-``MIN_INTERVAL`` after any submission or finished job and grows to ``MAX_INTERVAL`` while nothing changes. A job
+per executor asks about *all* watched jobs at once. It looks for their output files (a stat each: finished jobs
+need no query) at an interval that starts at ``MIN_INTERVAL`` after any submission or finished job and grows to
+``MAX_INTERVAL`` while nothing changes; and it asks ``squeue -t all`` (then ``sacct`` for jobs squeue forgot) in
+one call about the rest on a schedule of its own: from ``MIN_INTERVAL`` when the watcher starts (or after a
+cancellation or a job's death, which may take its dependents along) growing to ``MAX_QUERY_INTERVAL``, and *not*
+back to the minimum when jobs complete, so a steady stream of finishing jobs costs few queries. A job's death
+thus fails its Future at most ``MAX_QUERY_INTERVAL`` plus one squeue after SLURM knows of it. A job
 that ended TIMEOUT, OUT_OF_MEMORY, NODE_FAIL, CANCELLED or FAILED without output fails its Future with that state,
 its id and its log's last lines; a job pending on a dependency that can never be satisfied is cancelled and
 failed the same way, so nothing waits forever.
@@ -16,6 +20,7 @@ import os
 import shlex
 import sys
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -24,6 +29,8 @@ from executorlib.schedulers.file import FileTask, JobEnd, record_queue_id
 
 MIN_INTERVAL = 0.25
 MAX_INTERVAL = 3.0
+#: The longest wait between two status queries: a dead job fails its Future within this (plus one squeue).
+MAX_QUERY_INTERVAL = 3.0
 GROWTH = 1.5
 #: Status queries a finished job may go without its output file before it counts as lost (shared file systems).
 OUTPUT_GRACE_POLLS = 3
@@ -43,6 +50,8 @@ class SlurmQueueBackend:
         self._misses: dict[int, int] = {}
         self._thread: threading.Thread | None = None
         self._interval = MIN_INTERVAL
+        self._query_interval = MIN_INTERVAL
+        self._next_query = 0.0  # time.monotonic() of the next status query
         self._stopping = False
         self._valid_templates: set[str] = set()
         self.queries = 0  # status queries made (squeue and sacct calls), for benchmarks and tests
@@ -129,6 +138,8 @@ class SlurmQueueBackend:
     def _watch(self, task: FileTask) -> None:
         assert task.queue_id is not None
         with self._cond:
+            if not self._watched:  # nothing was watched: start the query schedule afresh
+                self._query_soon()
             self._watched[task.queue_id] = task
             self._interval = MIN_INTERVAL
             if self._thread is None:
@@ -144,6 +155,7 @@ class SlurmQueueBackend:
         self.queue.cancel([task.queue_id])
         with self._cond:
             self._interval = MIN_INTERVAL
+            self._query_soon()
             self._cond.notify_all()
 
     def close(self, wait: bool) -> None:
@@ -153,26 +165,41 @@ class SlurmQueueBackend:
 
     # -- the one watcher ---------------------------------------------------------------------------------------
 
+    def _query_soon(self) -> None:
+        """Restart the query schedule at its minimum (called with ``self._cond`` held)."""
+        soon = time.monotonic() + MIN_INTERVAL
+        self._query_interval = MIN_INTERVAL
+        self._next_query = min(self._next_query, soon) if self._watched else soon
+
     def _run(self) -> None:
         while True:
             with self._cond:
                 if self._stopping and not self._watched:
                     self._thread = None
                     return
-                self._cond.wait(self._interval)
+                self._cond.wait(max(0.0, min(self._interval, self._next_query - time.monotonic())))
                 watched = dict(self._watched)
                 self._interval = min(self._interval * GROWTH, MAX_INTERVAL)
+                now = time.monotonic()
+                query = now >= self._next_query
+                if query:
+                    self._query_interval = min(self._query_interval * GROWTH, MAX_QUERY_INTERVAL)
+                    self._next_query = now + self._query_interval
             if not watched:
                 continue
-            ended = self._check(watched)
+            ended, died = self._check(watched, query)
             if ended:
                 with self._cond:
                     for job in ended:
                         self._watched.pop(job, None)
                         self._misses.pop(job, None)
-                    self._interval = MIN_INTERVAL
+                    self._interval = MIN_INTERVAL  # more results may follow: keep looking at the files
+                    if died:  # its dependents are cancelled by SLURM next: ask again soon
+                        self._query_soon()
 
-    def _check(self, watched: dict[int, FileTask]) -> list[int]:
+    def _check(self, watched: dict[int, FileTask], query: bool) -> tuple[list[int], bool]:
+        """The jobs that ended (their output appeared, or, when ``query``, SLURM reports their end), and whether
+        one of them died (ended without output)."""
         assert self._on_end is not None
         ended: list[int] = []
         for job, task in watched.items():  # a stat each: finished jobs need no query
@@ -180,13 +207,14 @@ class SlurmQueueBackend:
                 ended.append(job)
                 self._on_end(task, JobEnd("COMPLETED"))
         rest = [job for job in watched if job not in ended]
-        if not rest:
-            return ended
+        if not rest or not query:
+            return ended, False
         try:
             self.queries += 1
             states = self.queue.states(rest)
         except Exception:  # the controller is down or slow: ask again next time
-            return ended
+            return ended, False
+        finished = len(ended)
         for job in rest:
             task = watched[job]
             state = states.get(job)
@@ -205,4 +233,4 @@ class SlurmQueueBackend:
                     what = state.state if state is not None else "UNKNOWN"
                     detail = "" if state is not None else "SLURM no longer knows the job"
                     self._on_end(task, JobEnd(what, detail))
-        return ended
+        return ended, len(ended) > finished
