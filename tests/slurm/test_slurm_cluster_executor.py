@@ -298,3 +298,47 @@ def test_nested_srun_steps_inside_a_cluster_job(executor: Any, slurm_cluster: Sl
     assert {r[1] for r in results} == {str(job)}  # inside the outer job's allocation
     steps = [r[2] for r in results]
     assert all(step.isdigit() for step in steps) and len(set(steps)) == 2  # one srun step per call
+
+
+# -- block_allocation=True: workers as batch jobs ------------------------------------------------------------------
+
+
+def worker_view(i: int) -> tuple[int, str | None, bool, int]:
+    """What a task sees of its worker: its job id, whether the key is visible, and the worker's pid."""
+    import os
+
+    key_visible = any(name.startswith("XL_COMM_KEY") for name in os.environ)
+    return i, os.environ.get("SLURM_JOB_ID"), key_visible, os.getpid()
+
+
+def test_block_allocation_workers_are_batch_jobs_with_the_key_in_a_private_file(
+    slurm_cluster: SlurmCluster, cache: Path
+) -> None:
+    from executorlib import SlurmClusterExecutor
+
+    with SlurmClusterExecutor(max_workers=2, block_allocation=True, cache_directory=str(cache)) as exe:
+        seen = [f.result(timeout=TIMEOUT) for f in [exe.submit(worker_view, i) for i in range(8)]]
+        scripts = list((cache / "workers").glob("*/run_queue.sh"))
+        key_files = list((cache / "workers").glob("*/key"))
+        assert key_files and all(path.stat().st_mode & 0o777 == 0o600 for path in key_files)
+        assert (cache / "workers").stat().st_mode & 0o777 == 0o700
+        keys = {path.read_text().strip() for path in key_files}
+    assert [i for i, _, _, _ in seen] == list(range(8))
+    assert all(job is not None and job.isdigit() for _, job, _, _ in seen)  # ran inside batch jobs
+    assert not any(visible for _, _, visible, _ in seen)  # the worker removed the key from the environment
+    assert scripts and not any(key in path.read_text() for path in scripts for key in keys)  # never in the script
+    assert not list((cache / "workers").glob("*/key"))  # removed once the jobs ended
+
+
+def test_block_allocation_worker_job_cancelled_fails_its_task(slurm_cluster: SlurmCluster, cache: Path) -> None:
+    from executorlib import SlurmClusterExecutor
+    from executorlib.errors import ExecutorlibSocketError
+
+    with SlurmClusterExecutor(max_workers=1, block_allocation=True, cache_directory=str(cache)) as exe:
+        _, job, _, _ = exe.submit(worker_view, 0).result(timeout=TIMEOUT)
+        assert job is not None
+        future = exe.submit(sleep_and_return, 600, "never")
+        time.sleep(1)  # let the task reach the worker
+        subprocess.run(["scancel", job], check=True, timeout=60)
+        with pytest.raises(ExecutorlibSocketError, match="died"):
+            future.result(timeout=TIMEOUT)

@@ -126,6 +126,8 @@ class FileExecutorBase(BaseExecutor):
     ) -> Future[Any]:
         """Schedule ``fn(*args, **kwargs)`` as a job; ``resource_dict`` overrides the executor's resources (and
         template variables) for this call."""
+        if self._file_scheduler is None and self._graph is None:  # block_allocation: a socket pool
+            return super().submit(fn, *args, resource_dict=resource_dict, **kwargs)
         if not callable(fn):
             raise TypeError(f"submit() needs a callable as its first argument, got {type(fn).__name__} {fn!r}")
         with self._shutdown_lock:
@@ -155,6 +157,9 @@ class FileExecutorBase(BaseExecutor):
         """``wait=True``: until every job ended. ``wait=False``: return at once and leave the jobs running (a
         later executor on the same cache directory collects their results). ``cancel_futures=True``: cancel the
         Futures not done and stop their jobs (``scancel``, or terminate the local process)."""
+        if self._file_scheduler is None and self._graph is None:  # block_allocation: a socket pool
+            super().shutdown(wait and self._wait, cancel_futures=cancel_futures)
+            return
         with self._shutdown_lock:
             already, self._is_shutdown = self._is_shutdown, True
         if self._graph is not None:
@@ -281,17 +286,27 @@ class SlurmClusterExecutor(FileExecutorBase):
         wait: bool = True,
         openmpi_oversubscribe: bool = False,
     ) -> None:
-        if block_allocation:
-            raise NotImplementedError(
-                "SlurmClusterExecutor(block_allocation=True) (workers as batch jobs) is not available in this "
-                "version; use block_allocation=False (one job per call), or SlurmJobExecutor(block_allocation=True) "
-                "inside an allocation"
-            )
         if pmi_mode is not None and (not isinstance(pmi_mode, str) or not pmi_mode.isidentifier()):
             raise ValueError(f"pmi_mode must be a word such as 'pmix' or 'pmi2', got {pmi_mode!r}")
         from executorlib.schedulers.slurm_jobs import SlurmQueueBackend
 
         config = os.fspath(pysqa_config_directory) if pysqa_config_directory is not None else None
+        graph_mode = plot_dependency_graph or plot_dependency_graph_filename is not None
+        if block_allocation and not (graph_mode or export_workflow_filename is not None):
+            self._start_worker_jobs(
+                max_workers=max_workers,
+                max_cores=max_cores,
+                cache_directory=cache_directory,
+                resource_dict=resource_dict,
+                config=config,
+                pmi_mode=pmi_mode,
+                hostname_localhost=hostname_localhost,
+                init_function=init_function,
+                disable_dependencies=disable_dependencies,
+                log_obj_size=log_obj_size,
+                wait=wait,
+            )
+            return
         super().__init__(
             lambda: SlurmQueueBackend(pysqa_config_directory=config, pmi_mode=pmi_mode),
             executor="SlurmClusterExecutor",
@@ -311,6 +326,66 @@ class SlurmClusterExecutor(FileExecutorBase):
             wait=wait,
         )
 
+    def _start_worker_jobs(
+        self,
+        *,
+        max_workers: int | None,
+        max_cores: int | None,
+        cache_directory: str | None,
+        resource_dict: Mapping[str, Any] | None,
+        config: str | None,
+        pmi_mode: str | None,
+        hostname_localhost: bool | None,
+        init_function: Callable[[], Mapping[str, Any]] | None,
+        disable_dependencies: bool,
+        log_obj_size: bool,
+        wait: bool,
+    ) -> None:
+        """``block_allocation=True``: a pool of ``max_workers`` workers, each one batch job, fed over sockets by
+        the same scheduler as every other pool; their job directories and key files live in
+        ``<cache_directory>/workers`` (private, 0700). Results are cached only when ``cache_directory`` is given."""
+        from executorlib.accounting import pool_size
+        from executorlib.schedulers.batch_workers import BatchWorkerLaunch
+        from executorlib.schedulers.block import BlockAllocationScheduler
+
+        if not isinstance(wait, bool):
+            raise TypeError(f"wait must be True or False, got {wait!r}")
+        where = "SlurmClusterExecutor(resource_dict=...)"
+        known, extras = split_resource_dict(resource_dict, where=where)
+        resources = merge(DEFAULTS, known)
+        SLURM_CLUSTER_RULES.check(resources, where=where)
+        check_executor_resources(resources, where=where)
+        directory = os.path.abspath(cache_directory or resources.cache_directory or DEFAULT_CACHE_DIRECTORY)
+        if cache_directory is not None:
+            resources = merge(resources, {"cache_directory": directory})
+        workers = pool_size(max_workers, max_cores, resources.slots, max_workers or max_cores or 1)
+        launch = BatchWorkerLaunch(
+            os.path.join(directory, "workers"), extras=extras, pysqa_config_directory=config, pmi_mode=pmi_mode
+        )
+        self._extras = extras
+        self._executor_name = "SlurmClusterExecutor"
+        self._wait = wait
+        self._file_scheduler = None
+        register_caller_module()
+        scheduler = BlockAllocationScheduler(
+            workers=workers,
+            resources=resources,
+            init_function=init_function,
+            restart_limit=0,
+            localhost=bool(hostname_localhost),  # the jobs may run on other nodes: the host name by default
+            launch=launch,
+            gpus=None,  # the batch system assigns each job its devices
+        )
+        BaseExecutor.__init__(
+            self,
+            scheduler,
+            resources=resources,
+            rules=SLURM_CLUSTER_RULES,
+            fixed_resources=True,
+            log_obj_size=log_obj_size,
+            disable_dependencies=disable_dependencies,
+        )
+
     def dry_run(
         self, fn: Callable[..., Any], /, *args: Any, resource_dict: Mapping[str, Any] | None = None, **kwargs: Any
     ) -> str:
@@ -323,7 +398,9 @@ class SlurmClusterExecutor(FileExecutorBase):
         known, extras = split_resource_dict(resource_dict, where="dry_run(..., resource_dict=...)")
         resources = merge(self._resources, known)
         scheduler = self._file_scheduler
-        assert scheduler is not None and isinstance(scheduler._backend, SlurmQueueBackend)
+        if scheduler is None:
+            raise RuntimeError("dry_run() shows the job script of a call in file mode (block_allocation=False)")
+        assert isinstance(scheduler._backend, SlurmQueueBackend)
         args, kwargs, upstream, _ = scheduler._link_arguments(args, kwargs)
         directory = os.path.abspath(resources.cache_directory or DEFAULT_CACHE_DIRECTORY)
         key = resources.cache_key or task_key(fn, args, kwargs)

@@ -11,12 +11,12 @@ import weakref
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from xl_comm import Failure, Hub, Result
 from xl_comm.team import EXIT_TEAM_ABORTED
 from xl_serial import Frame
-from xl_spawn import SubprocessSpawner, describe_returncode, prepend_path, thread_env
+from xl_spawn import Spawner, SubprocessSpawner, describe_returncode, prepend_path, thread_env
 
 from executorlib.errors import ExecutorlibSocketError
 from executorlib.launch import Launch, gpu_env
@@ -55,7 +55,18 @@ def settle(future: Future[Any], reply: Result | Failure) -> None:
         future.set_exception(reply.error.rebuild())
 
 
-def death_error(worker_id: int, slot: int, spawner: SubprocessSpawner, what: str) -> ExecutorlibSocketError:
+class WorkerSpawner(Spawner, Protocol):
+    """What the schedulers need of a worker's process: xl-spawn's Spawner and the tail of its stderr (the
+    local :class:`~xl_spawn.SubprocessSpawner`, or a batch job standing in for the process)."""
+
+    def stderr_tail(self, timeout: float = 2.0) -> str: ...
+
+
+class SpawnerFactory(Protocol):
+    def __call__(self, *, cwd: str | None, env: dict[str, str], keep_stderr: int) -> WorkerSpawner: ...
+
+
+def death_error(worker_id: int, slot: int, spawner: WorkerSpawner, what: str) -> ExecutorlibSocketError:
     code = spawner.returncode
     exit_text = describe_returncode(code) if code is not None else "an unknown status"
     hint = ""
@@ -88,7 +99,7 @@ def start_worker(
     one_shot: bool,
     launch: Launch,
     gpus: Sequence[str] = (),
-) -> SubprocessSpawner:
+) -> WorkerSpawner:
     """Start a worker (``python -m xl_comm.worker``, or its MPI ranks) for this hub in its own process group; the
     caller then has the hub ``expect`` it (after recording the spawner, so exit callbacks always find it)."""
     args = [*hub.worker_args(worker_id), "--slot", str(slot)]
@@ -100,8 +111,10 @@ def start_worker(
         **gpu_env(gpus),
         "PYTHONPATH": prepend_path(os.environ.get("PYTHONPATH"), *user_import_paths()),
     }
-    # A launch may ask to keep the tail of the worker's stderr (still copied to ours) for death_error.
-    spawner = SubprocessSpawner(cwd=resources.cwd, env=env, keep_stderr=getattr(launch, "keep_stderr", 0))
+    # A launch may ask to keep the tail of the worker's stderr (still copied to ours) for death_error, and may
+    # stand something else in for the process (a batch job: executorlib.schedulers.batch_workers).
+    factory: SpawnerFactory = getattr(launch, "spawner", SubprocessSpawner)
+    spawner = factory(cwd=resources.cwd, env=env, keep_stderr=getattr(launch, "keep_stderr", 0))
     spawner.bootup(launch.argv(resources, args))
     return spawner
 

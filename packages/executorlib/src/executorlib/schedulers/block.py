@@ -17,13 +17,20 @@ from typing import Any
 
 from xl_comm import Failure, Hello, Hub, Init, Result, Shutdown
 from xl_comm.messages import Kind
-from xl_spawn import SubprocessSpawner
 
 from executorlib.dependencies import cancel_and_notify
 from executorlib.errors import ExecutorlibSocketError
 from executorlib.launch import Launch, block_gpus, gpus_needed
 from executorlib.resources import Resources
-from executorlib.schedulers.base import EXIT_GRACE_SECONDS, ExitHook, TaskItem, death_error, settle, start_worker
+from executorlib.schedulers.base import (
+    EXIT_GRACE_SECONDS,
+    ExitHook,
+    TaskItem,
+    WorkerSpawner,
+    death_error,
+    settle,
+    start_worker,
+)
 
 #: How long a worker told to stop may take before its process group is killed.
 STOP_TIMEOUT_SECONDS = 10.0
@@ -41,7 +48,7 @@ MAX_QUEUED_PER_WORKER = 16
 @dataclass(eq=False)
 class _Worker:
     slot: int
-    spawner: SubprocessSpawner
+    spawner: WorkerSpawner
     ready: bool = False
     exited: bool = False
     #: tasks sent and not answered, in the order the worker runs them: the first is the running one

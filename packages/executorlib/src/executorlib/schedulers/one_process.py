@@ -16,13 +16,20 @@ from typing import Any
 
 from xl_comm import Failure, Hello, Hub, Result
 from xl_comm.messages import Kind
-from xl_spawn import SubprocessSpawner
 
 from executorlib.accounting import fits
 from executorlib.dependencies import cancel_and_notify
 from executorlib.errors import ExecutorlibSocketError
 from executorlib.launch import Launch, gpus_needed
-from executorlib.schedulers.base import EXIT_GRACE_SECONDS, ExitHook, TaskItem, death_error, settle, start_worker
+from executorlib.schedulers.base import (
+    EXIT_GRACE_SECONDS,
+    ExitHook,
+    TaskItem,
+    WorkerSpawner,
+    death_error,
+    settle,
+    start_worker,
+)
 
 
 @dataclass(eq=False)
@@ -30,7 +37,7 @@ class _Run:
     item: TaskItem
     slot: int
     gpus: tuple[str, ...] = ()
-    spawner: SubprocessSpawner | None = None
+    spawner: WorkerSpawner | None = None
     replied: bool = False
     released: bool = False
 

@@ -1,0 +1,262 @@
+"""Block-allocation workers as SLURM batch jobs (``SlurmClusterExecutor(block_allocation=True)``).
+
+The pool is the ordinary :class:`~executorlib.schedulers.block.BlockAllocationScheduler`; only how a worker
+starts differs. :class:`BatchWorkerLaunch` is its launch: ``argv`` builds the worker's command as for a local
+worker (``srun -n N ... --mpi`` around it for N ranks), and ``spawner`` hands out a :class:`BatchJobSpawner`,
+which submits that command as one ``sbatch`` job instead of starting a process. The worker connects back to the
+executor's hub (bound on this host's name), reading the key from a 0600 file in its private job directory
+(``XL_COMM_KEY_FILE``), never from its command line or the job's environment. One watcher thread per launch
+asks ``squeue`` about all worker jobs at once (an interval growing from ``MIN_INTERVAL`` to ``MAX_INTERVAL``)
+and, when a job ended, makes its spawner's sentinel readable: the hub then reports the worker's exit, and its
+task fails (or is retried on a new job, per ``restart_limit``) as for a local worker that died.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import shlex
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from xl_comm.keys import KEY_ENV, KEY_FILE_ENV
+
+from executorlib.resources import Resources
+
+MIN_INTERVAL = 0.25
+#: A worker job's end fails its task at most this long (plus one squeue) after SLURM knows of it.
+MAX_INTERVAL = 3.0
+GROWTH = 1.5
+#: Lines of the job's log quoted when the worker died.
+LOG_TAIL_BYTES = 4096
+
+_numbers = itertools.count(1)
+
+
+class BatchWorkerLaunch:
+    """A launch whose workers are batch jobs; see the module docstring."""
+
+    keep_stderr = 0
+
+    def __init__(
+        self,
+        directory: str,
+        *,
+        extras: Mapping[str, Any],
+        pysqa_config_directory: str | None = None,
+        pmi_mode: str | None = None,
+    ) -> None:
+        from xl_spawn.queue import SlurmQueue
+
+        self.queue = SlurmQueue(pysqa_config_directory=pysqa_config_directory)
+        self.directory = directory
+        self._extras = dict(extras)
+        self._pmi_mode = pmi_mode
+        self._resources: Resources | None = None
+        self._cond = threading.Condition()
+        self._jobs: dict[int, BatchJobSpawner] = {}
+        self._thread: threading.Thread | None = None
+        self._interval = MIN_INTERVAL
+        self.queries = 0
+
+    # -- the Launch protocol ----------------------------------------------------------------------------------
+
+    def check(self, resources: Resources, *, where: str) -> None:
+        """Anything SLURM accepts; a job that cannot run fails through sbatch's own message."""
+
+    def argv(self, resources: Resources, worker_args: Sequence[str]) -> list[str]:
+        self._resources = resources
+        command = [sys.executable, "-m", "xl_comm.worker", *worker_args]
+        if resources.cores == 1:
+            return command
+        srun = ["srun", "-n", str(resources.cores)]
+        if self._pmi_mode:
+            srun.append(f"--mpi={self._pmi_mode}")
+        if resources.threads_per_core > 1:
+            srun.append(f"--cpus-per-task={resources.threads_per_core}")
+        return [*srun, *command, "--mpi"]
+
+    def spawner(self, *, cwd: str | None, env: Mapping[str, str], keep_stderr: int = 0) -> BatchJobSpawner:
+        return BatchJobSpawner(self, cwd=cwd, env=env)
+
+    # -- submission -------------------------------------------------------------------------------------------
+
+    def submit(self, spawner: BatchJobSpawner, argv: Sequence[str]) -> int:
+        """Write the key file and submit the worker's job; returns its id."""
+        from xl_spawn.queue import job_script_variables
+
+        resources = self._resources or Resources()
+        env = dict(spawner.env)
+        key = env.pop(KEY_ENV)
+        os.makedirs(self.directory, mode=0o700, exist_ok=True)
+        job_directory = os.path.join(self.directory, f"worker-{os.getpid()}-{next(_numbers)}")
+        os.mkdir(job_directory, mode=0o700)
+        key_file = os.path.join(job_directory, "key")
+        handle = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(handle, "w", encoding="ascii") as out:
+            out.write(key)
+        env[KEY_FILE_ENV] = key_file
+        lines = [f"export {name}={shlex.quote(value)}" for name, value in sorted(env.items())]
+        if spawner.cwd:
+            lines.append(f"mkdir -p {shlex.quote(spawner.cwd)} && cd {shlex.quote(spawner.cwd)}")
+        lines.append(shlex.join(argv))
+        extras = dict(self._extras)
+        variables = job_script_variables(
+            job_name=str(extras.pop("job_name", "executorlib-worker")),
+            working_directory=job_directory,
+            command="\n".join(lines),
+            cores=resources.cores,
+            run_time_max=resources.run_time_max,
+            memory_max=extras.pop("memory_max", None),
+            partition=extras.pop("partition", None),
+            extra={
+                **extras,
+                "threads_per_core": resources.threads_per_core,
+                "num_nodes": resources.num_nodes,
+                "exclusive": resources.exclusive,
+                "priority": resources.priority,
+            },
+        )
+        spawner.job_directory = job_directory
+        try:
+            job = self.queue.submit(job_directory, variables, resources.submission_template)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(key_file)
+            raise
+        with self._cond:
+            self._jobs[job] = spawner
+            self._interval = MIN_INTERVAL
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="executorlib-slurm-workers", daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+        return job
+
+    def cancel(self, job: int) -> None:
+        with contextlib.suppress(Exception):  # gone already
+            self.queue.cancel([job])
+        with self._cond:
+            self._interval = MIN_INTERVAL
+            self._cond.notify_all()
+
+    # -- the one watcher --------------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                if not self._jobs:
+                    self._thread = None
+                    return
+                self._cond.wait(self._interval)
+                jobs = dict(self._jobs)
+                self._interval = min(self._interval * GROWTH, MAX_INTERVAL)
+            try:
+                self.queries += 1
+                states = self.queue.states(list(jobs))
+            except Exception:  # the controller is slow or down: ask again next time
+                continue
+            for job, spawner in jobs.items():
+                state = states.get(job)
+                if state is None or state.final or state.never_runs:
+                    with self._cond:
+                        self._jobs.pop(job, None)
+                    spawner.ended(state.state if state is not None else "UNKNOWN")
+
+
+class BatchJobSpawner:
+    """One worker's batch job, behind the interface of :class:`xl_spawn.SubprocessSpawner` the pool uses:
+    ``pid`` is the job id, ``sentinel`` turns readable when the job ended, ``shutdown`` cancels it."""
+
+    def __init__(self, launch: BatchWorkerLaunch, *, cwd: str | None, env: Mapping[str, str]) -> None:
+        self._launch = launch
+        self.cwd = cwd
+        self.env = dict(env)
+        self.job_directory: str | None = None
+        self._job: int | None = None
+        self._state: str | None = None
+        self._ended = threading.Event()
+        self._read, self._write = os.pipe()
+        self._fd_lock = threading.Lock()
+        self._released = False  # shutdown() was called: the fds close once the job ended
+
+    def bootup(self, argv: Sequence[str]) -> None:
+        self._job = self._launch.submit(self, argv)
+
+    @property
+    def pid(self) -> int:
+        if self._job is None:
+            raise RuntimeError("the worker's job was not submitted")
+        return self._job
+
+    @property
+    def sentinel(self) -> int:
+        return self._read
+
+    def ended(self, state: str) -> None:
+        """Called by the watcher: the job is over (``state`` as SLURM reports it)."""
+        self._state = state
+        if self.job_directory is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(self.job_directory, "key"))
+        with self._fd_lock:
+            self._ended.set()
+            with contextlib.suppress(OSError):
+                os.write(self._write, b"x")
+            if self._released:
+                self._close()
+
+    def _close(self) -> None:
+        """Close both ends of the sentinel pipe (with ``_fd_lock`` held); the hub watches its own duplicate."""
+        for fd in (self._read, self._write):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._read = self._write = -1
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        import subprocess
+
+        if not self._ended.wait(timeout):
+            raise subprocess.TimeoutExpired(f"SLURM job {self._job}", timeout or 0.0)
+        code = self.returncode
+        assert code is not None
+        return code
+
+    def shutdown(self, wait: bool = True) -> int | None:
+        """Cancel the job unless it ended (``wait``: until the watcher saw it end); release the sentinel."""
+        if not self._ended.is_set() and self._job is not None:
+            self._launch.cancel(self._job)
+            if wait:
+                self._ended.wait(2 * MAX_INTERVAL + 60)
+        with self._fd_lock:
+            self._released = True
+            if self._ended.is_set() or self._job is None:
+                self._close()
+        return self.returncode
+
+    @property
+    def returncode(self) -> int | None:
+        if not self._ended.is_set():
+            return None
+        return 0 if self._state == "COMPLETED" else 1
+
+    def describe(self) -> str:
+        return f"SLURM job {self._job} ({self._state or 'running'})"
+
+    def stderr_tail(self, timeout: float = 2.0) -> str:
+        """The end of the job's log, where slurmstepd names a job's fate (time limit, memory, cancellation)."""
+        if self.job_directory is None:
+            return ""
+        tail = ""
+        with contextlib.suppress(OSError), open(os.path.join(self.job_directory, "time.out"), "rb") as log:
+            log.seek(0, os.SEEK_END)
+            log.seek(max(0, log.tell() - LOG_TAIL_BYTES))
+            tail = log.read().decode(errors="replace")
+        return tail
