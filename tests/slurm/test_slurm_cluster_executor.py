@@ -342,3 +342,12 @@ def test_block_allocation_worker_job_cancelled_fails_its_task(slurm_cluster: Slu
         subprocess.run(["scancel", job], check=True, timeout=60)
         with pytest.raises(ExecutorlibSocketError, match="died"):
             future.result(timeout=TIMEOUT)
+
+
+def test_block_allocation_mpi_worker_job(slurm_cluster: SlurmCluster, cache: Path) -> None:
+    from executorlib import SlurmClusterExecutor
+
+    with SlurmClusterExecutor(
+        max_workers=1, block_allocation=True, cache_directory=str(cache), resource_dict={"cores": 2}
+    ) as exe:
+        assert exe.submit(mpi_calc, 3).result(timeout=TIMEOUT) == [(3, 2, 0), (3, 2, 1)]  # srun -n 2 in the job

@@ -360,7 +360,11 @@ class SlurmClusterExecutor(FileExecutorBase):
             resources = merge(resources, {"cache_directory": directory})
         workers = pool_size(max_workers, max_cores, resources.slots, max_workers or max_cores or 1)
         launch = BatchWorkerLaunch(
-            os.path.join(directory, "workers"), extras=extras, pysqa_config_directory=config, pmi_mode=pmi_mode
+            os.path.join(directory, "workers"),
+            resources=resources,
+            extras=extras,
+            pysqa_config_directory=config,
+            pmi_mode=pmi_mode,
         )
         self._extras = extras
         self._executor_name = "SlurmClusterExecutor"

@@ -45,6 +45,7 @@ class BatchWorkerLaunch:
         self,
         directory: str,
         *,
+        resources: Resources,
         extras: Mapping[str, Any],
         pysqa_config_directory: str | None = None,
         pmi_mode: str | None = None,
@@ -55,7 +56,7 @@ class BatchWorkerLaunch:
         self.directory = directory
         self._extras = dict(extras)
         self._pmi_mode = pmi_mode
-        self._resources: Resources | None = None
+        self._resources = resources  # the pool's: every worker job asks for the same
         self._cond = threading.Condition()
         self._jobs: dict[int, BatchJobSpawner] = {}
         self._thread: threading.Thread | None = None
@@ -68,7 +69,6 @@ class BatchWorkerLaunch:
         """Anything SLURM accepts; a job that cannot run fails through sbatch's own message."""
 
     def argv(self, resources: Resources, worker_args: Sequence[str]) -> list[str]:
-        self._resources = resources
         command = [sys.executable, "-m", "xl_comm.worker", *worker_args]
         if resources.cores == 1:
             return command
@@ -88,7 +88,7 @@ class BatchWorkerLaunch:
         """Write the key file and submit the worker's job; returns its id."""
         from xl_spawn.queue import job_script_variables
 
-        resources = self._resources or Resources()
+        resources = self._resources
         env = dict(spawner.env)
         key = env.pop(KEY_ENV)
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
