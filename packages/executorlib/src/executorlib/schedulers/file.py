@@ -6,7 +6,8 @@ argument produced by this scheduler is written as an :class:`xl_cache.OutputRef`
 (its selector included, for ``get_item_from_future``/``split_future``), and the backend orders the jobs: SLURM by
 ``--dependency=afterok:A:B``, the local backend by starting the process once its upstream processes ended. So the
 submitting process may exit and a later one, submitting the same calls, finds the results, or re-attaches to the
-jobs still queued or running (their ids are recorded in the task files), and never starts a second job for a key.
+jobs still queued or running (their ids are recorded in the task files, or for local processes in
+``<key>/queue_id``), and never starts a second job for a key.
 
 Nothing here polls: process ends arrive through pidfds (local) or from the one queue watcher of the SLURM
 backend, cancellations through the Futures' done-callbacks, and ``shutdown(wait=True)`` waits on a condition.
