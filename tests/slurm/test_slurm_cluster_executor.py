@@ -108,6 +108,34 @@ def test_docs_template_with_resource_dict(executor: Any, slurm_cluster: SlurmClu
     assert first.result(timeout=TIMEOUT) == 8 and second.result(timeout=TIMEOUT) == 16
 
 
+def test_pysqa_config_directory_with_a_docs_style_queue_template(slurm_cluster: SlurmCluster, tmp_path: Path) -> None:
+    """A pysqa configuration directory (queue.yaml + template): pysqa submits, and the dependency reaches a template
+    that uses the docs' ``dependency`` variable (pysqa itself renders only ``dependency_list``)."""
+    from executorlib import SlurmClusterExecutor
+
+    queues = tmp_path / "queues"
+    queues.mkdir()
+    (queues / "queue.yaml").write_text(
+        f"queue_type: SLURM\nqueue_primary: {slurm_cluster.partition}\nqueues:\n"
+        f"  {slurm_cluster.partition}: {{cores_max: 4, cores_min: 1, run_time_max: 3600, script: slurm.sh}}\n"
+    )
+    (queues / "slurm.sh").write_text(DOCS_TEMPLATE.replace("{{partition}}", slurm_cluster.partition))
+    cache = tmp_path / "cache"
+    with SlurmClusterExecutor(cache_directory=str(cache), pysqa_config_directory=str(queues)) as exe:
+        first = exe.submit(sleep_and_return, 2, 5)
+        second = exe.submit(add, first, 2)
+        assert second.result(timeout=TIMEOUT) == 7 and first.result(timeout=TIMEOUT) == 5
+    [script] = cache.glob("add*/run_queue.sh")
+    assert f"#SBATCH --dependency=afterok:{get_queue_id(cache, 'sleep_and_return')}" in script.read_text()
+
+
+def get_queue_id(cache: Path, function: str) -> int:
+    from executorlib import get_cache_data
+
+    [entry] = [e for e in get_cache_data(str(cache)) if e["function"].__name__ == function]
+    return int(entry["queue_id"])
+
+
 def test_mpi_job_with_two_cores(slurm_cluster: SlurmCluster, cache: Path) -> None:
     from executorlib import SlurmClusterExecutor
 

@@ -302,7 +302,8 @@ class SlurmQueue:
             dependency_list=values.pop("dependency_list") or None,
             run_time_max=values.pop("run_time_max"),
             memory_max=values.pop("memory_max"),
-            **{k: v for k, v in values.items() if k not in ("dependency", "working_directory") and v is not None},
+            # pysqa renders dependency_list; templates written for executorlib (its docs) use dependency: pass both
+            **{k: v for k, v in values.items() if k != "working_directory" and v is not None},
         )
         if job is None:
             raise SubmissionError(1, ["sbatch"], output=f"pysqa submitted nothing from {working_directory}")
