@@ -358,6 +358,23 @@ def test_block_allocation_workers_are_batch_jobs_with_the_key_in_a_private_file(
     assert not list((cache / "workers").glob("*/key"))  # removed once the jobs ended
 
 
+def preset_scale() -> dict[str, int]:
+    return {"scale": 10}
+
+
+def scaled(x: int, scale: int = 1) -> int:
+    return x * scale
+
+
+def test_block_allocation_init_function_presets_every_call(slurm_cluster: SlurmCluster, cache: Path) -> None:
+    from executorlib import SlurmClusterExecutor
+
+    with SlurmClusterExecutor(
+        max_workers=1, block_allocation=True, init_function=preset_scale, cache_directory=str(cache)
+    ) as exe:
+        assert [exe.submit(scaled, i).result(timeout=TIMEOUT) for i in range(3)] == [0, 10, 20]
+
+
 def test_block_allocation_worker_job_cancelled_fails_its_task(slurm_cluster: SlurmCluster, cache: Path) -> None:
     from executorlib import SlurmClusterExecutor
     from executorlib.errors import ExecutorlibSocketError
