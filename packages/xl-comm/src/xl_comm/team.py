@@ -10,6 +10,8 @@ A call's value is the list of every rank's value, in rank order. When a rank rai
 rank's exception, and the traceback names the rank and its host. A rank that raised may leave the others stuck in
 a collective call that it never joined; once any rank has failed, the rest get PEER_FAILURE_GRACE_SECONDS to
 answer, after which the lead reports the failure and ends the MPI job (the executor then starts a new worker).
+When the lead itself is stuck in a call that holds the GIL (mpi4py's pickle-based collectives do), its watch
+cannot run; the rank that raised then ends the job (see xl_comm.mpi_worker.TeamFollower).
 """
 
 from __future__ import annotations
