@@ -57,14 +57,20 @@ class LocalLaunch:
     def argv(self, resources: Resources, worker_args: Sequence[str]) -> list[str]:
         if resources.cores == 1:
             return python_module_argv(WORKER_MODULE, worker_args)
+        return self.on_ranks(resources.cores, python_module_argv(WORKER_MODULE, [*worker_args, "--mpi"]))
+
+    def on_ranks(self, cores: int, command: Sequence[str]) -> list[str]:
+        """``command`` as it is for one core, else under ``mpiexec -n cores`` with this machine's MPI's flags."""
+        if cores == 1:
+            return list(command)
         from xl_spawn import detect_mpi_flavour, mpiexec_argv
 
         launcher = self._launcher()
         if launcher is None:
             raise RuntimeError("no mpiexec found (pip install mpich, or put your MPI's bin directory on PATH)")
         return mpiexec_argv(
-            resources.cores,
-            python_module_argv(WORKER_MODULE, [*worker_args, "--mpi"]),
+            cores,
+            command,
             flavour=detect_mpi_flavour(launcher),
             oversubscribe=self.openmpi_oversubscribe,
             launcher=launcher,

@@ -14,6 +14,7 @@ from typing import Any, cast
 
 from executorlib.caching import check_executor_resources
 from executorlib.executors.base import BaseExecutor, Scheduler, register_caller_module
+from executorlib.executors.options import check_pmi_mode
 from executorlib.graph_mode import GraphRecorder, NoScheduler
 from executorlib.resources import DEFAULTS, KEYS, BackendRules, Resources, merge, parse_resource_dict
 from executorlib.schedulers.file import Backend, FileScheduler
@@ -286,8 +287,7 @@ class SlurmClusterExecutor(FileExecutorBase):
         wait: bool = True,
         openmpi_oversubscribe: bool = False,
     ) -> None:
-        if pmi_mode is not None and (not isinstance(pmi_mode, str) or not pmi_mode.isidentifier()):
-            raise ValueError(f"pmi_mode must be a word such as 'pmix' or 'pmi2', got {pmi_mode!r}")
+        check_pmi_mode(pmi_mode)
         from executorlib.schedulers.slurm_jobs import SlurmQueueBackend
 
         config = os.fspath(pysqa_config_directory) if pysqa_config_directory is not None else None

@@ -1,5 +1,5 @@
-"""Constructor checks every socket executor shares (SingleNodeExecutor, SlurmJobExecutor): types and ranges of the
-executorlib 1.x parameters, the combinations that cannot work, and graph mode."""
+"""Constructor checks the executors share (SingleNodeExecutor, SlurmJobExecutor, the cluster executors): types and
+ranges of the executorlib 1.x parameters, the combinations that cannot work, and graph mode."""
 
 from __future__ import annotations
 
@@ -17,6 +17,15 @@ def check_count(name: str, value: Any, minimum: int) -> None:
         raise TypeError(f"{name} must be an int or None, got {type(value).__name__} {value!r}")
     if value < minimum:
         raise ValueError(f"{name} must be at least {minimum}, got {value}")
+
+
+def check_pmi_mode(pmi_mode: Any) -> None:
+    """``pmi_mode`` becomes ``srun --mpi=<pmi_mode>``: None (the cluster's MpiDefault) or one word."""
+    if pmi_mode is not None and (not isinstance(pmi_mode, str) or not pmi_mode.isidentifier()):
+        raise ValueError(
+            f"pmi_mode must be None (the cluster's MpiDefault) or one word such as 'pmi2' or 'pmix' "
+            f"(srun --mpi=<pmi_mode>), got {pmi_mode!r}"
+        )
 
 
 def check_flag(name: str, value: Any) -> None:

@@ -11,7 +11,7 @@ from executorlib.accounting import available_cores, core_budget, pool_size
 from executorlib.caching import check_executor_resources
 from executorlib.errors import ResourceDictError
 from executorlib.executors.base import BaseExecutor, register_caller_module
-from executorlib.executors.options import check_executor_options, graph_recorder
+from executorlib.executors.options import check_executor_options, check_pmi_mode, graph_recorder
 from executorlib.graph_mode import NoScheduler
 from executorlib.resources import DEFAULTS, Resources, merge, parse_resource_dict
 from executorlib.srun import SLURM_JOB_RULES, Allocation, SrunLaunch, current_allocation, single_node
@@ -88,13 +88,7 @@ class SlurmJobExecutor(BaseExecutor):
             plot_dependency_graph_filename=plot_dependency_graph_filename,
             export_workflow_filename=export_workflow_filename,
         )
-        if pmi_mode is not None and (
-            not isinstance(pmi_mode, str) or not pmi_mode or any(c.isspace() for c in pmi_mode)
-        ):
-            raise ValueError(
-                f"pmi_mode must be None (the cluster's MpiDefault) or one word such as 'pmi2' or 'pmix' "
-                f"(srun --mpi=<pmi_mode>), got {pmi_mode!r}"
-            )
+        check_pmi_mode(pmi_mode)
         graph = graph_recorder(plot_dependency_graph, plot_dependency_graph_filename, export_workflow_filename)
         where = "SlurmJobExecutor(resource_dict=...)"
         resources = merge(DEFAULTS, parse_resource_dict(resource_dict, where=where))

@@ -113,21 +113,7 @@ class LocalProcessBackend:
         return {**self._worker_env(), QUEUE_ID_FILE_VARIABLE: task.queue_id_file}
 
     def argv(self, task: FileTask) -> list[str]:
-        command = [sys.executable, "-m", WORKER_MODULE, task.input_file]
-        if task.resources.cores == 1:
-            return command
-        from xl_spawn import detect_mpi_flavour, mpiexec_argv
-
-        launcher = self._launch._launcher()
-        if launcher is None:
-            raise RuntimeError("no mpiexec found (pip install mpich, or put your MPI's bin directory on PATH)")
-        return mpiexec_argv(
-            task.resources.cores,
-            command,
-            flavour=detect_mpi_flavour(launcher),
-            oversubscribe=self._launch.openmpi_oversubscribe,
-            launcher=launcher,
-        )
+        return self._launch.on_ranks(task.resources.cores, [sys.executable, "-m", WORKER_MODULE, task.input_file])
 
     def _spawn(self, task: FileTask) -> None:
         os.makedirs(task.job_directory, mode=0o700, exist_ok=True)
