@@ -19,6 +19,8 @@ from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 from typing import Any
 
+from xl_comm.assist import AssistedFuture
+
 from executorlib.errors import ResourceDictError
 from executorlib.resources import DEFAULTS, Resources
 
@@ -48,7 +50,7 @@ def task_resource_dict(resources: Resources) -> dict[str, Any]:
     }
 
 
-class CachedFuture(Future[Any]):
+class CachedFuture(AssistedFuture):
     """The Future of a task with a cache directory: its first successful result is written to the cache (in the
     executor's writer thread) before the Future completes. Exceptions pass straight through, uncached."""
 

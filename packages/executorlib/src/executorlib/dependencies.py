@@ -99,7 +99,17 @@ class Parked:
 
 def upstream_futures(args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Future[Any]]:
     """Every Future in the call's arguments (nested in list, tuple, dict or set), each once."""
+    if not kwargs:
+        for arg in args:
+            if type(arg) not in _LEAVES:
+                break
+        else:  # the common call on plain values: no walk
+            return []
     return find_futures((args, kwargs))
+
+
+#: Exact types that can neither be nor contain a Future.
+_LEAVES = frozenset({int, float, complex, str, bytes, bool, type(None)})
 
 
 class Batches:

@@ -86,6 +86,7 @@ class NoScheduler:
     """The scheduler of an executor in graph mode: nothing runs, so nothing is started."""
 
     queued = 0
+    hub_ref = None
 
     def submit(self, item: Any) -> None:  # pragma: no cover - graph mode records instead of submitting
         raise RuntimeError("an executor in graph mode runs nothing")

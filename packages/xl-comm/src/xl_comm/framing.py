@@ -21,8 +21,9 @@ import pickle
 import struct
 from _blake2 import blake2b  # hashlib would load OpenSSL too: milliseconds on every worker start
 from _operator import _compare_digest as compare_digest
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
 from xl_serial import Frame, dumps, loads
@@ -37,6 +38,7 @@ HEADER_BYTES = _HEADER.size
 _LENGTH = struct.Struct("!Q")
 MAC_BYTES = 32
 _ENVELOPE = HEADER_BYTES + MAC_BYTES
+_KINDS = {int(kind): kind for kind in Kind}  # a dict lookup: calling the enum costs two Python-level calls
 
 
 class ProtocolError(Exception):
@@ -76,7 +78,23 @@ def pack_body(message: Message) -> list[Frame]:
     The body is the tuple of the message's fields (the header carries its kind): pickling a dataclass costs
     two to three times as much, on every task, on both ends.
     """
-    return dumps(tuple(getattr(message, name) for name in message.__slots__))
+    getter = _FIELD_GETTERS.get(type(message))
+    if getter is None:
+        getter = _FIELD_GETTERS[type(message)] = _field_getter(message.__slots__)
+    return dumps(getter(message))
+
+
+_FIELD_GETTERS: dict[type, Callable[[Any], tuple[Any, ...]]] = {}
+
+
+def _field_getter(names: Sequence[str]) -> Callable[[Any], tuple[Any, ...]]:
+    """A C-level reader of a message's fields as a tuple (a generator per message costs a Python frame)."""
+    if len(names) > 1:
+        return attrgetter(*names)
+    if names:
+        only = attrgetter(names[0])
+        return lambda message: (only(message),)
+    return lambda message: ()
 
 
 def seal(key: bytes, header: Header, body: Sequence[Frame]) -> list[Frame]:
@@ -103,10 +121,9 @@ def open_header(key: bytes, frames: Sequence[Any]) -> Header:
     mac = bytes(envelope[HEADER_BYTES:_ENVELOPE])
     if not compare_digest(_mac(key, head, [envelope[_ENVELOPE:], *frames[1:]]), mac):
         raise AuthenticationError("message MAC does not verify: sender does not hold this executor's key")
-    try:
-        message_kind = Kind(kind)
-    except ValueError:
-        raise ProtocolError(f"unknown message kind {kind}") from None
+    message_kind = _KINDS.get(kind)
+    if message_kind is None:
+        raise ProtocolError(f"unknown message kind {kind}")
     return Header(message_kind, worker_id, seq, task_id)
 
 
@@ -149,7 +166,7 @@ def open_batch(header: Header, frames: Sequence[Any]) -> list[tuple[Header, Mess
     members: list[tuple[Header, Message | BodyError]] = []
     offset, buffer_at = 0, 2
     for kind, task_id, length, buffers in index:
-        member = Header(Kind(kind), header.worker_id, header.seq, task_id)
+        member = Header(_KINDS[kind], header.worker_id, header.seq, task_id)
         body = [streams[offset : offset + length], *frames[buffer_at : buffer_at + buffers]]
         offset, buffer_at = offset + length, buffer_at + buffers
         try:
@@ -163,13 +180,15 @@ def _mac(key: bytes, head: bytes | memoryview, body: Sequence[Any]) -> bytes:
     mac = blake2b(key=key, digest_size=MAC_BYTES)
     mac.update(head)
     for frame in body:
-        view = _view(frame)
+        view = frame if type(frame) is memoryview else _view(frame)
         mac.update(_LENGTH.pack(view.nbytes))
         mac.update(view)
     return mac.digest()
 
 
 def _view(frame: Any) -> memoryview:
+    if type(frame) is bytes:
+        return memoryview(frame)
     buffer = getattr(frame, "buffer", None)  # zmq.Frame
     if buffer is None and hasattr(frame, "raw"):  # pickle.PickleBuffer
         return frame.raw()  # type: ignore[no-any-return]

@@ -1,6 +1,6 @@
 """The executor side of the wire: one ROUTER socket and one IO thread for all workers of an executor.
 
-The IO thread blocks in ``zmq.Poller`` on three kinds of handle at once and never sleeps in a loop:
+The IO thread blocks in ``epoll`` on three kinds of handle at once and never sleeps in a loop:
 
 * the ROUTER socket (hellos and replies from workers),
 * a wake-up pipe (calls handed over by other threads: sends, new sentinels, shutdown),
@@ -16,9 +16,11 @@ import heapq
 import itertools
 import logging
 import os
+import select
 import socket
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
@@ -26,6 +28,7 @@ from typing import Any, Protocol
 import zmq
 from xl_serial import Frame, capture
 
+from xl_comm.assist import AssistedFuture, Waiter, thread_waiter
 from xl_comm.framing import (
     AuthenticationError,
     BodyError,
@@ -41,6 +44,7 @@ from xl_comm.framing import (
 )
 from xl_comm.keys import key_environment
 from xl_comm.messages import TO_EXECUTOR, Failure, Hello, Kind, Message, Result
+from xl_comm.sockets import NOBLOCK, input_pending, recv_frames, send_frames
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +95,27 @@ class Hub:
         self._stopping = False
         #: messages dropped because they failed authentication or were not protocol messages
         self.rejected = 0
+        # The socket's own fd, not the socket: other threads use the socket meanwhile (under the lock), which a
+        # zmq poll inside this thread would not allow. The fd only says "look at zmq.EVENTS", so every turn
+        # ends by draining the socket. Every handle is an fd, so plain epoll serves (zmq.Poller rebuilds its
+        # item list in Python on every call).
+        router_fd = self._router.getsockopt(zmq.FD)
+        assert isinstance(router_fd, int)
+        self._router_fd = router_fd
+        self._poller = select.epoll()
+        self._poller.register(self._router_fd, select.EPOLLIN)
+        self._poller.register(self._wake_r, select.EPOLLIN)
+        # Held by whoever reads the socket and runs handler callbacks: the IO thread, or a caller helping in
+        # assist(). Callbacks therefore never run concurrently, whichever thread runs them.
+        self._loop_lock = threading.Lock()
+        self._loop_owner = 0
+        self._helpers: set[Waiter] = set()
+        #: what Futures completed by this hub's replies hold (see xl_comm.assist)
+        self.ref = weakref.ref(self)
+        self._io_ident = -1
         self._thread = threading.Thread(target=self._run, name="xl-comm-hub", daemon=True)
         self._thread.start()
+        self._io_ident = self._thread.ident or -1
 
     # -- called from any thread -------------------------------------------------------------------------------
 
@@ -128,7 +151,7 @@ class Hub:
         with self._socket_lock:
             self._send(worker_id, kind, task_id, body)
             # The IO thread drains the socket before it next sleeps; only another thread must check.
-            missed = not on_io_thread and not self._closing and self._input_pending()
+            missed = not on_io_thread and not self._closing and input_pending(self._router)
         if missed:
             self._wake()
 
@@ -140,7 +163,7 @@ class Hub:
 
     def call_soon(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` on the IO thread (at once when already there)."""
-        if self.in_io_thread():
+        if threading.get_ident() == self._io_ident:
             fn()
             return
         self._calls.append(fn)
@@ -170,8 +193,73 @@ class Hub:
                 self._thread.join()
 
     def in_io_thread(self) -> bool:
-        """Whether the caller is the hub's IO thread (where handler callbacks run): it must not wait for itself."""
-        return threading.get_ident() == self._thread.ident
+        """Whether the caller runs the hub's loop: the IO thread, or a handler callback on a caller that helps
+        (see assist). It must not wait for the loop, which is itself."""
+        ident = threading.get_ident()
+        return ident == self._io_ident or ident == self._loop_owner
+
+    def future(self) -> AssistedFuture:
+        """A Future to be completed from a reply of this hub; its ``result()`` helps the hub while it waits."""
+        future = AssistedFuture()
+        future.hub_ref = self.ref
+        return future
+
+    def assist(self, future: AssistedFuture, timeout: float | None) -> float | None:
+        """Wait for ``future`` (at most ``timeout`` seconds) by reading the socket in this thread meanwhile, so
+        the reply that completes it needs no hand-over from the IO thread; returns the time left of ``timeout``.
+
+        The IO thread stops watching the socket while a caller helps, and watches it again when the last
+        helper leaves. Does nothing on the IO thread or in a callback, for a Future another thread already
+        waits on this way, or once the hub closes: the caller then waits on the Future as usual.
+        """
+        if future.assisted_by is not None or self.in_io_thread():
+            return timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
+        waiter = thread_waiter()
+        with self._socket_lock:
+            if self._closing:
+                return timeout
+            future.assisted_by = waiter
+            self._helpers.add(waiter)
+            if len(self._helpers) == 1:
+                self._poller.unregister(self._router_fd)
+        try:
+            self._help(future, waiter, deadline)
+        finally:
+            future.assisted_by = None
+            with self._socket_lock:
+                self._helpers.discard(waiter)
+                if not self._helpers and not self._closing:
+                    self._poller.register(self._router_fd, select.EPOLLIN)
+        return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+    def _help(self, future: AssistedFuture, waiter: Waiter, deadline: float | None) -> None:
+        sleeper = select.poll()
+        sleeper.register(self._router_fd, select.POLLIN)
+        sleeper.register(waiter.fd, select.POLLIN)
+        while True:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return
+            if not self._loop_lock.acquire(timeout=-1 if left is None else left):
+                return
+            try:
+                if self._closing:
+                    return
+                self._loop_owner = threading.get_ident()
+                self._receive_all()
+            finally:
+                self._loop_owner = 0
+                self._loop_lock.release()
+            if future.done():
+                return
+            left = None if deadline is None else deadline - time.monotonic()
+            # Sleep until the socket signals or the Future is completed elsewhere (its waiter is poked).
+            for fd, _ in sleeper.poll(None if left is None else max(0.0, left) * 1000):
+                if fd == waiter.fd:
+                    waiter.clear()
+            if future.done():
+                return
 
     @property
     def closed(self) -> bool:
@@ -180,34 +268,35 @@ class Hub:
     # -- the IO thread ----------------------------------------------------------------------------------------
 
     def _run(self) -> None:
-        poller = zmq.Poller()
-        # The socket's own fd, not the socket: other threads use the socket meanwhile (under the lock), which a
-        # zmq poll inside this thread would not allow. The fd only says "look at zmq.EVENTS", so every turn
-        # starts by draining the socket.
-        poller.register(self._router.getsockopt(zmq.FD), zmq.POLLIN)
-        poller.register(self._wake_r, zmq.POLLIN)
-        self._poller = poller
+        self._io_ident = threading.get_ident()
         try:
             while not self._stopping:
-                self._receive_all()
-                ready = dict(poller.poll(self._timeout_ms()))
-                if self._wake_r in ready:
-                    self._run_calls()
-                for fd in [fd for fd in ready if isinstance(fd, int) and fd in self._sentinels]:
-                    self._exited(fd)
-                self._run_timers()
+                events = self._poller.poll(self._timeout())
+                with self._loop_lock:
+                    self._turn(events)
         except Exception:  # pragma: no cover - a bug here must be loud, never a silent hang
             log.exception("xl-comm hub IO thread failed")
             raise
         finally:
             self._teardown()
 
-    def _timeout_ms(self) -> int | None:
+    def _turn(self, events: list[tuple[int, int]]) -> None:
+        for fd, _ in events:
+            if fd == self._wake_r:
+                self._run_calls()
+            elif fd in self._sentinels:
+                self._exited(fd)
+        if self._timers:
+            self._run_timers()
+        self._receive_all()  # last: whatever ran above may have swallowed the socket fd's signal
+
+    def _timeout(self) -> float:
+        """Seconds until the next timer (epoll's -1: none)."""
         if self._calls:
             return 0
         if not self._timers:
-            return None
-        return max(0, int((self._timers[0][0] - time.monotonic()) * 1000) + 1)
+            return -1
+        return max(0.0, self._timers[0][0] - time.monotonic()) + 0.001
 
     def _run_calls(self) -> None:
         try:
@@ -224,9 +313,9 @@ class Hub:
             _, _, fn = heapq.heappop(self._timers)
             self._guarded(fn)
 
-    def _guarded(self, fn: Callable[[], None]) -> None:
+    def _guarded(self, fn: Callable[..., None], *args: Any) -> None:
         try:
-            fn()
+            fn(*args)
         except Exception:
             log.exception("callback on the xl-comm hub IO thread raised")
 
@@ -234,13 +323,13 @@ class Hub:
         self._expected.add(worker_id)
         if sentinel is not None:
             self._sentinels[sentinel] = worker_id
-            self._poller.register(sentinel, zmq.POLLIN)
+            self._poller.register(sentinel, select.EPOLLIN)
 
     def _exited(self, fd: int) -> None:
         worker_id = self._sentinels.pop(fd)
         self._poller.unregister(fd)
         os.close(fd)
-        self._guarded(lambda: self._handler.on_exit(worker_id))
+        self._guarded(self._handler.on_exit, worker_id)
 
     def _forget(self, worker_id: int) -> None:
         self._expected.discard(worker_id)
@@ -264,22 +353,18 @@ class Hub:
         seq = self._sent[worker_id] = self._sent.get(worker_id, 0) + 1
         frames = seal(self.key, Header(kind, worker_id, seq, task_id), body)
         try:
-            self._router.send_multipart([identity, *frames], copy=False)
+            send_frames(self._router, [identity, *frames])
         except zmq.ZMQError as problem:  # the worker disconnected; its sentinel reports the exit
             log.debug("send to worker %d failed: %s", worker_id, problem)
-
-    def _input_pending(self) -> bool:
-        events = self._router.getsockopt(zmq.EVENTS)
-        return isinstance(events, int) and bool(events & zmq.POLLIN)
 
     def _receive_all(self) -> None:
         # Asking zmq.EVENTS first avoids a failing non-blocking recv per turn: its zmq.Again exception, and the
         # GIL hand-over that every blocking-capable call allows, cost more than the message on a busy path.
         while True:
             with self._socket_lock:
-                if self._closing or not self._input_pending():
+                if self._closing or not input_pending(self._router):
                     return
-                frames = self._router.recv_multipart(zmq.NOBLOCK, copy=False)
+                frames = recv_frames(self._router, NOBLOCK)
             self._receive(frames[0].bytes, frames[1:])
 
     def _receive(self, identity: bytes, frames: Sequence[Any]) -> None:
@@ -313,12 +398,12 @@ class Hub:
             failure = Failure(
                 capture(problem.__cause__ or problem, origin=f"the executor reading worker {wid}'s reply")
             )
-            self._guarded(lambda: self._handler.on_reply(wid, header.task_id, failure))
+            self._guarded(self._handler.on_reply, wid, header.task_id, failure)
             return
         if isinstance(message, Hello):
-            self._guarded(lambda: self._handler.on_hello(wid, message))
-        elif isinstance(message, Result | Failure):
-            self._guarded(lambda: self._handler.on_reply(wid, header.task_id, message))
+            self._guarded(self._handler.on_hello, wid, message)
+        elif isinstance(message, (Result, Failure)):
+            self._guarded(self._handler.on_reply, wid, header.task_id, message)
 
     def _receive_replies(self, wid: int, header: Header, frames: Sequence[Any]) -> None:
         try:
@@ -330,11 +415,11 @@ class Hub:
             if isinstance(decoded, BodyError):
                 origin = f"the executor reading worker {wid}'s reply"
                 decoded = Failure(capture(decoded.__cause__ or decoded, origin=origin))
-            if isinstance(decoded, Result | Failure):
+            if isinstance(decoded, (Result, Failure)):
                 self._reply(wid, member.task_id, decoded)
 
     def _reply(self, wid: int, task_id: int, reply: Result | Failure) -> None:
-        self._guarded(lambda: self._handler.on_reply(wid, task_id, reply))
+        self._guarded(self._handler.on_reply, wid, task_id, reply)
 
     def _stop(self) -> None:
         self._stopping = True
@@ -345,6 +430,9 @@ class Hub:
         self._sentinels.clear()
         with self._socket_lock:
             self._closing = True
+            for waiter in self._helpers:  # back to a plain wait on their Futures
+                waiter.poke()
+            self._poller.close()
             self._router.close(linger=0)
         self._context.term()
         with self._wake_lock:

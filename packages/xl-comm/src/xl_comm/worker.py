@@ -35,6 +35,7 @@ from xl_comm.framing import (
 )
 from xl_comm.keys import load_key
 from xl_comm.messages import TO_WORKER, Failure, Hello, Init, Kind, Message, Result, Shutdown, Task
+from xl_comm.sockets import recv_frames, send_frames
 
 #: A batch that has run this long sends the answers it has so far (tiny tasks are batched; slow ones are not).
 FLUSH_AFTER_SECONDS = 0.002
@@ -168,7 +169,7 @@ class WorkerLoop:
 
     def serve(self, one_shot: bool) -> None:
         while True:
-            frames = self._sock.recv_multipart(copy=False)
+            frames = recv_frames(self._sock)
             try:
                 header = open_header(self._key, frames)
             except ProtocolError as problem:
@@ -227,7 +228,7 @@ class WorkerLoop:
         with self._send_lock:
             self._sent += 1
             header = Header(kind, self._worker_id, self._sent, task_id)
-            self._out.send_multipart(seal(self._key, header, body), copy=False)
+            send_frames(self._out, seal(self._key, header, body))
 
     def _failure(self, problem: BodyError, task_id: int) -> tuple[Kind, int, Sequence[Frame]]:
         return Kind.FAILURE, task_id, pack_body(Failure(capture(problem.__cause__ or problem, origin=self._origin)))

@@ -10,8 +10,9 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import CancelledError, Executor, Future
 from types import TracebackType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from xl_comm.assist import AssistedFuture
 from xl_comm.framing import pack_body
 from xl_comm.messages import Task
 from xl_graph import GraphPicture
@@ -23,10 +24,17 @@ from executorlib.graph_mode import GraphRecorder, LiveGraph
 from executorlib.resources import BackendRules, Resources, merge, parse_resource_dict
 from executorlib.schedulers.base import ExitHook, TaskItem
 
+if TYPE_CHECKING:
+    from xl_comm import Hub
+
 log = logging.getLogger("executorlib")
 
 
 class Scheduler(Protocol):
+    @property
+    def hub_ref(self) -> weakref.ref[Hub] | None:
+        """The hub whose replies complete this scheduler's Futures, if any: their ``result()`` helps it."""
+
     def submit(self, item: TaskItem) -> None: ...
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None: ...
@@ -55,6 +63,7 @@ class BaseExecutor(Executor):
         record_dependency_graph: bool = False,
     ) -> None:
         self._scheduler = scheduler
+        self._hub_ref = scheduler.hub_ref
         self._resources = resources
         self._rules = rules
         self._fixed_resources = fixed_resources
@@ -78,13 +87,14 @@ class BaseExecutor(Executor):
         """Schedule ``fn(*args, **kwargs)``; ``resource_dict`` overrides the executor's resources for this call."""
         if not callable(fn):
             raise TypeError(f"submit() needs a callable as its first argument, got {type(fn).__name__} {fn!r}")
-        with self._shutdown_lock:
-            if self._is_shutdown:
-                raise RuntimeError("cannot schedule new futures after shutdown")
+        if self._is_shutdown:  # read without the lock: the scheduler checks again under its own
+            raise RuntimeError("cannot schedule new futures after shutdown")
         resources = self._task_resources(resource_dict)
         if self._graph is not None:
             return self._graph.record(fn, args, kwargs)
-        future: Future[Any] = CachedFuture() if resources.cache_directory is not None else Future()
+        future = CachedFuture() if resources.cache_directory is not None else AssistedFuture()
+        if self._hub_ref is not None:
+            future.hub_ref = self._hub_ref
         if self._live_graph is not None:
             self._live_graph.record(fn, args, kwargs, future)
         upstream = upstream_futures(args, kwargs) if args or kwargs else []
@@ -122,7 +132,7 @@ class BaseExecutor(Executor):
             return
         if self._log_obj_size:
             log.info("submit %s: %d bytes", function_name(fn), frames_nbytes(body))
-        self._scheduler.submit(TaskItem(future, body, resources, function_name(fn)))
+        self._scheduler.submit(TaskItem(future, body, resources, fn))
 
     def _released(
         self,

@@ -10,12 +10,11 @@ import threading
 import weakref
 from collections.abc import Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from xl_comm import Failure, Hub, Result
 from xl_comm.team import EXIT_TEAM_ABORTED
-from xl_serial import Frame
+from xl_serial import Frame, function_name
 from xl_spawn import Spawner, SubprocessSpawner, describe_returncode, prepend_path, thread_env
 
 from executorlib.errors import ExecutorlibSocketError
@@ -28,16 +27,24 @@ EXIT_GRACE_SECONDS = 0.2
 _task_ids = itertools.count(1)
 
 
-@dataclass(eq=False)
 class TaskItem:
-    """One submitted call: its Future, the pickled Task message, and what it asked for."""
+    """One submitted call: its Future, the pickled Task message, and what it asked for. A plain class with
+    slots: one is made per task, on the submitting thread's critical path."""
 
-    future: Future[Any]
-    body: Sequence[Frame]
-    resources: Resources
-    label: str
-    task_id: int = field(default_factory=lambda: next(_task_ids))
-    started: bool = False
+    __slots__ = ("body", "fn", "future", "resources", "started", "task_id")
+
+    def __init__(self, future: Future[Any], body: Sequence[Frame], resources: Resources, fn: Any) -> None:
+        self.future = future
+        self.body = body
+        self.resources = resources
+        self.fn = fn
+        self.task_id = next(_task_ids)
+        self.started = False
+
+    @property
+    def label(self) -> str:
+        """The function's name, for messages."""
+        return function_name(self.fn)
 
     def start(self) -> bool:
         """Gate a dispatch: False when the Future was cancelled meanwhile (then the task is dropped)."""

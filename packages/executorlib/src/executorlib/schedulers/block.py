@@ -97,6 +97,7 @@ class BlockAllocationScheduler:
         self._done = threading.Event()
         self._size = workers
         self._hub = Hub(self, localhost=localhost)
+        self.hub_ref = self._hub.ref
         try:
             for slot in range(workers):
                 self._start(slot)
@@ -109,18 +110,29 @@ class BlockAllocationScheduler:
     # -- caller side ------------------------------------------------------------------------------------------
 
     def submit(self, item: TaskItem) -> None:
+        taker = None
         with self._lock:
             if self._shutdown:
                 raise RuntimeError("cannot schedule new futures after shutdown")
-            if self._broken is not None:
-                broken = self._broken
-            else:
-                broken = None
-                self._pending.append(item)
+            broken = self._broken
+            if broken is None:
+                if not self._pending:  # the common case first: an idle worker takes it straight away
+                    for worker_id, worker in self._workers.items():
+                        if worker.ready and not worker.inflight and not worker.exited and not worker.ending:
+                            taker = worker_id
+                            break
+                if taker is None:
+                    self._pending.append(item)
+                elif item.start():
+                    self._workers[taker].inflight.append(item)
+                else:
+                    return  # cancelled before it started
         if broken is not None:
             item.future.set_exception(broken)
-            return
-        self._dispatch()  # in this thread: the hub lets any thread send, which saves a wake-up per task
+        elif taker is not None:
+            self._hub.send_packed(taker, Kind.TASK, item.body, task_id=item.task_id)
+        else:
+            self._dispatch()  # in this thread: the hub lets any thread send, which saves a wake-up per task
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         with self._lock:
@@ -215,8 +227,11 @@ class BlockAllocationScheduler:
             worker.ending = isinstance(reply, Failure) and reply.ends_worker
             worker.quick = now - worker.last_reply < PREFETCH_BELOW_SECONDS
             worker.last_reply = now
+            # Nothing queued: submit() hands the next task to this now idle worker itself.
+            more = bool(self._pending) or self._shutdown
         settle(item.future, reply)
-        self._dispatch()
+        if more:
+            self._dispatch()
 
     def on_exit(self, worker_id: int) -> None:
         worker = self._workers.get(worker_id)

@@ -157,6 +157,8 @@ def _settle(future: Future[Any], *, result: Any = None, error: BaseException | N
 class FileScheduler:
     """Task files through xl-cache, jobs through a :class:`Backend`."""
 
+    hub_ref = None  # Futures complete from job files, not from a hub
+
     def __init__(self, backend: Backend) -> None:
         self._backend = backend
         self._lock = threading.Lock()

@@ -58,6 +58,7 @@ class OneProcessScheduler:
         self._track_gpus = gpus is not None  # None: the launch (srun) assigns devices, nothing to count here
         self._free_gpus = list(gpus or ())  # devices not held by a running task
         self._hub = Hub(self, localhost=localhost)
+        self.hub_ref = self._hub.ref
         self._cond = threading.Condition()
         self._pending: deque[TaskItem] = deque()
         self._runs: dict[int, _Run] = {}

@@ -1,0 +1,55 @@
+"""Sending and receiving frame lists on zmq sockets, for the hot path of every task.
+
+pyzmq's ``send_multipart``/``recv_multipart`` are general: they type-check every part, combine flags as
+``enum.IntFlag`` (Python-level enum code on each operation) and wrap small frames in ``zmq.Frame`` objects when
+asked not to copy. A task's envelope is small and its out-of-band buffers are large, so here the envelope is
+copied (one C call) and only large buffers travel without a copy.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Sequence
+from typing import Any
+
+import zmq
+
+# Plain ints: an ``int & zmq.PollEvent`` goes through the enum's Python-level reflected operator.
+SNDMORE = int(zmq.SNDMORE)
+NOBLOCK = int(zmq.NOBLOCK)
+POLLIN = int(zmq.POLLIN)
+EVENTS = int(zmq.EVENTS)
+
+#: Frames at least this long are sent without a copy (pyzmq's own default threshold for zero-copy sends).
+ZERO_COPY_MIN_BYTES = 65536
+
+
+def send_frames(sock: zmq.Socket[Any], frames: Sequence[Any], flags: int = 0) -> None:
+    """Send ``frames`` as one multipart message; large frames (pickle-5 buffers) are not copied."""
+    last = len(frames) - 1
+    for index, frame in enumerate(frames):
+        sock.send(frame, flags | SNDMORE if index < last else flags, copy=_nbytes(frame) < ZERO_COPY_MIN_BYTES)
+
+
+def _nbytes(frame: Any) -> int:
+    if type(frame) is bytes:
+        return len(frame)
+    if isinstance(frame, pickle.PickleBuffer):
+        return frame.raw().nbytes
+    return memoryview(frame).nbytes
+
+
+def recv_frames(sock: zmq.Socket[Any], flags: int = 0) -> list[zmq.Frame]:
+    """Receive one multipart message as ``zmq.Frame`` objects (their buffers are not copied)."""
+    frame = sock.recv(flags, copy=False)
+    frames = [frame]
+    while frame.more:
+        frame = sock.recv(flags, copy=False)
+        frames.append(frame)
+    return frames
+
+
+def input_pending(sock: zmq.Socket[Any]) -> bool:
+    """Whether a message waits on ``sock`` (this also lets zmq process the commands that signal its fd)."""
+    events = sock.getsockopt(EVENTS)
+    return bool(int(events) & POLLIN)
