@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import faulthandler
 import json
 import os
 import platform
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -33,12 +36,32 @@ def machine_info() -> dict[str, Any]:
     }
 
 
+def _give_up(seconds: float) -> None:
+    """Print where every thread is, end every process this run started (pool workers that outlive us would keep
+    the caller's output pipe open), and exit with status 1."""
+    import psutil
+
+    print(f"benchmarks: still running after {seconds:.0f} s; the threads are at:", file=sys.stderr, flush=True)
+    faulthandler.dump_traceback(all_threads=True)
+    for child in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            child.kill()
+    os._exit(1)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small counts for a CI smoke run (< 60 s)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the results as JSON to PATH")
     parser.add_argument("--only", metavar="TEXT", help="run only the workloads whose name contains TEXT")
+    parser.add_argument(
+        "--timeout", type=float, metavar="SECONDS", help="print every thread's stack and exit 1 if still running then"
+    )
     args = parser.parse_args(argv)
+    if args.timeout:  # a hang in CI should cost minutes and show where it is, not the whole time budget
+        watchdog = threading.Timer(args.timeout, _give_up, args=(args.timeout,))
+        watchdog.daemon = True
+        watchdog.start()
 
     # Imported here so that a spawned child re-importing this module as __mp_main__ stays light.
     from benchmarks.report import table

@@ -16,7 +16,7 @@ $py scripts/check_workspace.py
 echo "== each xl-* wheel alone in a fresh venv"
 bash scripts/isolation.sh
 echo "== benchmark smoke run (ratios are reported, not asserted)"
-$py -m benchmarks --quick
+$py -m benchmarks --quick --timeout 600
 echo "== SLURM test cluster for tests/slurm (scripts/slurm-cluster.sh; stopped at exit if started here)"
 if ! bash scripts/slurm-cluster.sh status >/dev/null 2>&1; then
     slurm_rc=0

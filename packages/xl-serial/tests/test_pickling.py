@@ -3,6 +3,7 @@ from __future__ import annotations
 import pickle
 from typing import Any
 
+import cloudpickle
 import numpy as np
 import pytest
 import xl_serial
@@ -74,3 +75,65 @@ def test_loads_of_nothing_names_the_problem() -> None:
 def test_frames_nbytes_counts_every_frame() -> None:
     frames = xl_serial.dumps(np.zeros(100_000))
     assert xl_serial.frames_nbytes(frames) >= 800_000
+
+
+# -- the plain path: tuples that plain pickle writes exactly as cloudpickle does skip cloudpickle's Python hooks
+
+atomic = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text() | st.binary()
+one_level = atomic | st.lists(atomic, max_size=4) | st.tuples(atomic, atomic) | st.dictionaries(atomic, atomic)
+
+
+@given(st.lists(one_level, max_size=5).map(tuple))
+def test_plain_tuples_take_the_c_pickler_and_mean_the_same(value: tuple[Any, ...]) -> None:
+    from xl_serial import pickling
+
+    assert pickling._plain(value)
+    frames = xl_serial.dumps(value)
+    assert frames == [pickle.dumps(value, protocol=5)]
+    assert pickle.loads(frames[0]) == pickle.loads(cloudpickle.dumps(value, protocol=5)) == value
+
+
+def test_importable_functions_join_the_plain_path_once_cloudpickle_agrees() -> None:
+    from xl_serial import pickling
+
+    call = (plain_path_target, (1, 2), {}, None)
+    xl_serial.dumps(call)  # cloudpickle decides, and is seen to pickle it by reference
+    assert pickling._plain(call)
+    assert xl_serial.loads(xl_serial.dumps(call))[0] is plain_path_target
+
+
+def test_lambdas_and_main_functions_never_take_the_plain_path() -> None:
+    from xl_serial import pickling
+
+    def closure() -> int:
+        return 1
+
+    for fn in (lambda: 1, closure):
+        call = (fn, (), {}, None)
+        xl_serial.dumps(call)
+        assert not pickling._plain(call)
+
+
+def test_a_rebound_or_newly_registered_function_leaves_the_plain_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from xl_serial import pickling
+
+    module = sys.modules[__name__]
+    call = (plain_path_target, (), {}, None)
+    xl_serial.dumps(call)
+    assert pickling._plain(call)
+    with monkeypatch.context() as patch:  # the module's name now means another function: cloudpickle decides
+        patch.setattr(module, "plain_path_target", lambda: 0)
+        assert not pickling._plain(call)
+    assert pickling._plain(call)
+    cloudpickle.register_pickle_by_value(module)  # directly, bypassing xl_serial.register_by_value
+    try:
+        assert not pickling._plain(call)
+        assert xl_serial.dumps(call)[0] != pickle.dumps(call, protocol=5), "shipped by value now"
+    finally:
+        cloudpickle.unregister_pickle_by_value(module)
+
+
+def plain_path_target(*args: Any) -> int:
+    return len(args)

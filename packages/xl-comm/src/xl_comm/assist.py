@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import threading
 import weakref
 from concurrent.futures import Future
@@ -26,13 +27,24 @@ class Waiter:
     def __init__(self) -> None:
         self.fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self.ident = threading.get_ident()
+        self._poll = select.poll()
+        self._poll.register(self.fd, select.POLLIN)
+        self._socket_fd = -1
 
     def poke(self) -> None:
         os.eventfd_write(self.fd, 1)
 
-    def clear(self) -> None:
-        with contextlib.suppress(BlockingIOError):
-            os.eventfd_read(self.fd)
+    def sleep(self, socket_fd: int, timeout: float | None) -> None:
+        """Block until ``socket_fd`` turns readable, a poke arrives, or ``timeout`` seconds pass."""
+        if socket_fd != self._socket_fd:
+            if self._socket_fd >= 0:
+                self._poll.unregister(self._socket_fd)
+            self._poll.register(socket_fd, select.POLLIN)
+            self._socket_fd = socket_fd
+        for fd, _ in self._poll.poll(None if timeout is None else max(0.0, timeout) * 1000):
+            if fd == self.fd:
+                with contextlib.suppress(BlockingIOError):
+                    os.eventfd_read(self.fd)
 
     def __del__(self) -> None:
         # Whoever pokes holds a reference, so the fd cannot be closed (and its number reused) under a poke.
@@ -51,6 +63,14 @@ def thread_waiter() -> Waiter:
     return waiter
 
 
+def _new_waiter_after_fork() -> None:
+    # A forked child must not share its parent's eventfd: pokes meant for one would wake the other.
+    _threads.waiter = None
+
+
+os.register_at_fork(after_in_child=_new_waiter_after_fork)
+
+
 class AssistedFuture(Future[Any]):
     """A Future completed by a hub's reply: ``result()`` and ``exception()`` help the hub while they wait.
 
@@ -62,36 +82,32 @@ class AssistedFuture(Future[Any]):
     hub_ref: weakref.ref[Hub] | None = None
     #: set while a thread helps for this Future, so completing it elsewhere can wake that thread
     assisted_by: Waiter | None = None
+    #: done() without taking the Future's lock; set by the first done-callback, which every way of completing
+    #: a Future runs (also ``Future.set_result(future, ...)`` called past a subclass's override)
+    completed = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_done_callback(_completed)
 
     def result(self, timeout: float | None = None) -> Any:
-        if self.hub_ref is not None and not self.done():
+        if self.hub_ref is not None and not self.completed:
             hub = self.hub_ref()
             if hub is not None:
                 timeout = hub.assist(self, timeout)
         return super().result(timeout)
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
-        if self.hub_ref is not None and not self.done():
+        if self.hub_ref is not None and not self.completed:
             hub = self.hub_ref()
             if hub is not None:
                 timeout = hub.assist(self, timeout)
         return super().exception(timeout)
 
-    def set_result(self, result: Any) -> None:
-        super().set_result(result)
-        self._wake_helper()
 
-    def set_exception(self, exception: BaseException | None) -> None:
-        super().set_exception(exception)
-        self._wake_helper()
-
-    def cancel(self) -> bool:
-        cancelled = super().cancel()
-        if cancelled:
-            self._wake_helper()
-        return cancelled
-
-    def _wake_helper(self) -> None:
-        waiter = self.assisted_by
-        if waiter is not None and waiter.ident != threading.get_ident():
-            waiter.poke()
+def _completed(future: Future[Any]) -> None:
+    assert isinstance(future, AssistedFuture)
+    future.completed = True
+    waiter = future.assisted_by
+    if waiter is not None and waiter.ident != threading.get_ident():
+        waiter.poke()

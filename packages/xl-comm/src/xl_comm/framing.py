@@ -22,9 +22,8 @@ import struct
 from _blake2 import blake2b  # hashlib would load OpenSSL too: milliseconds on every worker start
 from _operator import _compare_digest as compare_digest
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from operator import attrgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 from xl_serial import Frame, dumps, loads
 
@@ -57,8 +56,10 @@ class BodyError(Exception):
         self.header = header
 
 
-@dataclass(frozen=True, slots=True)
-class Header:
+class Header(NamedTuple):
+    """The fixed fields of a message, unpacked from its first bytes (a NamedTuple: built in one call, where
+    a frozen dataclass sets each field through object.__setattr__; this runs twice per task on each end)."""
+
     kind: Kind
     worker_id: int
     seq: int

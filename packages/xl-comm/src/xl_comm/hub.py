@@ -110,6 +110,8 @@ class Hub:
         self._loop_lock = threading.Lock()
         self._loop_owner = 0
         self._helpers: set[Waiter] = set()
+        # The thread whose zmq.EVENTS check, showing no input, was the last operation on the socket (else 0).
+        self._quiet_for = 0
         #: what Futures completed by this hub's replies hold (see xl_comm.assist)
         self.ref = weakref.ref(self)
         self._io_ident = -1
@@ -147,11 +149,14 @@ class Hub:
         that hand-off costs a thread wake-up per task. A send can swallow the edge of ``zmq.FD`` that announced
         an incoming message, so the IO thread is woken when input is left pending.
         """
-        on_io_thread = self.in_io_thread()
+        ident = threading.get_ident()
+        on_io_thread = ident == self._io_ident or ident == self._loop_owner
         with self._socket_lock:
             self._send(worker_id, kind, task_id, body)
             # The IO thread drains the socket before it next sleeps; only another thread must check.
             missed = not on_io_thread and not self._closing and input_pending(self._router)
+            if not on_io_thread and not missed:
+                self._quiet_for = ident  # see _help: this thread may sleep on the fd without checking again
         if missed:
             self._wake()
 
@@ -212,10 +217,10 @@ class Hub:
         helper leaves. Does nothing on the IO thread or in a callback, for a Future another thread already
         waits on this way, or once the hub closes: the caller then waits on the Future as usual.
         """
-        if future.assisted_by is not None or self.in_io_thread():
+        waiter = thread_waiter()
+        if future.assisted_by is not None or waiter.ident in (self._io_ident, self._loop_owner):
             return timeout
         deadline = None if timeout is None else time.monotonic() + timeout
-        waiter = thread_waiter()
         with self._socket_lock:
             if self._closing:
                 return timeout
@@ -234,10 +239,11 @@ class Hub:
         return None if deadline is None else max(0.0, deadline - time.monotonic())
 
     def _help(self, future: AssistedFuture, waiter: Waiter, deadline: float | None) -> None:
-        sleeper = select.poll()
-        sleeper.register(self._router_fd, select.POLLIN)
-        sleeper.register(waiter.fd, select.POLLIN)
-        while True:
+        if self._quiet_for == waiter.ident:
+            # Nothing touched the socket since this thread saw it empty (typically: right after it sent the task),
+            # so its fd will signal the next message: sleep at once instead of draining first.
+            waiter.sleep(self._router_fd, None if deadline is None else deadline - time.monotonic())
+        while not future.completed:
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 return
@@ -246,19 +252,16 @@ class Hub:
             try:
                 if self._closing:
                     return
-                self._loop_owner = threading.get_ident()
+                self._loop_owner = waiter.ident
                 self._receive_all()
             finally:
                 self._loop_owner = 0
                 self._loop_lock.release()
-            if future.done():
+            if future.completed:
                 return
-            left = None if deadline is None else deadline - time.monotonic()
             # Sleep until the socket signals or the Future is completed elsewhere (its waiter is poked).
-            for fd, _ in sleeper.poll(None if left is None else max(0.0, left) * 1000):
-                if fd == waiter.fd:
-                    waiter.clear()
-            if future.done():
+            waiter.sleep(self._router_fd, None if deadline is None else deadline - time.monotonic())
+            if future.completed:
                 return
 
     @property
@@ -350,6 +353,7 @@ class Hub:
         if identity is None:
             log.debug("dropping %s for worker %d: it is not connected", kind.name, worker_id)
             return
+        self._quiet_for = 0
         seq = self._sent[worker_id] = self._sent.get(worker_id, 0) + 1
         frames = seal(self.key, Header(kind, worker_id, seq, task_id), body)
         try:
@@ -362,6 +366,7 @@ class Hub:
         # GIL hand-over that every blocking-capable call allows, cost more than the message on a busy path.
         while True:
             with self._socket_lock:
+                self._quiet_for = 0
                 if self._closing or not input_pending(self._router):
                     return
                 frames = recv_frames(self._router, NOBLOCK)

@@ -29,12 +29,9 @@ def dumps(obj: Any, *, min_out_of_band: int = OUT_OF_BAND_MIN_BYTES) -> list[Fra
     Functions and classes defined in ``__main__`` (scripts, notebooks) are pickled by value by cloudpickle,
     so they run in a worker that cannot import the caller's script.
     """
-    if type(obj) is tuple:
-        for item in obj:
-            if type(item) not in _ATOMIC:
-                break
-        else:  # nothing cloudpickle treats differently: the C pickler alone is several times faster
-            return [pickle.dumps(obj, protocol=5)]
+    if type(obj) is tuple and _plain(obj):
+        # nothing cloudpickle writes differently: the C pickler alone is several times faster
+        return [pickle.dumps(obj, protocol=5)]
     buffers: list[Frame] = []
 
     def keep_large(buffer: pickle.PickleBuffer) -> bool:
@@ -45,13 +42,80 @@ def dumps(obj: Any, *, min_out_of_band: int = OUT_OF_BAND_MIN_BYTES) -> list[Fra
         return False
 
     stream = cloudpickle.dumps(obj, protocol=5, buffer_callback=keep_large)
+    if type(obj) is tuple:
+        _learn_functions(obj)
     return [stream, *buffers]
+
+
+# -- the plain path: a task's (function, args, kwargs) and its result are mostly importable functions and
+# -- atomic values, for which cloudpickle's per-object Python hooks only confirm what the C pickler does anyway.
+
+#: Functions cloudpickle was seen to pickle by reference (exactly as plain pickle does), by id; the entry holds
+#: the function, so the id stays its own.
+_BY_REFERENCE: dict[int, types.FunctionType] = {}
+_BY_REFERENCE_LIMIT = 4096
+_registry_seen: set[str] = set()
+
+
+def _plain(obj: tuple[Any, ...]) -> bool:
+    """Whether plain pickle writes ``obj`` as cloudpickle would: atomic values, tuples, lists and dicts of them
+    one level down (a call's arguments), and functions known to go by reference."""
+    for item in obj:
+        kind = type(item)
+        if kind in _ATOMIC:
+            continue
+        if kind is tuple or kind is list:
+            for inner in item:
+                if type(inner) not in _ATOMIC:
+                    return False
+        elif kind is dict:
+            for key, value in item.items():
+                if type(key) not in _ATOMIC or type(value) not in _ATOMIC:
+                    return False
+        elif kind is not types.FunctionType or not _still_by_reference(item):
+            return False
+    return True
+
+
+def _still_by_reference(fn: types.FunctionType) -> bool:
+    """A function learnt by reference still goes that way: its module still names it, and no module was
+    registered for pickling by value since (cloudpickle would then ship it by value)."""
+    if _BY_REFERENCE.get(id(fn)) is not fn:
+        return False
+    module = sys.modules.get(fn.__module__)
+    if module is None or getattr(module, fn.__qualname__, None) is not fn:
+        return False
+    if cloudpickle.list_registry_pickle_by_value() != _registry_seen:
+        _forget_functions()
+        return False
+    return True
+
+
+def _learn_functions(obj: tuple[Any, ...]) -> None:
+    for item in obj:
+        if type(item) is types.FunctionType and id(item) not in _BY_REFERENCE and "." not in item.__qualname__:
+            try:
+                same = cloudpickle.dumps(item, protocol=5) == pickle.dumps(item, protocol=5)
+            except Exception:  # plain pickle cannot: lambdas, closures, functions of __main__ ...
+                same = False
+            if same:
+                if len(_BY_REFERENCE) >= _BY_REFERENCE_LIMIT:
+                    _BY_REFERENCE.clear()
+                _BY_REFERENCE[id(item)] = item
+
+
+def _forget_functions() -> None:
+    global _registry_seen
+    _BY_REFERENCE.clear()
+    _registry_seen = cloudpickle.list_registry_pickle_by_value()
 
 
 def loads(frames: Sequence[Any]) -> Any:
     """Inverse of :func:`dumps`; ``frames`` may be bytes, memoryviews or zmq frames (anything with a buffer)."""
     if not frames:
         raise ValueError("cannot unpickle an empty frame list: a message has at least the pickle stream frame")
+    if len(frames) == 1:
+        return pickle.loads(_view(frames[0]))
     views = [_view(frame) for frame in frames]
     return pickle.loads(views[0], buffers=views[1:])
 
@@ -80,3 +144,4 @@ def register_by_value(module: types.ModuleType | str) -> None:
     except ValueError:
         # cloudpickle refuses modules missing from sys.modules (e.g. created on the fly); nothing to register.
         return
+    _forget_functions()
