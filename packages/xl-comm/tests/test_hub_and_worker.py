@@ -23,9 +23,9 @@ from xl_comm.worker import EXIT_ORPHANED
 
 
 @pytest.fixture
-def hub_and_recorder():
+def hub_and_recorder(request):
     recorder = Recorder()
-    hub = Hub(recorder)
+    hub = Hub(recorder, same_host=getattr(request, "param", False))
     yield hub, recorder
     hub.close()
 
@@ -96,8 +96,11 @@ class _Payload:
         return (Path.touch, (self.marker,))
 
 
-def test_rogue_client_gets_nothing_run_and_nothing_accepted(hub_and_recorder, tmp_path: Path) -> None:
+@pytest.mark.parametrize("hub_and_recorder", [False, True], ids=["loopback-tcp", "abstract-unix"], indirect=True)
+def test_rogue_client_gets_nothing_run_and_nothing_accepted(hub_and_recorder, tmp_path: Path, request) -> None:
     hub, rec = hub_and_recorder
+    same_host = request.node.callspec.params["hub_and_recorder"]
+    assert hub.address.startswith("ipc://@xl-comm-" if same_host else "tcp://127.0.0.1:")
     process = start_worker(hub, 1)
     rec.wait_for(lambda: 1 in rec.hellos)
     marker = tmp_path / "pwned"

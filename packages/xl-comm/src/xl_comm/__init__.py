@@ -10,11 +10,13 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from xl_comm.assist import AssistedFuture
     from xl_comm.framing import PROTOCOL_VERSION, AuthenticationError, ProtocolError
     from xl_comm.hub import Hub, HubHandler
     from xl_comm.messages import Failure, Hello, Init, Result, Shutdown, Task
 
 _LAZY = {
+    "AssistedFuture": "assist",
     "PROTOCOL_VERSION": "framing",
     "AuthenticationError": "framing",
     "ProtocolError": "framing",
@@ -30,6 +32,7 @@ _LAZY = {
 
 __all__ = [
     "PROTOCOL_VERSION",
+    "AssistedFuture",
     "AuthenticationError",
     "Failure",
     "Hello",

@@ -16,8 +16,10 @@ import heapq
 import itertools
 import logging
 import os
+import secrets
 import select
 import socket
+import sys
 import threading
 import time
 import weakref
@@ -62,10 +64,24 @@ class HubHandler(Protocol):
     def on_exit(self, worker_id: int) -> None: ...
 
 
+def _bind(router: zmq.Socket[Any], *, localhost: bool, same_host: bool) -> str:
+    if same_host and localhost and sys.platform == "linux":
+        address = f"ipc://@xl-comm-{os.getpid()}-{secrets.token_hex(8)}"
+        router.bind(address)
+        return address
+    port = router.bind_to_random_port("tcp://127.0.0.1" if localhost else "tcp://*")
+    return f"tcp://{'127.0.0.1' if localhost else socket.gethostname()}:{port}"
+
+
 class Hub:
     """Owns the socket, the wake-up pipe and the IO thread. ``close()`` releases all three."""
 
-    def __init__(self, handler: HubHandler, *, localhost: bool = True, key: bytes | None = None) -> None:
+    def __init__(
+        self, handler: HubHandler, *, localhost: bool = True, same_host: bool = False, key: bytes | None = None
+    ) -> None:
+        """``localhost``: bind to loopback, else to every interface (workers on other hosts). ``same_host``: every
+        worker runs on this host (subprocesses, a local mpiexec), so the socket is a Linux abstract unix socket,
+        which costs less per message than loopback TCP and leaves no file behind."""
         self.key = key if key is not None else new_key()
         self._handler = handler
         self._context = zmq.Context(io_threads=1)
@@ -74,9 +90,7 @@ class Hub:
         self._router.setsockopt(zmq.LINGER, 0)
         self._router.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_MS)
         self._router.setsockopt(zmq.HEARTBEAT_TIMEOUT, 3 * HEARTBEAT_MS)
-        port = self._router.bind_to_random_port("tcp://127.0.0.1" if localhost else "tcp://*")
-        host = "127.0.0.1" if localhost else socket.gethostname()
-        self.address = f"tcp://{host}:{port}"
+        self.address = _bind(self._router, localhost=localhost, same_host=same_host)
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)

@@ -120,6 +120,7 @@ class SingleNodeExecutor(BaseExecutor):
                 init_function=init_function,
                 restart_limit=restart_limit,
                 localhost=localhost,
+                same_host=True,  # LocalLaunch: subprocesses and a local mpiexec
                 launch=self._launch,
                 gpus=self._gpus,
             )
@@ -130,6 +131,7 @@ class SingleNodeExecutor(BaseExecutor):
                 core_budget=self._budget,
                 max_tasks=max_workers,
                 localhost=localhost,
+                same_host=True,
                 launch=self._launch,
                 gpus=self._gpus,
             )

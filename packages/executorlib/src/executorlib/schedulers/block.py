@@ -77,6 +77,7 @@ class BlockAllocationScheduler:
         init_function: Callable[[], Mapping[str, Any]] | None,
         restart_limit: int,
         localhost: bool,
+        same_host: bool = False,
         launch: Launch,
         gpus: Sequence[str] | None = (),
     ) -> None:
@@ -96,7 +97,7 @@ class BlockAllocationScheduler:
         self._broken: ExecutorlibSocketError | None = None
         self._done = threading.Event()
         self._size = workers
-        self._hub = Hub(self, localhost=localhost)
+        self._hub = Hub(self, localhost=localhost, same_host=same_host)
         self.hub_ref = self._hub.ref
         try:
             for slot in range(workers):

@@ -49,6 +49,7 @@ class OneProcessScheduler:
         core_budget: int | None,
         max_tasks: int | None,
         localhost: bool,
+        same_host: bool = False,
         launch: Launch,
         gpus: Sequence[str] | None = (),
     ) -> None:
@@ -57,7 +58,7 @@ class OneProcessScheduler:
         self._launch = launch
         self._track_gpus = gpus is not None  # None: the launch (srun) assigns devices, nothing to count here
         self._free_gpus = list(gpus or ())  # devices not held by a running task
-        self._hub = Hub(self, localhost=localhost)
+        self._hub = Hub(self, localhost=localhost, same_host=same_host)
         self.hub_ref = self._hub.ref
         self._cond = threading.Condition()
         self._pending: deque[TaskItem] = deque()
