@@ -18,7 +18,6 @@ import zmq
 SNDMORE = int(zmq.SNDMORE)
 NOBLOCK = int(zmq.NOBLOCK)
 POLLIN = int(zmq.POLLIN)
-EVENTS = int(zmq.EVENTS)
 
 #: Frames at least this long are sent without a copy (pyzmq's own default threshold for zero-copy sends).
 ZERO_COPY_MIN_BYTES = 65536
@@ -50,6 +49,8 @@ def recv_frames(sock: zmq.Socket[Any], flags: int = 0) -> list[zmq.Frame]:
 
 
 def input_pending(sock: zmq.Socket[Any]) -> bool:
-    """Whether a message waits on ``sock`` (this also lets zmq process the commands that signal its fd)."""
-    events = sock.getsockopt(EVENTS)
-    return bool(int(events) & POLLIN)
+    """Whether a message waits on ``sock`` (this also lets zmq process the commands that signal its fd).
+
+    A zero-timeout ``zmq_poll`` rather than ``getsockopt(zmq.EVENTS)``: pyzmq's getsockopt looks the option up
+    in a Python enum on every call, and this runs several times per task."""
+    return bool(zmq.zmq_poll([(sock, POLLIN)], 0))
