@@ -126,12 +126,14 @@ class BlockAllocationScheduler:
                     self._pending.append(item)
                 elif item.start():
                     self._workers[taker].inflight.append(item)
+                    # Sent under the lock: a worker answers in the order it receives, which must be the order of
+                    # its inflight queue (see _dispatch).
+                    self._hub.send_packed(taker, Kind.TASK, item.body, task_id=item.task_id)
+                    return
                 else:
                     return  # cancelled before it started
         if broken is not None:
             item.future.set_exception(broken)
-        elif taker is not None:
-            self._hub.send_packed(taker, Kind.TASK, item.body, task_id=item.task_id)
         else:
             self._dispatch()  # in this thread: the hub lets any thread send, which saves a wake-up per task
 
@@ -176,7 +178,6 @@ class BlockAllocationScheduler:
     def _dispatch(self) -> None:
         """Give queued tasks to workers, idle ones first and a fair share each; once shut down and drained,
         stop the workers."""
-        sends: list[tuple[int, list[TaskItem]]] = []
         with self._lock:
             takers = sorted(
                 ((wid, w) for wid, w in self._workers.items() if w.room()), key=lambda taker: len(taker[1].inflight)
@@ -190,13 +191,15 @@ class BlockAllocationScheduler:
                         items.append(item)
                 if items:
                     worker.inflight.extend(items)
-                    sends.append((worker_id, items))
+                    # Sent under the lock, so that two threads dispatching to one worker cannot swap their
+                    # messages: the worker answers in the order it receives, and on_reply matches answers to
+                    # the inflight queue in order (an answer out of that order would be dropped, and its
+                    # Future never completed).
+                    if len(items) == 1:
+                        self._hub.send_packed(worker_id, Kind.TASK, items[0].body, task_id=items[0].task_id)
+                    else:
+                        self._hub.send_batch(worker_id, [(item.task_id, item.body) for item in items])
             drained = self._shutdown and not self._pending and not any(w.inflight for w in self._workers.values())
-        for worker_id, items in sends:
-            if len(items) == 1:
-                self._hub.send_packed(worker_id, Kind.TASK, items[0].body, task_id=items[0].task_id)
-            else:
-                self._hub.send_batch(worker_id, [(item.task_id, item.body) for item in items])
         if drained:
             self._stop_workers()
 
