@@ -164,7 +164,7 @@ class Hub:
         an incoming message, so the IO thread is woken when input is left pending.
         """
         ident = threading.get_ident()
-        on_io_thread = ident == self._io_ident or ident == self._loop_owner
+        on_io_thread = self._in_loop(ident)
         with self._socket_lock:
             self._send(worker_id, kind, task_id, body)
             # The IO thread drains the socket before it next sleeps; only another thread must check.
@@ -214,7 +214,9 @@ class Hub:
     def in_io_thread(self) -> bool:
         """Whether the caller runs the hub's loop: the IO thread, or a handler callback on a caller that helps
         (see assist). It must not wait for the loop, which is itself."""
-        ident = threading.get_ident()
+        return self._in_loop(threading.get_ident())
+
+    def _in_loop(self, ident: int) -> bool:
         return ident == self._io_ident or ident == self._loop_owner
 
     def future(self) -> AssistedFuture:
@@ -232,7 +234,7 @@ class Hub:
         waits on this way, or once the hub closes: the caller then waits on the Future as usual.
         """
         waiter = thread_waiter()
-        if future.assisted_by is not None or waiter.ident in (self._io_ident, self._loop_owner):
+        if future.assisted_by is not None or self._in_loop(waiter.ident):
             return timeout
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._socket_lock:

@@ -119,7 +119,7 @@ class BlockAllocationScheduler:
             if broken is None:
                 if not self._pending:  # the common case first: an idle worker takes it straight away
                     for worker_id, worker in self._workers.items():
-                        if worker.ready and not worker.inflight and not worker.exited and not worker.ending:
+                        if not worker.inflight and worker.room():
                             taker = worker_id
                             break
                 if taker is None:
