@@ -21,24 +21,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from xl_spawn.queue import FINAL_STATES  # states after which a job never changes again
+
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "slurm-cluster.sh"
 # A first start on a machine without SLURM installs it with apt (about 8 s measured; allow for slow mirrors).
 START_TIMEOUT = 900.0
-# States after which a job never changes again (squeue/scontrol long names).
-FINAL_STATES = frozenset(
-    {
-        "COMPLETED",
-        "FAILED",
-        "CANCELLED",
-        "TIMEOUT",
-        "OUT_OF_MEMORY",
-        "NODE_FAIL",
-        "PREEMPTED",
-        "BOOT_FAIL",
-        "DEADLINE",
-    }
-)
 
 
 class SlurmUnavailable(Exception):
