@@ -48,3 +48,26 @@ def test_threads_submitting_at_once_all_get_their_results(make_executor, workers
     assert not any(thread.is_alive() for thread in threads)
     assert stuck == [], f"Futures never completed, e.g. for x={stuck[:3]}"
     assert wrong == []
+
+
+def test_an_answer_out_of_order_is_settled_by_its_task_id_and_logged(make_executor, caplog) -> None:
+    """No path of ours sends one, but should a worker ever answer a later task first, its Future still gets the
+    result (and the error log says so) instead of waiting forever."""
+    from executorlib.schedulers.base import TaskItem
+    from xl_comm import AssistedFuture, Result
+
+    exe = make_executor(max_workers=1, block_allocation=True)
+    assert exe.submit(twice, 1).result(timeout=TIMEOUT) == 2  # the worker is up
+    scheduler = exe._scheduler
+    worker_id, worker = next(iter(scheduler._workers.items()))
+    first, second = (TaskItem(AssistedFuture(), [b""], exe._resources, twice) for _ in range(2))
+    for item in (first, second):
+        assert item.start()
+        worker.inflight.append(item)
+    scheduler.on_reply(worker_id, second.task_id, Result(7))
+    assert second.future.result(timeout=0) == 7
+    assert "answered task" in caplog.text and list(worker.inflight) == [first]
+    scheduler.on_reply(worker_id, 10**9, Result(8))  # an id it never ran: dropped, with a warning
+    assert "was not running" in caplog.text and not first.future.done()
+    scheduler.on_reply(worker_id, first.task_id, Result(6))
+    assert first.future.result(timeout=0) == 6 and not worker.inflight

@@ -8,6 +8,7 @@ a restarted worker while ``restart_limit`` allows); when no worker is left, ever
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 import time
 from collections import deque
@@ -31,6 +32,8 @@ from executorlib.schedulers.base import (
     settle,
     start_worker,
 )
+
+log = logging.getLogger("executorlib")
 
 #: How long a worker told to stop may take before its process group is killed.
 STOP_TIMEOUT_SECONDS = 10.0
@@ -66,6 +69,15 @@ class _Worker:
         if self.quick and len(self.inflight) <= 1:
             return MAX_QUEUED_PER_WORKER - len(self.inflight)
         return 0 if self.inflight else 1
+
+
+def _take(inflight: deque[TaskItem], task_id: int) -> TaskItem | None:
+    """Remove and return the task ``task_id`` from anywhere in ``inflight``."""
+    for index, item in enumerate(inflight):
+        if item.task_id == task_id:
+            del inflight[index]
+            return item
+    return None
 
 
 class BlockAllocationScheduler:
@@ -223,11 +235,24 @@ class BlockAllocationScheduler:
 
     def on_reply(self, worker_id: int, task_id: int, reply: Result | Failure) -> None:
         worker = self._workers.get(worker_id)
-        if worker is None or not worker.inflight or worker.inflight[0].task_id != task_id:
+        if worker is None:
+            log.warning("dropped the answer to task %d: worker %d is gone", task_id, worker_id)
             return
         now = time.monotonic()
         with self._lock:
-            item = worker.inflight.popleft()
+            if worker.inflight and worker.inflight[0].task_id == task_id:
+                item = worker.inflight.popleft()
+            else:
+                found = _take(worker.inflight, task_id)
+                if found is None:
+                    log.warning(
+                        "dropped an answer from worker %d to task %d, which it was not running", worker_id, task_id
+                    )
+                    return
+                # A worker answers in the order it was sent its tasks, so this is a bug: settle the Future anyway
+                # (a result is never dropped), and say so loudly.
+                log.error("worker %d answered task %d before the tasks sent to it earlier", worker_id, task_id)
+                item = found
             worker.ending = isinstance(reply, Failure) and reply.ends_worker
             worker.quick = now - worker.last_reply < PREFETCH_BELOW_SECONDS
             worker.last_reply = now

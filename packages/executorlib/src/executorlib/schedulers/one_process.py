@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import logging
 import threading
 from collections import deque
 from collections.abc import Sequence
@@ -30,6 +31,8 @@ from executorlib.schedulers.base import (
     settle,
     start_worker,
 )
+
+log = logging.getLogger("executorlib")
 
 
 @dataclass(eq=False)
@@ -181,6 +184,7 @@ class OneProcessScheduler:
     def on_reply(self, worker_id: int, task_id: int, reply: Result | Failure) -> None:
         run = self._runs.get(worker_id)
         if run is None or run.replied or task_id != run.item.task_id:
+            log.warning("dropped an answer from worker %d to task %d, which it was not running", worker_id, task_id)
             return
         run.replied = True
         self._release(run)
