@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import pickle
 from typing import Any
 
 import pytest
@@ -122,3 +123,46 @@ def test_body_that_does_not_unpickle_names_its_task() -> None:
 def test_directions_do_not_share_kinds() -> None:
     assert not (TO_WORKER & TO_EXECUTOR)
     assert set(Kind) == TO_WORKER | TO_EXECUTOR
+
+
+big_buffers = st.lists(st.integers(70_000, 140_000), min_size=1, max_size=3)
+
+
+def _buffers(sizes: list[int]) -> list[pickle.PickleBuffer]:
+    """Large buffers that pickle protocol 5 sends out of band (as it does numpy arrays)."""
+    return [pickle.PickleBuffer(bytes([index % 251]) * size) for index, size in enumerate(sizes)]
+
+
+@given(big_buffers)
+def test_out_of_band_buffers_round_trip(sizes: list[int]) -> None:
+    frames = seal(KEY, Header(Kind.RESULT, 1, 1, 1), pack_body(Result(_buffers(sizes))))
+    assert len(frames) == 1 + len(sizes), "every large buffer travels in a frame of its own"
+    received = _raw(frames)
+    back = open_body(open_header(KEY, received), received)
+    assert isinstance(back, Result)
+    assert [bytes(b) for b in back.value] == [bytes(b.raw()) for b in _buffers(sizes)]
+
+
+@given(big_buffers, st.data())
+def test_buffers_cut_elsewhere_or_dropped_are_rejected(sizes: list[int], data: st.DataObject) -> None:
+    frames = _raw(seal(KEY, Header(Kind.RESULT, 1, 1, 1), pack_body(Result(_buffers(sizes)))))
+    joined = b"".join(frames[1:])
+    if data.draw(st.booleans()) or len(frames) == 2:
+        tampered = frames[:-1]  # one buffer short
+    else:  # the same bytes, cut at other places
+        cut = data.draw(st.integers(1, len(joined) - 1).filter(lambda c: c != len(frames[1])))
+        tampered = [frames[0], joined[:cut], joined[cut:]] if len(frames) == 3 else [frames[0], joined]
+    if [len(f) for f in tampered] == [len(f) for f in frames]:
+        return
+    with pytest.raises(ProtocolError):
+        open_header(KEY, tampered)
+
+
+def test_an_envelope_whose_sizes_disagree_with_its_header_is_rejected() -> None:
+    frames = _raw(seal(KEY, Header(Kind.RESULT, 1, 1, 1), pack_body(Result("value"))))
+    with pytest.raises(ProtocolError, match="sizes do not match"):
+        open_header(KEY, [frames[0][:-1]])
+    with pytest.raises(ProtocolError, match="sizes do not match"):
+        open_header(KEY, [frames[0] + b"x"])
+    with pytest.raises(ProtocolError, match="sizes do not match"):
+        open_header(KEY, [frames[0], b"an extra frame"])

@@ -34,17 +34,22 @@ class Waiter:
     def poke(self) -> None:
         os.eventfd_write(self.fd, 1)
 
-    def sleep(self, socket_fd: int, timeout: float | None) -> None:
-        """Block until ``socket_fd`` turns readable, a poke arrives, or ``timeout`` seconds pass."""
+    def sleep(self, socket_fd: int, timeout: float | None) -> bool:
+        """Block until ``socket_fd`` turns readable, a poke arrives, or ``timeout`` seconds pass; whether
+        ``socket_fd`` is readable."""
         if socket_fd != self._socket_fd:
             if self._socket_fd >= 0:
                 self._poll.unregister(self._socket_fd)
             self._poll.register(socket_fd, select.POLLIN)
             self._socket_fd = socket_fd
+        readable = False
         for fd, _ in self._poll.poll(None if timeout is None else max(0.0, timeout) * 1000):
             if fd == self.fd:
                 with contextlib.suppress(BlockingIOError):
                     os.eventfd_read(self.fd)
+            else:
+                readable = True
+        return readable
 
     def __del__(self) -> None:
         # Whoever pokes holds a reference, so the fd cannot be closed (and its number reused) under a poke.
@@ -88,7 +93,8 @@ class AssistedFuture(Future[Any]):
 
     def __init__(self) -> None:
         super().__init__()
-        self.add_done_callback(_completed)
+        # add_done_callback without its lock round trip: nobody else can see this Future yet
+        self._done_callbacks.append(_completed)  # type: ignore[attr-defined]
 
     def result(self, timeout: float | None = None) -> Any:
         if self.hub_ref is not None and not self.completed:

@@ -2,13 +2,16 @@
 
 A message on the wire is ``[envelope, buffer...]``:
 
-* envelope = header (24 bytes) + mac (32 bytes) + the pickle stream of the message;
-* header: magic ``XL``, protocol version, kind, worker id (u32), sequence number (u64), task id (u64);
-* mac: keyed BLAKE2b-256 over the header and the length and bytes of the stream and of every buffer;
+* envelope = header (36 bytes) + the pickle stream of the message + mac (32 bytes);
+* header: magic ``XL``, protocol version, kind, worker id (u32), sequence number (u64), task id (u64), the
+  number of buffers (u32) and the length of the stream (u64);
+* mac: keyed BLAKE2b-256 over the header, the stream, and the length and bytes of every buffer;
 * buffers: the message's large out-of-band pickle-5 buffers, one frame each, never copied into the envelope.
 
-One envelope frame instead of separate header, mac and stream frames: each zmq frame is a call of its own on
-both ends, and small messages are all overhead.
+Header and stream are adjacent and the mac trails them, so a message without buffers (nearly every task and
+reply) is authenticated by one hash call over one contiguous slice; the header's counts make the MAC's input
+unambiguous. One envelope frame instead of separate header, mac and stream frames: each zmq frame is a call of
+its own on both ends, and small messages are all overhead.
 
 The MAC is checked before a single byte of the body is unpickled, so a peer without the executor's key can
 never get a pickle loaded. Sequence numbers only grow per sender, which stops replays within a session; the
@@ -26,17 +29,20 @@ from operator import attrgetter
 from typing import Any, NamedTuple
 
 from xl_serial import Frame, dumps, loads
+from zmq import Frame as ZmqFrame
 
 from xl_comm.messages import MESSAGE_CLASSES, Kind, Message
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 MAGIC = b"XL"
 KEY_BYTES = 32
-_HEADER = struct.Struct("!2sBBIQQ")
+_HEADER = struct.Struct("!2sBBIQQIQ")
 HEADER_BYTES = _HEADER.size
 _LENGTH = struct.Struct("!Q")
 MAC_BYTES = 32
 _ENVELOPE = HEADER_BYTES + MAC_BYTES
+#: Received envelopes up to this size are copied into bytes (one C call; slicing bytes is cheaper than views).
+_COPY_ENVELOPE_MAX = 65536
 _KINDS = {int(kind): kind for kind in Kind}  # a dict lookup: calling the enum costs two Python-level calls
 
 
@@ -99,28 +105,43 @@ def _field_getter(names: Sequence[str]) -> Callable[[Any], tuple[Any, ...]]:
 
 
 def seal(key: bytes, header: Header, body: Sequence[Frame]) -> list[Frame]:
-    """The frames to send: the envelope (header, MAC, stream), then the out-of-band buffers."""
-    head = _HEADER.pack(MAGIC, PROTOCOL_VERSION, header.kind, header.worker_id, header.seq, header.task_id)
-    stream = _view(body[0])
-    return [b"".join((head, _mac(key, head, [stream, *body[1:]]), stream)), *body[1:]]
+    """The frames to send: the envelope (header, stream, MAC), then the out-of-band buffers."""
+    stream = body[0]
+    buffers = body[1:]
+    if type(stream) is not bytes:
+        stream = _view(stream)
+    head = _HEADER.pack(
+        MAGIC, PROTOCOL_VERSION, header.kind, header.worker_id, header.seq, header.task_id, len(buffers), len(stream)
+    )
+    mac = _keyed(key)
+    mac.update(head)
+    mac.update(stream)
+    if buffers:
+        _mac_buffers(mac, buffers)
+    return [b"".join((head, stream, mac.digest())), *buffers]
 
 
 def open_header(key: bytes, frames: Sequence[Any]) -> Header:
     """Check shape, version and MAC of received frames; return the header. Nothing is unpickled here."""
     if not frames:
         raise ProtocolError("an empty message")
-    envelope = _view(frames[0])
-    if envelope.nbytes < _ENVELOPE or envelope[:2] != MAGIC:
+    envelope = _envelope(frames[0])
+    size = len(envelope)
+    if size < _ENVELOPE or envelope[:2] != MAGIC:
         raise ProtocolError("not an xl-comm message (bad header)")
-    head = envelope[:HEADER_BYTES]
-    _, version, kind, worker_id, seq, task_id = _HEADER.unpack(head)
+    _, version, kind, worker_id, seq, task_id, buffers, stream = _HEADER.unpack_from(envelope)
     if version != PROTOCOL_VERSION:
         raise ProtocolError(
             f"peer speaks xl-comm protocol version {version}, this side speaks {PROTOCOL_VERSION}: "
             "install the same xl-comm version for the executor and the workers"
         )
-    mac = bytes(envelope[HEADER_BYTES:_ENVELOPE])
-    if not compare_digest(_mac(key, head, [envelope[_ENVELOPE:], *frames[1:]]), mac):
+    if size != _ENVELOPE + stream or len(frames) != buffers + 1:
+        raise ProtocolError("not an xl-comm message (its sizes do not match its header)")
+    mac = _keyed(key)
+    mac.update(envelope[:-MAC_BYTES])
+    if buffers:
+        _mac_buffers(mac, frames[1:])
+    if not compare_digest(mac.digest(), envelope[-MAC_BYTES:]):
         raise AuthenticationError("message MAC does not verify: sender does not hold this executor's key")
     message_kind = _KINDS.get(kind)
     if message_kind is None:
@@ -130,7 +151,7 @@ def open_header(key: bytes, frames: Sequence[Any]) -> Header:
 
 def open_body(header: Header, frames: Sequence[Any]) -> Message:
     """Unpickle the body of frames whose header already verified; BodyError if that fails."""
-    return _decode(header, [_view(frames[0])[_ENVELOPE:], *frames[1:]])
+    return _decode(header, [_stream(frames[0]), *frames[1:]])
 
 
 def _decode(header: Header, body: Sequence[Any]) -> Message:
@@ -160,7 +181,7 @@ def open_batch(header: Header, frames: Sequence[Any]) -> list[tuple[Header, Mess
     """The members of a verified BATCH or REPLIES message: a header (kind and task id of the member) and the
     decoded message, or the BodyError of a member that does not unpickle (it fails that member only)."""
     try:
-        index = pickle.loads(_view(frames[0])[_ENVELOPE:])
+        index = pickle.loads(_stream(frames[0]))
         streams = _view(frames[1])
     except Exception as problem:  # a malformed index (from a key holder) fails the whole batch
         raise BodyError(header, problem) from problem
@@ -177,14 +198,38 @@ def open_batch(header: Header, frames: Sequence[Any]) -> list[tuple[Header, Mess
     return members
 
 
-def _mac(key: bytes, head: bytes | memoryview, body: Sequence[Any]) -> bytes:
-    mac = blake2b(key=key, digest_size=MAC_BYTES)
-    mac.update(head)
-    for frame in body:
-        view = frame if type(frame) is memoryview else _view(frame)
+_KEYED: dict[bytes, Any] = {}
+
+
+def _keyed(key: bytes) -> Any:
+    """A fresh BLAKE2b state keyed with ``key``: a copy of one made once per key, which skips the key's block."""
+    state = _KEYED.get(key)
+    if state is None:
+        if len(_KEYED) > 64:  # keys are per executor: a long-lived process may see many, one at a time
+            _KEYED.clear()
+        state = _KEYED[key] = blake2b(key=key, digest_size=MAC_BYTES)
+    return state.copy()
+
+
+def _mac_buffers(mac: Any, buffers: Sequence[Any]) -> None:
+    for frame in buffers:
+        view = _view(frame)
         mac.update(_LENGTH.pack(view.nbytes))
         mac.update(view)
-    return mac.digest()
+
+
+def _envelope(frame: Any) -> bytes | memoryview:
+    """The first frame as bytes when small (zmq caches the copy), else as a view of its buffer."""
+    if type(frame) is bytes:
+        return frame
+    if type(frame) is ZmqFrame and len(frame) <= _COPY_ENVELOPE_MAX:
+        return frame.bytes
+    return _view(frame)
+
+
+def _stream(frame: Any) -> bytes | memoryview:
+    """The pickle stream inside an envelope whose header verified (a copy only when the envelope is small)."""
+    return _envelope(frame)[HEADER_BYTES:-MAC_BYTES]
 
 
 def _view(frame: Any) -> memoryview:

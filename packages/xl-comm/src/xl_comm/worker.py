@@ -159,6 +159,7 @@ class WorkerLoop:
         self._sent = 0
         self._received = 0
         self._memory: dict[str, Any] = {"executorlib_worker_id": slot}
+        self._preset_names = tuple(self._memory)
         self._init_error: RemoteError | None = None
         self._origin = origin or f"worker {worker_id} (pid {os.getpid()} on {os.uname().nodename})"
         self._send_lock = threading.Lock()
@@ -195,9 +196,9 @@ class WorkerLoop:
             if isinstance(message, Init):
                 self._init(message)
             elif isinstance(message, Task):
-                reply = self._run(message, header.task_id)
-                self._send_all([reply])
-                self._answered(reply[0])
+                kind, task_id, body = self._run(message, header.task_id)
+                self._send_one(kind, task_id, body)
+                self._answered(kind)
                 if one_shot:
                     return
 
@@ -222,9 +223,11 @@ class WorkerLoop:
     def _send_all(self, replies: Sequence[tuple[Kind, int, Sequence[Frame]]]) -> None:
         """Send replies as one message (any thread: the socket and the sequence number are under a lock)."""
         if len(replies) == 1:
-            kind, task_id, body = replies[0]
+            self._send_one(*replies[0])
         else:
-            kind, task_id, body = Kind.REPLIES, 0, pack_batch(replies)
+            self._send_one(Kind.REPLIES, 0, pack_batch(replies))
+
+    def _send_one(self, kind: Kind, task_id: int, body: Sequence[Frame]) -> None:
         with self._send_lock:
             self._sent += 1
             header = Header(kind, self._worker_id, self._sent, task_id)
@@ -239,6 +242,7 @@ class WorkerLoop:
             if not isinstance(preset, Mapping):
                 raise TypeError(f"init_function must return a dict of keyword arguments, got {type(preset).__name__}")
             self._memory.update(preset)
+            self._preset_names = tuple(self._memory)
         except BaseException as exc:
             self._init_error = capture(exc, origin=f"init_function on {self._origin}")
 
@@ -261,8 +265,10 @@ class WorkerLoop:
         if self._init_error is not None:
             return Failure(self._init_error)
         try:
-            kwargs = with_presets(task.fn, task.args, task.kwargs, self._memory)
-            return Result(task.fn(*task.args, **kwargs))
+            fn, args, kwargs = task.fn, task.args, task.kwargs
+            if _preset_slots(fn, self._preset_names):  # e.g. executorlib_worker_id, or init_function's values
+                kwargs = with_presets(fn, args, kwargs, self._memory)
+            return Result(fn(*args, **kwargs))
         except BaseException as exc:  # every failure of user code goes back to the caller
             if task.error_log_file:
                 _append_error_log(task, exc)

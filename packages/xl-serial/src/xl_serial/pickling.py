@@ -85,10 +85,22 @@ def _still_by_reference(fn: types.FunctionType) -> bool:
     module = sys.modules.get(fn.__module__)
     if module is None or getattr(module, fn.__qualname__, None) is not fn:
         return False
-    if cloudpickle.list_registry_pickle_by_value() != _registry_seen:
+    if _registry() != _registry_seen:
         _forget_functions()
         return False
     return True
+
+
+def _live_registry() -> Any:
+    """cloudpickle's set of modules pickled by value, read in place (the public accessor copies it on every call,
+    and this runs per task); the public accessor where cloudpickle keeps it elsewhere."""
+    live = getattr(getattr(cloudpickle, "cloudpickle", None), "_PICKLE_BY_VALUE_MODULES", None)
+    if isinstance(live, set):
+        return lambda: live
+    return cloudpickle.list_registry_pickle_by_value
+
+
+_registry = _live_registry()
 
 
 def _learn_functions(obj: tuple[Any, ...]) -> None:
@@ -115,7 +127,8 @@ def loads(frames: Sequence[Any]) -> Any:
     if not frames:
         raise ValueError("cannot unpickle an empty frame list: a message has at least the pickle stream frame")
     if len(frames) == 1:
-        return pickle.loads(_view(frames[0]))
+        stream = frames[0]
+        return pickle.loads(stream if type(stream) is bytes else _view(stream))
     views = [_view(frame) for frame in frames]
     return pickle.loads(views[0], buffers=views[1:])
 

@@ -89,7 +89,7 @@ class BaseExecutor(Executor):
             raise TypeError(f"submit() needs a callable as its first argument, got {type(fn).__name__} {fn!r}")
         if self._is_shutdown:  # read without the lock: the scheduler checks again under its own
             raise RuntimeError("cannot schedule new futures after shutdown")
-        resources = self._task_resources(resource_dict)
+        resources = self._task_resources(resource_dict) if resource_dict else self._resources
         if self._graph is not None:
             return self._graph.record(fn, args, kwargs)
         future = CachedFuture() if resources.cache_directory is not None else AssistedFuture()
