@@ -166,3 +166,16 @@ def test_an_envelope_whose_sizes_disagree_with_its_header_is_rejected() -> None:
         open_header(KEY, [frames[0] + b"x"])
     with pytest.raises(ProtocolError, match="sizes do not match"):
         open_header(KEY, [frames[0], b"an extra frame"])
+
+
+def test_a_task_sends_a_function_known_by_reference_as_those_bytes() -> None:
+    pack_body(Task(referenced_task, (1,), {}))  # the first time cloudpickle decides; it goes by reference
+    body = pack_body(Task(referenced_task, (1,), {}))
+    assert type(pickle.loads(body[0])[0]) is bytes
+    frames = _raw(seal(KEY, Header(Kind.TASK, 1, 1, 1), body))
+    task = open_body(open_header(KEY, frames), frames)
+    assert isinstance(task, Task) and task.fn is referenced_task and task.args == (1,)
+
+
+def referenced_task(x: int) -> int:
+    return x + 1

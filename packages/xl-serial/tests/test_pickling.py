@@ -137,3 +137,56 @@ def test_a_rebound_or_newly_registered_function_leaves_the_plain_path(monkeypatc
 
 def plain_path_target(*args: Any) -> int:
     return len(args)
+
+
+# -- function references: a function known to travel by reference is sent as the bytes of that reference
+
+
+def test_a_learnt_function_has_a_reference_that_resolves_to_it() -> None:
+    xl_serial.dumps((reference_target,))  # learnt
+    reference = xl_serial.function_reference(reference_target)
+    assert reference == pickle.dumps(reference_target, protocol=5) == cloudpickle.dumps(reference_target, protocol=5)
+    assert xl_serial.resolve_reference(reference) is reference_target
+    assert xl_serial.resolve_reference(reference) is reference_target, "remembered, and still the same"
+
+
+def test_no_reference_for_what_does_not_travel_by_reference() -> None:
+    def closure() -> int:
+        return 1
+
+    for fn in (lambda: 1, closure, len, print, np.sum, "not a function", None):
+        xl_serial.dumps((fn,))
+        assert xl_serial.function_reference(fn) is None
+
+
+def test_a_rebound_name_resolves_to_its_new_function(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    xl_serial.dumps((reference_target,))
+    reference = xl_serial.function_reference(reference_target)
+    assert reference is not None and xl_serial.resolve_reference(reference) is reference_target
+
+    def replacement() -> str:
+        return "new"
+
+    replacement.__qualname__ = "reference_target"
+    monkeypatch.setattr(sys.modules[__name__], "reference_target", replacement)
+    assert xl_serial.function_reference(replacement) is None, "never seen by cloudpickle"
+    assert xl_serial.resolve_reference(reference) is replacement, "the name decides, as unpickling it would"
+
+
+def test_a_module_registered_by_value_drops_its_references() -> None:
+    import sys
+
+    module = sys.modules[__name__]
+    xl_serial.dumps((reference_target,))
+    assert xl_serial.function_reference(reference_target) is not None
+    cloudpickle.register_pickle_by_value(module)
+    try:
+        assert xl_serial.function_reference(reference_target) is None
+    finally:
+        cloudpickle.unregister_pickle_by_value(module)
+
+
+def reference_target() -> str:
+    return "old"

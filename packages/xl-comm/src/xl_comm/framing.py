@@ -28,10 +28,10 @@ from collections.abc import Callable, Sequence
 from operator import attrgetter
 from typing import Any, NamedTuple
 
-from xl_serial import Frame, dumps, loads
+from xl_serial import Frame, dumps, function_reference, loads, resolve_reference
 from zmq import Frame as ZmqFrame
 
-from xl_comm.messages import MESSAGE_CLASSES, Kind, Message
+from xl_comm.messages import MESSAGE_CLASSES, Kind, Message, Task
 
 PROTOCOL_VERSION = 2
 MAGIC = b"XL"
@@ -83,12 +83,18 @@ def pack_body(message: Message) -> list[Frame]:
     """Pickle a message body. Raises whatever pickling raises (the caller fails the one task concerned).
 
     The body is the tuple of the message's fields (the header carries its kind): pickling a dataclass costs
-    two to three times as much, on every task, on both ends.
+    two to three times as much, on every task, on both ends. A Task's function, when it travels by reference,
+    is sent as that reference's bytes (see xl_serial.function_reference); _decode turns them back.
     """
     getter = _FIELD_GETTERS.get(type(message))
     if getter is None:
         getter = _FIELD_GETTERS[type(message)] = _field_getter(message.__slots__)
-    return dumps(getter(message))
+    fields = getter(message)
+    if type(message) is Task:
+        reference = function_reference(fields[0])
+        if reference is not None:
+            fields = (reference, *fields[1:])
+    return dumps(fields)
 
 
 _FIELD_GETTERS: dict[type, Callable[[Any], tuple[Any, ...]]] = {}
@@ -157,6 +163,8 @@ def open_body(header: Header, frames: Sequence[Any]) -> Message:
 def _decode(header: Header, body: Sequence[Any]) -> Message:
     try:
         fields = loads(body)
+        if header.kind is Kind.TASK and type(fields[0]) is bytes:  # a function sent by reference (pack_body)
+            fields = (resolve_reference(fields[0]), *fields[1:])
         return MESSAGE_CLASSES[header.kind](*fields)
     except Exception as problem:  # any unpickling failure belongs to this one message
         raise BodyError(header, problem) from problem

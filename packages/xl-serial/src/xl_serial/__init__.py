@@ -11,7 +11,16 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from xl_serial.keys import canonical_bytes, function_name, task_key
-    from xl_serial.pickling import OUT_OF_BAND_MIN_BYTES, Frame, dumps, frames_nbytes, loads, register_by_value
+    from xl_serial.pickling import (
+        OUT_OF_BAND_MIN_BYTES,
+        Frame,
+        dumps,
+        frames_nbytes,
+        function_reference,
+        loads,
+        register_by_value,
+        resolve_reference,
+    )
     from xl_serial.remote_error import RemoteError, RemoteException, RemoteTraceback, capture
 
 _LAZY = {
@@ -22,6 +31,8 @@ _LAZY = {
     "Frame": "pickling",
     "dumps": "pickling",
     "frames_nbytes": "pickling",
+    "function_reference": "pickling",
+    "resolve_reference": "pickling",
     "loads": "pickling",
     "register_by_value": "pickling",
     "RemoteError": "remote_error",
@@ -41,8 +52,10 @@ __all__ = [
     "dumps",
     "frames_nbytes",
     "function_name",
+    "function_reference",
     "loads",
     "register_by_value",
+    "resolve_reference",
     "task_key",
 ]
 

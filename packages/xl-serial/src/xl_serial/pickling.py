@@ -50,11 +50,13 @@ def dumps(obj: Any, *, min_out_of_band: int = OUT_OF_BAND_MIN_BYTES) -> list[Fra
 # -- the plain path: a task's (function, args, kwargs) and its result are mostly importable functions and
 # -- atomic values, for which cloudpickle's per-object Python hooks only confirm what the C pickler does anyway.
 
-#: Functions cloudpickle was seen to pickle by reference (exactly as plain pickle does), by id; the entry holds
-#: the function, so the id stays its own.
-_BY_REFERENCE: dict[int, types.FunctionType] = {}
+#: Functions cloudpickle was seen to pickle by reference (exactly as plain pickle does), by id, with that pickle;
+#: the entry holds the function, so the id stays its own.
+_BY_REFERENCE: dict[int, tuple[types.FunctionType, bytes]] = {}
 _BY_REFERENCE_LIMIT = 4096
 _registry_seen: set[str] = set()
+#: Functions turned back from their references (see resolve_reference), by reference.
+_RESOLVED: dict[bytes, types.FunctionType] = {}
 
 
 def _plain(obj: tuple[Any, ...]) -> bool:
@@ -72,23 +74,51 @@ def _plain(obj: tuple[Any, ...]) -> bool:
             for key, value in item.items():
                 if type(key) not in _ATOMIC or type(value) not in _ATOMIC:
                     return False
-        elif kind is not types.FunctionType or not _still_by_reference(item):
+        elif kind is not types.FunctionType or _reference_of(item) is None:
             return False
     return True
 
 
-def _still_by_reference(fn: types.FunctionType) -> bool:
-    """A function learnt by reference still goes that way: its module still names it, and no module was
-    registered for pickling by value since (cloudpickle would then ship it by value)."""
-    if _BY_REFERENCE.get(id(fn)) is not fn:
-        return False
+def function_reference(fn: Any) -> bytes | None:
+    """The pickle of ``fn`` if it is a function known to travel by reference (its module and name, exactly as
+    cloudpickle writes it), else None.
+
+    For messages that name the same function call after call: the sender puts these bytes where the function
+    would be and the receiver turns them back with :func:`resolve_reference`, so neither side runs pickle's
+    import of the function's module per call (on CPython 3.11 that import costs more than a small task's
+    whole pickle)."""
+    return _reference_of(fn) if type(fn) is types.FunctionType else None
+
+
+def resolve_reference(reference: bytes) -> Any:
+    """The function named by a :func:`function_reference`: remembered, while its module still binds that name
+    to it; otherwise unpickled (which imports the module, as unpickling the function itself would)."""
+    fn = _RESOLVED.get(reference)
+    if fn is not None and _named_by_module(fn):
+        return fn
+    fn = pickle.loads(reference)
+    if type(fn) is types.FunctionType:
+        if len(_RESOLVED) >= _BY_REFERENCE_LIMIT:
+            _RESOLVED.clear()
+        _RESOLVED[reference] = fn
+    return fn
+
+
+def _named_by_module(fn: types.FunctionType) -> bool:
     module = sys.modules.get(fn.__module__)
-    if module is None or getattr(module, fn.__qualname__, None) is not fn:
-        return False
+    return module is not None and getattr(module, fn.__qualname__, None) is fn
+
+
+def _reference_of(fn: types.FunctionType) -> bytes | None:
+    """The pickle of a function learnt by reference, if it still goes that way: its module still names it, and
+    no module was registered for pickling by value since (cloudpickle would then ship it by value)."""
+    entry = _BY_REFERENCE.get(id(fn))
+    if entry is None or entry[0] is not fn or not _named_by_module(fn):
+        return None
     if _registry() != _registry_seen:
         _forget_functions()
-        return False
-    return True
+        return None
+    return entry[1]
 
 
 def _live_registry() -> Any:
@@ -104,16 +134,19 @@ _registry = _live_registry()
 
 
 def _learn_functions(obj: tuple[Any, ...]) -> None:
+    if _registry() != _registry_seen:  # what was learnt under another registry no longer holds
+        _forget_functions()
     for item in obj:
         if type(item) is types.FunctionType and id(item) not in _BY_REFERENCE and "." not in item.__qualname__:
             try:
-                same = cloudpickle.dumps(item, protocol=5) == pickle.dumps(item, protocol=5)
+                reference = pickle.dumps(item, protocol=5)
+                same = cloudpickle.dumps(item, protocol=5) == reference
             except Exception:  # plain pickle cannot: lambdas, closures, functions of __main__ ...
                 same = False
             if same:
                 if len(_BY_REFERENCE) >= _BY_REFERENCE_LIMIT:
                     _BY_REFERENCE.clear()
-                _BY_REFERENCE[id(item)] = item
+                _BY_REFERENCE[id(item)] = (item, reference)
 
 
 def _forget_functions() -> None:
