@@ -179,3 +179,12 @@ def test_a_task_sends_a_function_known_by_reference_as_those_bytes() -> None:
 
 def referenced_task(x: int) -> int:
     return x + 1
+
+
+@given(st.tuples(values, values), st.dictionaries(st.text(max_size=3), values), st.none() | st.text(max_size=8))
+def test_pack_task_is_pack_body_of_the_task(args: tuple[Any, ...], kwargs: dict[str, Any], log: str | None) -> None:
+    from xl_comm.framing import pack_task
+
+    for fn in (referenced_task, pow, _error):
+        pack_task(fn, args, kwargs, log)  # once learnt, a function known by reference goes as its reference
+        assert pack_task(fn, args, kwargs, log) == pack_body(Task(fn, args, kwargs, log))

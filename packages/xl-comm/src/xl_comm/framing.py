@@ -24,7 +24,7 @@ import pickle
 import struct
 from _blake2 import blake2b  # hashlib would load OpenSSL too: milliseconds on every worker start
 from _operator import _compare_digest as compare_digest
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from operator import attrgetter
 from typing import Any, NamedTuple
 
@@ -86,15 +86,21 @@ def pack_body(message: Message) -> list[Frame]:
     two to three times as much, on every task, on both ends. A Task's function, when it travels by reference,
     is sent as that reference's bytes (see xl_serial.function_reference); _decode turns them back.
     """
+    if type(message) is Task:
+        return pack_task(message.fn, message.args, message.kwargs, message.error_log_file)
     getter = _FIELD_GETTERS.get(type(message))
     if getter is None:
         getter = _FIELD_GETTERS[type(message)] = _field_getter(message.__slots__)
-    fields = getter(message)
-    if type(message) is Task:
-        reference = function_reference(fields[0])
-        if reference is not None:
-            fields = (reference, *fields[1:])
-    return dumps(fields)
+    return dumps(getter(message))
+
+
+def pack_task(
+    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any], error_log_file: str | None = None
+) -> list[Frame]:
+    """``pack_body(Task(fn, args, kwargs, error_log_file))``, the same frames, without building the Task first:
+    the executor packs one per submit, on the caller's critical path."""
+    reference = function_reference(fn)
+    return dumps((fn if reference is None else reference, args, kwargs, error_log_file))
 
 
 _FIELD_GETTERS: dict[type, Callable[[Any], tuple[Any, ...]]] = {}

@@ -242,8 +242,8 @@ class Hub:
                 return timeout
             future.assisted_by = waiter
             self._helpers.add(waiter)
-            if len(self._helpers) == 1:
-                self._poller.unregister(self._router_fd)
+            if len(self._helpers) == 1:  # muted rather than removed: two modify calls cost half a remove and add
+                self._poller.modify(self._router_fd, 0)
         try:
             self._help(future, waiter, deadline)
         finally:
@@ -251,7 +251,7 @@ class Hub:
             with self._socket_lock:
                 self._helpers.discard(waiter)
                 if not self._helpers and not self._closing:
-                    self._poller.register(self._router_fd, select.EPOLLIN)
+                    self._poller.modify(self._router_fd, select.EPOLLIN)
         return None if deadline is None else max(0.0, deadline - time.monotonic())
 
     def _help(self, future: AssistedFuture, waiter: Waiter, deadline: float | None) -> None:

@@ -13,8 +13,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from xl_comm.assist import AssistedFuture
-from xl_comm.framing import pack_body
-from xl_comm.messages import Task
+from xl_comm.framing import pack_task
 from xl_graph import GraphPicture
 from xl_serial import frames_nbytes, function_name, register_by_value
 
@@ -126,7 +125,7 @@ class BaseExecutor(Executor):
         if resources.cache_directory is not None and self._cache.serve(fn, args, kwargs, resources, future):
             return
         try:
-            body = pack_body(Task(fn, args, kwargs, error_log_file=resources.error_log_file))
+            body = pack_task(fn, args, kwargs, resources.error_log_file)
         except Exception as problem:
             future.set_exception(problem)
             return
