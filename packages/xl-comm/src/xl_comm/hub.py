@@ -431,10 +431,10 @@ class Hub:
             )
             self._guarded(self._handler.on_reply, wid, header.task_id, failure)
             return
-        if isinstance(message, Hello):
-            self._guarded(self._handler.on_hello, wid, message)
-        elif isinstance(message, (Result, Failure)):
+        if isinstance(message, (Result, Failure)):  # the common case first
             self._guarded(self._handler.on_reply, wid, header.task_id, message)
+        elif isinstance(message, Hello):
+            self._guarded(self._handler.on_hello, wid, message)
 
     def _receive_replies(self, wid: int, header: Header, frames: Sequence[Any]) -> None:
         try:

@@ -191,16 +191,16 @@ class WorkerLoop:
                     if one_shot:
                         return
                 continue
-            if isinstance(message, Shutdown):
-                return
-            if isinstance(message, Init):
-                self._init(message)
-            elif isinstance(message, Task):
+            if isinstance(message, Task):  # the common case first
                 kind, task_id, body = self._run(message, header.task_id)
                 self._send_one(kind, task_id, body)
                 self._answered(kind)
                 if one_shot:
                     return
+            elif isinstance(message, Init):
+                self._init(message)
+            elif isinstance(message, Shutdown):
+                return
 
     def _answered(self, kind: Kind) -> None:
         """Called after each single task's answer has been sent (a hook for MPI ranks)."""
