@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from xl_comm.framing import (
+    HEADER_BYTES,
     PROTOCOL_VERSION,
     AuthenticationError,
     BodyError,
@@ -188,3 +189,18 @@ def test_pack_task_is_pack_body_of_the_task(args: tuple[Any, ...], kwargs: dict[
     for fn in (referenced_task, pow, _error):
         pack_task(fn, args, kwargs, log)  # once learnt, a function known by reference goes as its reference
         assert pack_task(fn, args, kwargs, log) == pack_body(Task(fn, args, kwargs, log))
+
+
+@pytest.mark.parametrize("size", [10, 70_000, 300_000])
+def test_received_zmq_frames_of_any_envelope_size_open(size: int) -> None:
+    """Small envelopes are read as bytes, large ones (a long in-band stream) through a view of the frame."""
+    import zmq
+
+    header = Header(Kind.RESULT, 1, 1, 1)
+    frames = [zmq.Frame(bytes(memoryview(f).cast("B"))) for f in seal(KEY, header, pack_body(Result("x" * size)))]
+    assert open_header(KEY, frames) == header
+    assert open_body(header, frames) == Result("x" * size)
+    tampered = bytearray(frames[0].bytes)
+    tampered[HEADER_BYTES + size // 2] ^= 1
+    with pytest.raises(AuthenticationError):
+        open_header(KEY, [zmq.Frame(bytes(tampered))])
