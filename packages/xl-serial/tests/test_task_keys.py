@@ -83,3 +83,68 @@ def test_notebook_process_id_does_not_change_the_key() -> None:
         return namespace["cell"]
 
     assert xl_serial.task_key(make(111), [1]) == xl_serial.task_key(make(98765), [1])
+
+
+_HELPER_MODULE = textwrap.dedent(
+    """
+    import time
+
+    def count_and_add(path, x, y):
+        with open(path, "a") as handle:
+            handle.write("ran\\n")
+        return x + y
+    """
+)
+
+_KEY_OF_HELPER = textwrap.dedent(
+    """
+    import sys
+    sys.path.insert(0, sys.argv[1])
+    import helper_module
+    import xl_serial
+    xl_serial.register_by_value(helper_module)
+    print(xl_serial.task_key(helper_module.count_and_add, ["/tmp/marker", 1, 2]))
+    """
+)
+
+
+def test_key_is_the_same_whether_the_module_was_compiled_or_loaded_from_its_pyc(tmp_path: Any) -> None:
+    """A helper module pickled by value (register_by_value, or the caller's own module) is compiled from source
+    on the first run and loaded from __pycache__ on the next: its code objects then share strings differently
+    (co_filename, for one), which must not change the key, or the cache misses on every second run."""
+    (tmp_path / "helper_module.py").write_text(_HELPER_MODULE)
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
+    keys = []
+    for _ in range(2):
+        out = subprocess.run(
+            [sys.executable, "-c", _KEY_OF_HELPER, str(tmp_path)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        keys.append(out.stdout.strip())
+    assert list((tmp_path / "__pycache__").glob("helper_module.*.pyc")), "the second run loaded the .pyc"
+    assert keys[0] == keys[1]
+
+
+@given(st.lists(st.text(min_size=1, max_size=8) | st.binary(min_size=1, max_size=8), min_size=1, max_size=5))
+def test_key_does_not_depend_on_which_equal_values_are_one_object(values: list[Any]) -> None:
+    shared = [values[0]] * 3 + values
+    copied = [_copy(values[0]) for _ in range(3)] + [_copy(v) for v in values]
+    assert all(a == b for a, b in zip(shared, copied, strict=True))
+    assert xl_serial.canonical_bytes((tuple(shared), shared)) == xl_serial.canonical_bytes((tuple(copied), copied))
+
+
+def _copy(value: Any) -> Any:
+    """An equal value that is another object (slicing an exact str or bytes returns the same object)."""
+    return value[:1] + value[1:] if len(value) > 1 else type(value)(value * 2)[: len(value)]
+
+
+def test_self_referencing_structures_still_have_a_key() -> None:
+    looped: list[Any] = ["a"]
+    looped.append(looped)
+    holder: dict[str, Any] = {}
+    holder["me"] = ("x", holder)
+    assert xl_serial.task_key(add, [looped, holder]) == xl_serial.task_key(add, [looped, holder])

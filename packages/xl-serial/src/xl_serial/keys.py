@@ -14,6 +14,8 @@ import cloudpickle
 
 _IPYKERNEL_DIR = re.compile(r"ipykernel_\d+")
 _NOT_FILENAME_SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+#: Immutable values written in full every time they occur, never as a reference to an earlier occurrence.
+_NEVER_MEMOIZED = frozenset({str, bytes, tuple})
 
 
 class _CanonicalPickler(pickle._Pickler):
@@ -23,6 +25,12 @@ class _CanonicalPickler(pickle._Pickler):
     that ``x in {"a", "b"}`` compiles to) are written sorted by the canonical bytes of their elements. The C
     pickler handles sets before any hook can see them, hence the pure-Python pickler, with cloudpickle's
     reducers borrowed for functions, classes and code objects.
+
+    Pickle writes an object it has seen before as a reference to it, by identity. Whether two equal strings or
+    tuples are one object is an accident of how they were made: a module compiled from source and the same
+    module loaded from its .pyc share them differently (a code object's co_filename, for one). So those are
+    never memoized here and the bytes depend on values alone. Mutable objects still are, which keeps
+    self-referencing structures finite.
     """
 
     dispatch_table = cloudpickle.Pickler.dispatch_table
@@ -30,6 +38,10 @@ class _CanonicalPickler(pickle._Pickler):
     def __init__(self, file: io.BytesIO) -> None:
         super().__init__(file, protocol=5)
         self._cloud = cloudpickle.Pickler(io.BytesIO(), protocol=5)
+
+    def memoize(self, obj: Any) -> None:
+        if type(obj) not in _NEVER_MEMOIZED:
+            super().memoize(obj)  # type: ignore[misc]
 
     def reducer_override(self, obj: Any) -> Any:
         if type(obj) in (set, frozenset):
