@@ -142,6 +142,13 @@ def _copy(value: Any) -> Any:
     return value[:1] + value[1:] if len(value) > 1 else type(value)(value * 2)[: len(value)]
 
 
+def test_shared_parts_are_written_once() -> None:
+    tree: Any = ("leaf",)
+    for _ in range(40):  # 2**40 leaves if every reference were written out
+        tree = (tree, [tree])
+    assert len(xl_serial.canonical_bytes(tree)) < 10_000
+
+
 def test_self_referencing_structures_still_have_a_key() -> None:
     looped: list[Any] = ["a"]
     looped.append(looped)

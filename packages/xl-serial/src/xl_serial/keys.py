@@ -14,8 +14,8 @@ import cloudpickle
 
 _IPYKERNEL_DIR = re.compile(r"ipykernel_\d+")
 _NOT_FILENAME_SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
-#: Immutable values written in full every time they occur, never as a reference to an earlier occurrence.
-_NEVER_MEMOIZED = frozenset({str, bytes, tuple})
+#: Values written in full every time they occur, never as a reference to an earlier occurrence.
+_NEVER_MEMOIZED = frozenset({str, bytes})
 
 
 class _CanonicalPickler(pickle._Pickler):
@@ -28,9 +28,9 @@ class _CanonicalPickler(pickle._Pickler):
 
     Pickle writes an object it has seen before as a reference to it, by identity. Whether two equal strings or
     tuples are one object is an accident of how they were made: a module compiled from source and the same
-    module loaded from its .pyc share them differently (a code object's co_filename, for one). So those are
-    never memoized here and the bytes depend on values alone. Mutable objects still are, which keeps
-    self-referencing structures finite.
+    module loaded from its .pyc share them differently (a code object's co_filename, for one). So strings and
+    bytes, which are leaves, are never memoized here. Everything else still is: containers that share parts
+    (a tree of tuples built from one leaf doubles per level) and self-referencing ones stay finite.
     """
 
     dispatch_table = cloudpickle.Pickler.dispatch_table
