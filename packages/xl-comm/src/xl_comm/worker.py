@@ -266,8 +266,9 @@ class WorkerLoop:
             return Failure(self._init_error)
         try:
             fn, args, kwargs = task.fn, task.args, task.kwargs
-            if _preset_slots(fn, self._preset_names):  # e.g. executorlib_worker_id, or init_function's values
-                kwargs = with_presets(fn, args, kwargs, self._memory)
+            slots = _preset_slots(fn, self._preset_names)
+            if slots:  # e.g. executorlib_worker_id, or init_function's values
+                kwargs = with_presets(slots, args, kwargs, self._memory)
             return Result(fn(*args, **kwargs))
         except BaseException as exc:  # every failure of user code goes back to the caller
             if task.error_log_file:
@@ -276,12 +277,10 @@ class WorkerLoop:
 
 
 def with_presets(
-    fn: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str, Any], memory: Mapping[str, Any]
+    slots: Sequence[tuple[str, int | None]], args: Sequence[Any], kwargs: Mapping[str, Any], memory: Mapping[str, Any]
 ) -> Mapping[str, Any]:
-    """``kwargs`` plus the worker's preset values for parameters of ``fn`` that the caller did not supply."""
-    slots = _preset_slots(fn, tuple(memory))
-    if not slots:
-        return kwargs
+    """``kwargs`` plus the worker's preset values for the parameters in ``slots`` (see _preset_slots) that the
+    caller did not supply."""
     merged = dict(kwargs)
     for name, position in slots:
         if name not in merged and (position is None or position >= len(args)):
