@@ -278,8 +278,6 @@ class Hub:
                 return
             # Sleep until the socket signals or the Future is completed elsewhere (its waiter is poked).
             signalled = waiter.sleep(self._router_fd, None if deadline is None else deadline - time.monotonic())
-            if future.completed:
-                return
 
     @property
     def closed(self) -> bool:
@@ -447,10 +445,7 @@ class Hub:
                 origin = f"the executor reading worker {wid}'s reply"
                 decoded = Failure(capture(decoded.__cause__ or decoded, origin=origin))
             if isinstance(decoded, (Result, Failure)):
-                self._reply(wid, member.task_id, decoded)
-
-    def _reply(self, wid: int, task_id: int, reply: Result | Failure) -> None:
-        self._guarded(self._handler.on_reply, wid, task_id, reply)
+                self._guarded(self._handler.on_reply, wid, member.task_id, decoded)
 
     def _stop(self) -> None:
         self._stopping = True
