@@ -263,6 +263,24 @@ class FailsOnUnpickle:
         return (operator.truediv, (1, 0))
 
 
+def raise_base_exception(kind: type[BaseException]) -> None:
+    raise kind("raised while unpickling")
+
+
+class ExitsOnUnpickle:
+    """Pickles fine; unpickling raises ``kind`` (SystemExit, KeyboardInterrupt), which is not an Exception."""
+
+    def __init__(self, kind: type[BaseException]) -> None:
+        self.kind = kind
+
+    def __reduce__(self) -> Any:
+        return (raise_base_exception, (self.kind,))
+
+
+def return_exits_on_unpickle(kind: type[BaseException]) -> ExitsOnUnpickle:
+    return ExitsOnUnpickle(kind)
+
+
 # --- init functions ---------------------------------------------------------------------------------------
 
 

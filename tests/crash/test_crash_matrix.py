@@ -15,6 +15,7 @@ import time
 import pytest
 from xl_test_helpers import (
     CRASHES,
+    ExitsOnUnpickle,
     FailsOnUnpickle,
     RaisesOnPickle,
     ReduceBoom,
@@ -30,6 +31,7 @@ from xl_test_helpers import (
     needs_token,
     raise_value_error,
     record_attempt_and_exit,
+    return_exits_on_unpickle,
     return_lock,
     sleep_and_get_pid,
     touch_and_return,
@@ -183,6 +185,27 @@ def test_argument_that_fails_to_unpickle_on_the_worker(executor_factory):
     assert exe.submit(add, 1, 2).result(timeout=TIMEOUT) == 3
     if executor_factory.block_allocation:
         assert exe.submit(get_pid).result(timeout=TIMEOUT) == before, "the worker did not stay usable"
+
+
+@pytest.mark.parametrize("kind", [SystemExit, KeyboardInterrupt])
+def test_a_result_whose_unpickling_raises_a_base_exception_fails_only_its_future(executor_factory, kind):
+    executor_factory.skip_if_reference("the stdlib's result thread dies of it")
+    exe = executor_factory()
+    exc = exe.submit(return_exits_on_unpickle, kind).exception(timeout=TIMEOUT)
+    assert isinstance(exc, Exception) and kind.__name__ in str(exc), f"got {exc!r}"
+    unwaited = exe.submit(return_exits_on_unpickle, kind)  # read by the IO thread, nobody helping
+    time.sleep(0.5)
+    assert isinstance(unwaited.exception(timeout=TIMEOUT), Exception)
+    assert [exe.submit(add, i, 1).result(timeout=TIMEOUT) for i in range(3)] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("kind", [SystemExit, KeyboardInterrupt])
+def test_an_argument_whose_unpickling_raises_a_base_exception_fails_only_its_future(executor_factory, kind):
+    executor_factory.skip_if_reference("the stdlib's worker dies of it")
+    exe = executor_factory()
+    exc = exe.submit(identity, ExitsOnUnpickle(kind)).exception(timeout=TIMEOUT)
+    assert isinstance(exc, Exception) and kind.__name__ in str(exc), f"got {exc!r}"
+    assert exe.submit(add, 1, 2).result(timeout=TIMEOUT) == 3
 
 
 def test_remote_exception_keeps_the_block_worker(make_executor, remote_traceback_type):

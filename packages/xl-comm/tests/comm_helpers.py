@@ -42,11 +42,34 @@ class Recorder:
 
 
 def start_worker(hub: Hub, worker_id: int, *extra: str) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(
+    # the worker imports test modules (functions sent by reference) from this folder
+    process = worker_process(hub, worker_id, *extra)
+    hub.expect(worker_id, os.pidfd_open(process.pid))
+    return process
+
+
+def raise_base(kind: type[BaseException]) -> None:
+    raise kind("raised while unpickling")
+
+
+class LoadRaises:
+    """Pickles fine; unpickling it raises ``kind`` (e.g. SystemExit), as a hostile or careless ``__reduce__`` may."""
+
+    def __init__(self, kind: type[BaseException]) -> None:
+        self.kind = kind
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (raise_base, (self.kind,))
+
+
+def returns_load_raises(kind: type[BaseException]) -> LoadRaises:
+    return LoadRaises(kind)
+
+
+def worker_process(hub: Hub, worker_id: int, *extra: str) -> subprocess.Popen[bytes]:
+    """A worker the hub does not expect yet (the caller expects it later)."""
+    return subprocess.Popen(
         [sys.executable, "-m", "xl_comm.worker", *hub.worker_args(worker_id), *extra],
-        # the worker imports test modules (functions sent by reference) from this folder
         env={**os.environ, **hub.worker_env(), "PYTHONPATH": os.path.dirname(os.path.abspath(__file__))},
         start_new_session=True,
     )
-    hub.expect(worker_id, os.pidfd_open(process.pid))
-    return process

@@ -61,6 +61,12 @@ class BodyError(Exception):
         super().__init__(f"cannot unpickle the body of a {header.kind.name} message: {cause!r}")
         self.header = header
 
+    def reportable(self) -> Exception:
+        """What the message's Future fails with: the unpickling error itself when it is an Exception; this error
+        for anything else (a ``__reduce__`` raising SystemExit or KeyboardInterrupt must not end the receiver)."""
+        cause = self.__cause__
+        return cause if isinstance(cause, Exception) else self
+
 
 class Header(NamedTuple):
     """The fixed fields of a message, unpacked from its first bytes (a NamedTuple: built in one call, where
@@ -172,7 +178,8 @@ def _decode(header: Header, body: Sequence[Any]) -> Message:
         if header.kind is Kind.TASK and type(fields[0]) is bytes:  # a function sent by reference (pack_body)
             fields = (resolve_reference(fields[0]), *fields[1:])
         return MESSAGE_CLASSES[header.kind](*fields)
-    except Exception as problem:  # any unpickling failure belongs to this one message
+    # BaseException: a __reduce__ may raise SystemExit or KeyboardInterrupt; it still fails only this message.
+    except BaseException as problem:  # any unpickling failure belongs to this one message
         raise BodyError(header, problem) from problem
 
 
@@ -197,7 +204,7 @@ def open_batch(header: Header, frames: Sequence[Any]) -> list[tuple[Header, Mess
     try:
         index = pickle.loads(_stream(frames[0]))
         streams = _view(frames[1])
-    except Exception as problem:  # a malformed index (from a key holder) fails the whole batch
+    except BaseException as problem:  # a malformed index (from a key holder) fails the whole batch
         raise BodyError(header, problem) from problem
     members: list[tuple[Header, Message | BodyError]] = []
     offset, buffer_at = 0, 2

@@ -52,6 +52,10 @@ log = logging.getLogger(__name__)
 
 #: zmq heartbeats detect a peer on another host that vanished without closing its connection.
 HEARTBEAT_MS = 5_000
+#: At most this many authenticated hellos wait for their worker to be expected (see Hub.expect).
+MAX_HELD_HELLOS = 1024
+#: Rejected messages are logged once at WARNING, then summed up at most once per this many seconds.
+REJECT_LOG_SECONDS = 60.0
 
 
 class HubHandler(Protocol):
@@ -103,6 +107,10 @@ class Hub:
         self._received: dict[int, int] = {}
         self._sentinels: dict[int, int] = {}
         self._expected: set[int] = set()
+        # Authenticated hellos of workers not expected yet: a worker may say hello before the thread that spawned
+        # it gets to expect() it (that thread can be held up by the GIL); such a hello waits here, never dropped.
+        self._held: dict[int, tuple[bytes, Sequence[Any]]] = {}
+        self._rejects = _RejectLog()
         # Guards the socket and the per-worker routing state: any thread may send (see send_packed).
         self._socket_lock = threading.RLock()
         self._closing = False
@@ -146,7 +154,8 @@ class Hub:
     def expect(self, worker_id: int, sentinel: int | None) -> None:
         """Accept a hello from ``worker_id``; report ``on_exit`` when ``sentinel`` (an fd) turns readable.
 
-        The hub watches a duplicate of ``sentinel``, so the spawner may close its own fd at any time.
+        The hub watches a duplicate of ``sentinel``, so the spawner may close its own fd at any time. It may be
+        called after the worker started and even after its hello arrived: that hello was held and is handled now.
         """
         watched = os.dup(sentinel) if sentinel is not None else None
         self.call_soon(lambda: self._expect(worker_id, watched))
@@ -280,6 +289,11 @@ class Hub:
             signalled = waiter.sleep(self._router_fd, None if deadline is None else deadline - time.monotonic())
 
     @property
+    def held_hellos(self) -> int:
+        """Hellos of workers that authenticated but were not expected yet (they are handled once expected)."""
+        return len(self._held)
+
+    @property
     def closed(self) -> bool:
         return not self._thread.is_alive()
 
@@ -332,9 +346,11 @@ class Hub:
             self._guarded(fn)
 
     def _guarded(self, fn: Callable[..., None], *args: Any) -> None:
+        # BaseException: a payload or a user's done-callback may raise SystemExit or KeyboardInterrupt, and the
+        # loop must outlive it, or every later Future of this hub would wait forever.
         try:
             fn(*args)
-        except Exception:
+        except BaseException:
             log.exception("callback on the xl-comm hub IO thread raised")
 
     def _expect(self, worker_id: int, sentinel: int | None) -> None:
@@ -342,6 +358,9 @@ class Hub:
         if sentinel is not None:
             self._sentinels[sentinel] = worker_id
             self._poller.register(sentinel, select.EPOLLIN)
+        held = self._held.pop(worker_id, None)
+        if held is not None:
+            self._receive(*held)
 
     def _exited(self, fd: int) -> None:
         worker_id = self._sentinels.pop(fd)
@@ -351,6 +370,7 @@ class Hub:
 
     def _forget(self, worker_id: int) -> None:
         self._expected.discard(worker_id)
+        self._held.pop(worker_id, None)
         with self._socket_lock:
             self._identities.pop(worker_id, None)
             self._sent.pop(worker_id, None)
@@ -400,20 +420,21 @@ class Hub:
         try:
             header = open_header(self.key, frames)
         except (AuthenticationError, ProtocolError) as problem:
-            self.rejected += 1
-            log.warning("rejected a message on %s: %s", self.address, problem)
+            self._reject("a message on %s: %s", self.address, problem)
             return
         wid = header.worker_id
+        hello = header.kind == Kind.HELLO
+        if hello and wid not in self._expected and wid not in self._held and len(self._held) < MAX_HELD_HELLOS:
+            self._held[wid] = (identity, frames)  # authenticated: one of ours, spawned but not expected yet
+            log.debug("holding the hello of worker %d until it is expected", wid)
+            return
         if header.kind not in TO_EXECUTOR or wid not in self._expected or header.seq <= self._received.get(wid, 0):
-            self.rejected += 1
-            log.warning("rejected an out-of-place %s message claiming worker %d", header.kind.name, wid)
+            self._reject("an out-of-place %s message claiming worker %d", header.kind.name, wid)
             return
         # No socket lock: one dict operation is atomic, and _forget runs under the same loop lock as this.
-        hello = header.kind == Kind.HELLO
         known = self._identities.setdefault(wid, identity) if hello else self._identities.get(wid)
         if known != identity:
-            self.rejected += 1
-            log.warning("rejected a message for worker %d from another connection", wid)
+            self._reject("a message for worker %d from another connection", wid)
             return
         self._received[wid] = header.seq
         if header.kind == Kind.REPLIES:
@@ -424,10 +445,7 @@ class Hub:
         except BodyError as problem:
             if header.kind == Kind.HELLO:
                 return
-            failure = Failure(
-                capture(problem.__cause__ or problem, origin=f"the executor reading worker {wid}'s reply")
-            )
-            self._guarded(self._handler.on_reply, wid, header.task_id, failure)
+            self._guarded(self._handler.on_reply, wid, header.task_id, _unreadable(wid, problem))
             return
         if isinstance(message, (Result, Failure)):  # the common case first
             self._guarded(self._handler.on_reply, wid, header.task_id, message)
@@ -442,10 +460,13 @@ class Hub:
             return
         for member, decoded in members:
             if isinstance(decoded, BodyError):
-                origin = f"the executor reading worker {wid}'s reply"
-                decoded = Failure(capture(decoded.__cause__ or decoded, origin=origin))
+                decoded = _unreadable(wid, decoded)
             if isinstance(decoded, (Result, Failure)):
                 self._guarded(self._handler.on_reply, wid, member.task_id, decoded)
+
+    def _reject(self, what: str, *args: Any) -> None:
+        self.rejected += 1
+        self._rejects.note(what, *args)
 
     def _stop(self) -> None:
         self._stopping = True
@@ -465,3 +486,30 @@ class Hub:
             os.close(self._wake_r)
             os.close(self._wake_w)
             self._wake_w = -1
+
+
+def _unreadable(worker_id: int, problem: BodyError) -> Failure:
+    """The Failure for a reply that does not unpickle here."""
+    return Failure(capture(problem.reportable(), origin=f"the executor reading worker {worker_id}'s reply"))
+
+
+class _RejectLog:
+    """Logs rejected messages without letting a rogue peer flood the log: at most one WARNING per
+    REJECT_LOG_SECONDS, which counts the ones in between (each of those at DEBUG)."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._next_report = 0.0
+
+    def note(self, what: str, *args: Any) -> None:
+        self._count += 1
+        now = time.monotonic()
+        if now < self._next_report:
+            log.debug("rejected " + what, *args)
+            return
+        if self._count == 1:
+            log.warning("rejected " + what, *args)
+        else:
+            log.warning("rejected %d foreign or out-of-place messages, the latest " + what, self._count, *args)
+        self._count = 0
+        self._next_report = now + REJECT_LOG_SECONDS

@@ -234,7 +234,7 @@ class WorkerLoop:
             send_frames(self._out, seal(self._key, header, body))
 
     def _failure(self, problem: BodyError, task_id: int) -> tuple[Kind, int, Sequence[Frame]]:
-        return Kind.FAILURE, task_id, pack_body(Failure(capture(problem.__cause__ or problem, origin=self._origin)))
+        return Kind.FAILURE, task_id, pack_body(Failure(capture(problem.reportable(), origin=self._origin)))
 
     def _init(self, message: Init) -> None:
         try:
