@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import stat
 import sys
 import time
 import zlib
@@ -15,9 +16,19 @@ from typing import Any
 
 import xl_serial
 
-from xl_cache.errors import CacheCorruptError, CacheVersionError
+from xl_cache.errors import CacheCorruptError, CacheTrustError, CacheVersionError
 from xl_cache.h5image import H5Reader, Value, build_image
-from xl_cache.layout import FORMAT_VERSION, Meta, Stamp, Status, decode_meta, encode_meta, incompatibility, temp_name
+from xl_cache.layout import (
+    FORMAT_VERSION,
+    Meta,
+    Stamp,
+    Status,
+    decode_meta,
+    encode_meta,
+    incompatibility,
+    temp_name,
+    trust_problem,
+)
 
 PRIVATE_MODE = 0o700
 
@@ -140,15 +151,81 @@ def write_file(
 
 
 def open_file(path: str) -> H5Reader:
-    """Open a cache file; ``FileNotFoundError`` if it is absent, :class:`CacheCorruptError` if not HDF5."""
+    """Open a cache file; ``FileNotFoundError`` if it is absent, :class:`CacheTrustError` if someone else could
+    have written or replaced it (:func:`~xl_cache.layout.trust_problem`), :class:`CacheCorruptError` if it is not
+    HDF5.
+
+    The checks are made on open descriptors of the directory and the file, and HDF5 reads that same open file,
+    so nothing can be swapped in between.
+    """
+    directory, name = os.path.split(os.path.abspath(path))
     try:
-        return H5Reader(path)
-    except FileNotFoundError:
-        raise
-    except OSError as problem:
-        if not os.path.exists(path):
-            raise FileNotFoundError(2, "No such cache file", path) from None
-        raise CacheCorruptError(f"cache file {path} cannot be read as HDF5 (truncated or damaged): {problem}") from None
+        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            # O_NONBLOCK: a FIFO planted under a cache name must not block the open
+            fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=dir_fd)
+            dir_stat = os.fstat(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except (FileNotFoundError, NotADirectoryError):
+        raise FileNotFoundError(2, "No such cache file", path) from None
+    try:
+        file_stat = os.fstat(fd)
+        check_trusted(path, file_stat, dir_stat)
+        if not stat.S_ISREG(file_stat.st_mode):
+            raise CacheCorruptError(f"cache file {path} is not a regular file; delete it")
+        try:
+            return _open_pinned(path, fd, file_stat)
+        except OSError as problem:
+            raise CacheCorruptError(
+                f"cache file {path} cannot be read as HDF5 (truncated or damaged): {problem}"
+            ) from None
+    finally:
+        os.close(fd)
+
+
+def check_trusted(path: str, file_stat: os.stat_result, dir_stat: os.stat_result) -> None:
+    """:class:`CacheTrustError` naming the file, its owner, the rule and the fix unless the file is trusted."""
+    problem = trust_problem(
+        uid=os.geteuid(),
+        file_uid=file_stat.st_uid,
+        file_mode=file_stat.st_mode,
+        dir_uid=dir_stat.st_uid,
+        dir_mode=dir_stat.st_mode,
+        file=path,
+        directory=os.path.dirname(os.path.abspath(path)),
+        file_owner=_user_name(file_stat.st_uid),
+    )
+    if problem is not None:
+        raise CacheTrustError(f"refusing to load cache file {path}: {problem}")
+
+
+def _user_name(uid: int) -> str | None:
+    try:
+        import pwd
+
+        return pwd.getpwuid(uid).pw_name
+    except (ImportError, KeyError):
+        return None
+
+
+@cache
+def _proc_fd() -> str | None:
+    return "/proc/self/fd" if os.path.isdir("/proc/self/fd") else None
+
+
+def _open_pinned(path: str, fd: int, file_stat: os.stat_result) -> H5Reader:
+    """HDF5 opened on the file ``fd`` holds: through ``/proc/self/fd`` on Linux, else by path, then checked to
+    be the same file."""
+    proc = _proc_fd()
+    if proc is not None:
+        return H5Reader(path, source=f"{proc}/{fd}")
+    reader = H5Reader(path)
+    now = os.stat(path)
+    if (now.st_dev, now.st_ino) != (file_stat.st_dev, file_stat.st_ino):
+        reader.close()
+        raise CacheTrustError(f"refusing to load cache file {path}: it was replaced while it was being opened")
+    return reader
 
 
 def read_meta(reader: H5Reader) -> Meta:
