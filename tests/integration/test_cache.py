@@ -175,3 +175,38 @@ def test_a_second_interpreter_run_hits_the_cache(tmp_path: Path) -> None:
     # two successes ran once; the failure ran in both runs
     assert log.read_text().splitlines().count("ran") == 2
     assert log.read_text().splitlines().count("failed") == 2
+
+
+class _Planted:
+    """Unpickling it touches ``marker``: proof that code from the file ran."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, tuple[Path]]:
+        return (Path.touch, (self.marker,))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root")
+@pytest.mark.parametrize("kind", ["single", "test_cluster"])
+def test_another_users_planted_result_is_refused(make_executor: Any, tmp_path: Path, kind: str) -> None:
+    """A world-writable sticky cache directory (shared scratch): another user's ``_o.h5`` is never unpickled."""
+    import xl_cache
+    from executorlib.api import TestClusterExecutor
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    os.chmod(scratch, 0o1777)
+    marker = tmp_path / "ran"
+    planted = Path(xl_cache.write_output(scratch, "planted", add, (1, 1), output=_Planted(marker)))
+    os.chown(planted, 12345, 12345)
+    if kind == "single":
+        exe = make_executor(cache_directory=str(scratch))
+    else:
+        exe = TestClusterExecutor(cache_directory=str(scratch))
+    with exe:
+        error = exe.submit(add, 1, 1, resource_dict={"cache_key": "planted"}).exception(timeout=TIMEOUT)
+        assert exe.submit(add, 2, 2, resource_dict={"cache_key": "ours"}).result(timeout=TIMEOUT) == 4
+    assert not marker.exists(), "the planted pickle ran"
+    assert isinstance(error, xl_cache.CacheTrustError)
+    assert str(planted) in str(error) and "uid 12345" in str(error)

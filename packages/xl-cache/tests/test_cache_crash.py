@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import xl_cache
 from xl_cache.cli import main as cli_main
+from xl_cache.layout import output_name, temp_name
+from xl_cache.store import host_tag
 
 # The writer replaces os.replace by a pause: the temporary file is complete and fsynced, the rename not done.
 _PAUSED_WRITER = textwrap.dedent(
@@ -24,27 +28,34 @@ _PAUSED_WRITER = textwrap.dedent(
         time.sleep(600)
 
     os.replace = paused
-    xl_cache.write_output(sys.argv[1], "k", len, (["new"],), output="new")
+    output = "new" if len(sys.argv) < 3 else b"x" * int(sys.argv[2])
+    xl_cache.write_output(sys.argv[1], "k", len, (["new"],), output=output)
     """
 )
 
 
-def _kill_paused_writer(directory: Path) -> str:
-    writer = subprocess.Popen(
-        [sys.executable, "-c", _PAUSED_WRITER, str(directory)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
+@contextlib.contextmanager
+def _paused_writer(directory: Path, size: int | None = None) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """A writer process stopped after its temporary file is complete; yields it and that file's path."""
+    argv = [sys.executable, "-c", _PAUSED_WRITER, str(directory), *([] if size is None else [str(size)])]
+    writer = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         assert writer.stdout is not None
         line = writer.stdout.readline().decode()  # bounded by the test timeout; the writer prints at once
         assert line.startswith("paused"), writer.stderr.read().decode() if writer.stderr else line
-        os.kill(writer.pid, signal.SIGKILL)
-        writer.wait(timeout=30)
+        yield writer, line.split()[1]
     finally:
         if writer.poll() is None:
             writer.kill()
             writer.wait(timeout=30)
+
+
+def _kill_paused_writer(directory: Path, size: int | None = None) -> str:
+    with _paused_writer(directory, size) as (writer, temporary):
+        os.kill(writer.pid, signal.SIGKILL)
+        writer.wait(timeout=30)
     assert writer.returncode == -signal.SIGKILL
-    return line.split()[1]
+    return temporary
 
 
 def test_a_killed_writer_leaves_no_result(tmp_path: Path) -> None:
@@ -73,3 +84,33 @@ def test_gc_removes_the_leftover_once_it_is_old(tmp_path: Path, capsys: pytest.C
     assert cli_main(["gc", str(tmp_path), "--older-than", "1h"]) == 0
     assert not os.path.exists(temporary)
     assert "temporary" in capsys.readouterr().out
+
+
+@pytest.mark.timeout(120)
+def test_the_next_writer_of_a_key_removes_a_killed_writers_temporary(tmp_path: Path) -> None:
+    temporary = _kill_paused_writer(tmp_path, size=64 * 2**20)  # a large result, killed before its rename
+    assert os.path.getsize(temporary) > 64 * 2**20
+    xl_cache.write_output(tmp_path, "k", len, (["again"],), output="again")
+    assert not os.path.exists(temporary)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["k_o.h5"]
+    outcome = xl_cache.load_result(tmp_path, "k")
+    assert outcome is not None and outcome.value == "again"
+
+
+@pytest.mark.timeout(120)
+def test_a_live_writers_temporary_is_kept(tmp_path: Path) -> None:
+    with _paused_writer(tmp_path) as (writer, temporary):
+        xl_cache.write_output(tmp_path, "k", len, (["mine"],), output="mine")
+        assert os.path.exists(temporary) and writer.poll() is None  # still at work: its file stays
+        outcome = xl_cache.load_result(tmp_path, "k")
+        assert outcome is not None and outcome.value == "mine"
+        names = sorted(p.name for p in tmp_path.iterdir())
+        assert names == ["k_o.h5", os.path.basename(temporary)]
+
+
+def test_a_dead_writers_temporary_in_a_later_slot_is_removed(tmp_path: Path) -> None:
+    # left by a writer that died while another held slot 0: nobody holds its lock
+    stale = tmp_path / temp_name(output_name("k"), host_tag(), "1")
+    stale.write_bytes(b"x" * 1000)
+    xl_cache.write_output(tmp_path, "k", len, ([],), output=0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["k_o.h5"]

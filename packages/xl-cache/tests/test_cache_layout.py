@@ -34,10 +34,10 @@ def test_names_parse_back_to_their_key(key: str) -> None:
     assert key_of(output_name(key)) == key_of(key) == key
 
 
-@given(keys, st.integers(min_value=1, max_value=2**22), st.text("0123456789abcdef", min_size=1, max_size=8))
-def test_temporary_names_are_never_entries(key: str, pid: int, token: str) -> None:
+@given(keys, st.from_regex(r"\A[A-Za-z0-9_.-]{1,20}\Z"), st.text("0123456789abcdef.", min_size=1, max_size=8))
+def test_temporary_names_are_never_entries(key: str, host: str, slot: str) -> None:
     for name in (input_name(key), output_name(key)):
-        temporary = temp_name(name, pid, token)
+        temporary = temp_name(name, host, slot)
         assert parse_name(temporary) is None
         assert is_temp_name(temporary)
         assert not is_temp_name(name)

@@ -29,7 +29,13 @@ if TYPE_CHECKING:
         scan,
         to_dataframe,
     )
-    from xl_cache.errors import CacheCorruptError, CacheError, CachePendingError, CacheVersionError
+    from xl_cache.errors import (
+        CacheCorruptError,
+        CacheError,
+        CachePendingError,
+        CacheTrustError,
+        CacheVersionError,
+    )
     from xl_cache.layout import FORMAT_VERSION
     from xl_cache.refs import OutputRef, resolve_refs
     from xl_cache.tasks import (
@@ -57,6 +63,7 @@ _LAZY = {
     "CacheCorruptError": "errors",
     "CacheError": "errors",
     "CachePendingError": "errors",
+    "CacheTrustError": "errors",
     "CacheVersionError": "errors",
     "FORMAT_VERSION": "layout",
     "OutputRef": "refs",
@@ -79,6 +86,7 @@ __all__ = [
     "CacheEntry",
     "CacheError",
     "CachePendingError",
+    "CacheTrustError",
     "CacheVersionError",
     "CacheWarning",
     "DamagedFile",

@@ -1,7 +1,8 @@
 """``python -m xl_cache ls|show|rm|gc CACHE_DIRECTORY ...``: look into a cache directory and clean it.
 
 Plain tables by default, ``--json`` for scripts. Exit status 0 on success, 1 when a requested key is missing or
-a file is damaged, 2 for a bad command line.
+a file is damaged or untrusted (someone else could have written it: it is listed, never unpickled, and ``gc``
+leaves it alone), 2 for a bad command line.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from xl_cache.entries import CacheEntry, DamagedFile, read_entry, scan, walk
-from xl_cache.errors import CacheError
+from xl_cache.errors import CacheError, CacheTrustError
 from xl_cache.layout import is_temp_name, key_of, parse_duration
 from xl_cache.tasks import input_path, output_path, remove
 
@@ -41,7 +42,8 @@ def record(found: CacheEntry | DamagedFile) -> dict[str, Any]:
     """The JSON-able summary of one listed file (nothing unpickled)."""
     if isinstance(found, DamagedFile):
         name = os.path.basename(found.path)
-        return {"key": name, "status": "damaged", "error": str(found.problem), "filename": found.path}
+        status = "untrusted" if isinstance(found.problem, CacheTrustError) else "damaged"
+        return {"key": name, "status": status, "error": str(found.problem), "filename": found.path}
     return {
         "key": found.key,
         "status": found.status,
@@ -100,6 +102,8 @@ def select_garbage(candidates: Iterable[Candidate], *, now: float, older_than: f
 def _candidates(directory: str) -> Iterable[Candidate]:
     for found in scan(directory):
         path = found.path
+        if isinstance(found, DamagedFile) and isinstance(found.problem, CacheTrustError):
+            continue  # perhaps another user's file: not ours to delete
         status = "damaged" if isinstance(found, DamagedFile) else found.status
         try:
             stat = os.stat(path)
@@ -116,7 +120,8 @@ def _candidates(directory: str) -> Iterable[Candidate]:
         for item in items:
             if is_temp_name(item.name):
                 stat = item.stat(follow_symlinks=False)
-                yield Candidate(item.path, "temporary", stat.st_mtime, stat.st_size)
+                if stat.st_uid == os.geteuid():  # another user's write is not ours to delete
+                    yield Candidate(item.path, "temporary", stat.st_mtime, stat.st_size)
 
 
 def _print_json(data: Any) -> None:
@@ -131,7 +136,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
         print(table(rows))
     else:
         print(f"no cache entries in {os.path.abspath(args.cache_directory)}")
-    return 1 if any(row["status"] == "damaged" for row in rows) else 0
+    return 1 if any(row["status"] in ("damaged", "untrusted") for row in rows) else 0
 
 
 def _show_text(value: Any, limit: int = 2000) -> str:

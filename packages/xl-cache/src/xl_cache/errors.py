@@ -17,3 +17,7 @@ class CacheVersionError(CacheError):
 
 class CachePendingError(CacheError):
     """The task has an input file but no output yet: it is queued, running, or its job died."""
+
+
+class CacheTrustError(CacheError):
+    """A cache file someone else could have written or replaced: it is refused, never unpickled."""

@@ -72,9 +72,10 @@ def build_image(meta: bytes, datasets: Mapping[str, Value]) -> bytes:
 class H5Reader:
     """Read-only access to one file; raises ``OSError``/``KeyError``/``ValueError`` on anything unexpected."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, source: str | None = None) -> None:
+        """Read ``path``, or the file at ``source`` (e.g. ``/proc/self/fd/N``) reported as ``path``."""
         self.path = os.fspath(path)
-        self._fid = h5f.open(self.path.encode(), h5f.ACC_RDONLY)
+        self._fid = h5f.open((source or self.path).encode(), h5f.ACC_RDONLY)
 
     def __enter__(self) -> H5Reader:
         return self

@@ -2,7 +2,7 @@
 
 One HDF5 file per task, named after its key: ``<key>_i.h5`` while the task is pending or running,
 ``<key>_o.h5`` once it finished (it repeats the inputs, so it alone describes the task). Files are written
-under a temporary name ``<name>.tmp-<pid>-<token>`` and renamed, so the two final names only ever hold
+under a temporary name ``<name>.tmp-<host>-<slot>`` and renamed, so the two final names only ever hold
 complete files.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -53,9 +54,13 @@ def output_name(key: str) -> str:
     return check_key(key) + OUTPUT_SUFFIX
 
 
-def temp_name(name: str, pid: int, token: str) -> str:
-    """The name a file is written under before it is renamed to ``name`` (same directory, same file system)."""
-    return f"{name}{TEMP_MARK}{pid}-{token}"
+def temp_name(name: str, host: str, slot: str) -> str:
+    """The name a file is written under before it is renamed to ``name`` (same directory, same file system).
+
+    ``slot`` is a small number that one writer at a time holds locked on ``host`` (so the next writer of ``name``
+    can tell a dead writer's leftover from a live writer's file), or a unique tag where locks do not work.
+    """
+    return f"{name}{TEMP_MARK}{host}-{slot}"
 
 
 def is_temp_name(filename: str) -> bool:
@@ -176,6 +181,63 @@ def decode_meta(raw: bytes) -> Meta:
         error=_typed(data, "error", str, optional=True),
         checksums=checksums,
     )
+
+
+#: Write permission for the group or for everyone else.
+_OTHERS_WRITE = stat.S_IWGRP | stat.S_IWOTH
+ROOT_UID = 0
+
+
+TRUST_RULE = (
+    "xl-cache unpickles a file only if you own it, nobody else may write it, and its directory is yours (or "
+    "root's) and either closed to others' writes or sticky (chmod +t, as /tmp is)"
+)
+
+
+def trust_problem(
+    *,
+    uid: int,
+    file_uid: int,
+    file_mode: int,
+    dir_uid: int,
+    dir_mode: int,
+    file: str = "FILE",
+    directory: str = "DIR",
+    file_owner: str | None = None,
+) -> str | None:
+    """Why user ``uid`` must not unpickle a cache file, with the fix, or ``None`` when it may (pure).
+
+    Loading a pickle runs code, so a file is trusted only when nobody but ``uid`` (and root) could have written
+    it or put it in place:
+
+    - the file is owned by ``uid`` and neither its group nor others may write it;
+    - its directory is owned by ``uid`` or root, and either neither its group nor others may write it, or it has
+      the sticky bit (as ``/tmp`` and shared scratch directories do), which stops others from renaming or
+      deleting the files they do not own.
+    """
+    if file_uid != uid:
+        owner = f"uid {file_uid}" + (f" ({file_owner})" if file_owner else "")
+        return (
+            f"it is owned by {owner}, not by you (uid {uid}); {TRUST_RULE}. Fix: if you did not put it there, "
+            f"remove it (rm {file}) and use a cache directory only you can write to"
+        )
+    if file_mode & _OTHERS_WRITE:
+        return (
+            f"its mode {stat.S_IMODE(file_mode):04o} lets others write it; {TRUST_RULE}. Fix: chmod go-w {file} "
+            "if you trust its content, else remove it"
+        )
+    if dir_uid not in (uid, ROOT_UID):
+        return (
+            f"its directory {directory} is owned by uid {dir_uid}, who can replace your files in it; "
+            f"{TRUST_RULE}. Fix: use a cache directory you own"
+        )
+    if dir_mode & _OTHERS_WRITE and not dir_mode & stat.S_ISVTX:
+        return (
+            f"its directory {directory} has mode {stat.S_IMODE(dir_mode):04o}: others can replace files in it; "
+            f"{TRUST_RULE}. Fix: chmod go-w {directory} (or chmod +t {directory} if it must stay shared), or use "
+            "another cache directory"
+        )
+    return None
 
 
 def parse_duration(text: str) -> float:

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import os
+import re
 import secrets
+import socket
+import stat
 import sys
+import threading
 import time
 import zlib
 from collections.abc import Mapping
@@ -15,11 +21,27 @@ from typing import Any
 
 import xl_serial
 
-from xl_cache.errors import CacheCorruptError, CacheVersionError
+from xl_cache.errors import CacheCorruptError, CacheTrustError, CacheVersionError
 from xl_cache.h5image import H5Reader, Value, build_image
-from xl_cache.layout import FORMAT_VERSION, Meta, Stamp, Status, decode_meta, encode_meta, incompatibility, temp_name
+from xl_cache.layout import (
+    FORMAT_VERSION,
+    Meta,
+    Stamp,
+    Status,
+    decode_meta,
+    encode_meta,
+    incompatibility,
+    temp_name,
+    trust_problem,
+)
 
 PRIVATE_MODE = 0o700
+#: Temporary slots tried per write before falling back to a unique name (more live writers of one key than this).
+MAX_SLOTS = 64
+
+# Slots this process is writing: POSIX-emulated flock (NFS) does not exclude two threads of one process.
+_claimed: set[str] = set()
+_claimed_lock = threading.Lock()
 
 
 @cache
@@ -53,29 +75,137 @@ def private_dir(path: str | os.PathLike[str]) -> str:
 
 
 def atomic_write(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that ``path`` is either absent, the old file, or the complete new one.
+    """Write ``path`` so that it is either absent, the old file, or the complete new one.
 
-    The bytes go to a private temporary file in the same directory, are fsynced, and the file is renamed over
-    ``path``; a crash at any point leaves at most a ``*.tmp-*`` file, which no reader takes for a result.
-    Concurrent writers of one path each rename a complete file; the last rename wins.
+    The bytes go to a private temporary file in the same directory (:func:`claim_temporary`), are fsynced, and
+    the file is renamed over ``path``; a crash at any point leaves at most a ``*.tmp-*`` file, which no reader
+    takes for a result and which the next writer of ``path`` on this host removes (or ``gc``). Concurrent
+    writers of one path each rename a complete file; the last rename wins.
     """
     directory, name = os.path.split(path)
-    temporary = os.path.join(directory, temp_name(name, os.getpid(), secrets.token_hex(4)))
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    directory = directory or "."
+    fd, temporary, slot = claim_temporary(directory, name)
     try:
         try:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
             os.fsync(fd)
+            os.replace(temporary, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
+            raise
+    finally:
+        os.close(fd)  # releases the slot's lock, after the rename
+        with _claimed_lock:
+            _claimed.discard(temporary)
+    _fsync_directory(directory)
+    if slot is not None:
+        remove_stale_temporaries(directory, name, first_slot=slot + 1)
+
+
+@cache
+def host_tag() -> str:
+    """This host's name as it can appear in a file name."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", socket.gethostname())[:64] or "host"
+
+
+def claim_temporary(directory: str, name: str) -> tuple[int, str, int | None]:
+    """``(fd, path, slot)`` of an empty temporary file for ``name``, open, and locked (``flock``) until closed.
+
+    Slots ``<name>.tmp-<host>-0``, ``-1``, ... are tried in turn: a slot whose lock a live writer holds is
+    skipped; a slot left by a writer that died (its lock went with it) is taken over, which removes that
+    leftover. Where the file system has no locks, a unique name is used (``slot`` is ``None``) and leftovers
+    wait for ``gc``.
+    """
+    for slot in range(MAX_SLOTS):
+        temporary = os.path.join(directory, temp_name(name, host_tag(), str(slot)))
+        with _claimed_lock:
+            if temporary in _claimed:
+                continue
+            _claimed.add(temporary)
+        try:
+            fd = _lock_slot(temporary, create=True)
+        except _NoLocks:
+            with _claimed_lock:
+                _claimed.discard(temporary)
+            break
+        if fd is not None:
+            os.ftruncate(fd, 0)
+            return fd, temporary, slot
+        with _claimed_lock:
+            _claimed.discard(temporary)
+    temporary = os.path.join(directory, temp_name(name, host_tag(), f"{os.getpid()}.{secrets.token_hex(4)}"))
+    return os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600), temporary, None
+
+
+def remove_stale_temporaries(directory: str, name: str, *, first_slot: int = 0) -> list[str]:
+    """Delete the temporaries of ``name`` on this host whose writers are gone, from ``first_slot`` up to the
+    first free slot; return their paths. Live writers' files are kept."""
+    removed = []
+    for slot in range(first_slot, MAX_SLOTS):
+        temporary = os.path.join(directory, temp_name(name, host_tag(), str(slot)))
+        with _claimed_lock:
+            if temporary in _claimed:
+                continue
+        try:
+            fd = _lock_slot(temporary, create=False)
+        except FileNotFoundError:
+            break
+        except _NoLocks:
+            break
+        if fd is None:
+            continue
+        try:
+            os.unlink(temporary)  # safe while locked: no writer renames another's slot onto this name
+            removed.append(temporary)
         finally:
             os.close(fd)
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
-    _fsync_directory(directory)
+    return removed
+
+
+class _NoLocks(Exception):
+    """The file system does not support ``flock``."""
+
+
+def _lock_slot(temporary: str, *, create: bool) -> int | None:
+    """An open descriptor of ``temporary`` locked by us, or ``None`` when a live writer holds it (or it is not
+    our own regular file); ``FileNotFoundError`` without ``create`` when it does not exist."""
+    flags = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK | (os.O_CREAT if create else 0)
+    while True:
+        try:
+            fd = os.open(temporary, flags, 0o600)
+        except FileNotFoundError:
+            raise
+        except OSError as problem:  # a symbolic link (ELOOP) or another user's file: never touched
+            if problem.errno in (errno.ELOOP, errno.EACCES, errno.EPERM, errno.ENXIO, errno.EISDIR):
+                return None
+            raise
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # a live writer
+            os.close(fd)
+            return None
+        except OSError as problem:
+            os.close(fd)
+            if problem.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+                raise _NoLocks from None
+            raise
+        locked = os.fstat(fd)
+        try:
+            now: os.stat_result | None = os.lstat(temporary)
+        except FileNotFoundError:
+            now = None
+        if now is None or (now.st_dev, now.st_ino) != (locked.st_dev, locked.st_ino):
+            os.close(fd)  # its writer renamed it into place and let go meanwhile: look at the slot again
+            if not create:
+                raise FileNotFoundError(errno.ENOENT, "slot is free", temporary)
+            continue
+        if not stat.S_ISREG(locked.st_mode) or locked.st_uid != os.geteuid() or locked.st_nlink != 1:
+            os.close(fd)
+            return None
+        return fd
 
 
 def _fsync_directory(directory: str) -> None:
@@ -140,15 +270,81 @@ def write_file(
 
 
 def open_file(path: str) -> H5Reader:
-    """Open a cache file; ``FileNotFoundError`` if it is absent, :class:`CacheCorruptError` if not HDF5."""
+    """Open a cache file; ``FileNotFoundError`` if it is absent, :class:`CacheTrustError` if someone else could
+    have written or replaced it (:func:`~xl_cache.layout.trust_problem`), :class:`CacheCorruptError` if it is not
+    HDF5.
+
+    The checks are made on open descriptors of the directory and the file, and HDF5 reads that same open file,
+    so nothing can be swapped in between.
+    """
+    directory, name = os.path.split(os.path.abspath(path))
     try:
-        return H5Reader(path)
-    except FileNotFoundError:
-        raise
-    except OSError as problem:
-        if not os.path.exists(path):
-            raise FileNotFoundError(2, "No such cache file", path) from None
-        raise CacheCorruptError(f"cache file {path} cannot be read as HDF5 (truncated or damaged): {problem}") from None
+        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            # O_NONBLOCK: a FIFO planted under a cache name must not block the open
+            fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=dir_fd)
+            dir_stat = os.fstat(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except (FileNotFoundError, NotADirectoryError):
+        raise FileNotFoundError(2, "No such cache file", path) from None
+    try:
+        file_stat = os.fstat(fd)
+        check_trusted(path, file_stat, dir_stat)
+        if not stat.S_ISREG(file_stat.st_mode):
+            raise CacheCorruptError(f"cache file {path} is not a regular file; delete it")
+        try:
+            return _open_pinned(path, fd, file_stat)
+        except OSError as problem:
+            raise CacheCorruptError(
+                f"cache file {path} cannot be read as HDF5 (truncated or damaged): {problem}"
+            ) from None
+    finally:
+        os.close(fd)
+
+
+def check_trusted(path: str, file_stat: os.stat_result, dir_stat: os.stat_result) -> None:
+    """:class:`CacheTrustError` naming the file, its owner, the rule and the fix unless the file is trusted."""
+    problem = trust_problem(
+        uid=os.geteuid(),
+        file_uid=file_stat.st_uid,
+        file_mode=file_stat.st_mode,
+        dir_uid=dir_stat.st_uid,
+        dir_mode=dir_stat.st_mode,
+        file=path,
+        directory=os.path.dirname(os.path.abspath(path)),
+        file_owner=_user_name(file_stat.st_uid),
+    )
+    if problem is not None:
+        raise CacheTrustError(f"refusing to load cache file {path}: {problem}")
+
+
+def _user_name(uid: int) -> str | None:
+    try:
+        import pwd
+
+        return pwd.getpwuid(uid).pw_name
+    except (ImportError, KeyError):
+        return None
+
+
+@cache
+def _proc_fd() -> str | None:
+    return "/proc/self/fd" if os.path.isdir("/proc/self/fd") else None
+
+
+def _open_pinned(path: str, fd: int, file_stat: os.stat_result) -> H5Reader:
+    """HDF5 opened on the file ``fd`` holds: through ``/proc/self/fd`` on Linux, else by path, then checked to
+    be the same file."""
+    proc = _proc_fd()
+    if proc is not None:
+        return H5Reader(path, source=f"{proc}/{fd}")
+    reader = H5Reader(path)
+    now = os.stat(path)
+    if (now.st_dev, now.st_ino) != (file_stat.st_dev, file_stat.st_ino):
+        reader.close()
+        raise CacheTrustError(f"refusing to load cache file {path}: it was replaced while it was being opened")
+    return reader
 
 
 def read_meta(reader: H5Reader) -> Meta:

@@ -22,7 +22,9 @@ recorded after submission, possibly after the job started) is taken from ``SLURM
 (a launcher that learns the id only once the job runs, such as a local process's pid, writes it there).
 
 An unreadable input (damaged, or from other Python/cloudpickle versions) still produces an output file holding
-that error, so whoever waits for the task learns why instead of waiting forever.
+that error, so whoever waits for the task learns why instead of waiting forever. An input someone else could have
+written (:class:`~xl_cache.CacheTrustError`, see :func:`xl_cache.layout.trust_problem`) is never unpickled: the
+output holds that error and the input is left where it is.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import traceback
 from collections.abc import Sequence
 from typing import Any
 
+from xl_cache.errors import CacheTrustError
 from xl_cache.layout import INPUTS, parse_name
 from xl_cache.refs import resolve_refs
 from xl_cache.store import check_versions, open_file, read_meta, read_pickled, unpack
@@ -166,7 +169,8 @@ def run_task_file(input_file: str | os.PathLike[str]) -> str:
     except Exception as problem:  # a damaged input, a missing module, a failed upstream: the task's error
         _log_error(error_log_file, fn, args, kwargs, problem)
         store(None, problem)
-        _remove(input_file)
+        if not isinstance(problem, CacheTrustError):  # someone else's file is not ours to delete
+            _remove(input_file)
         return output_file
     start = time.perf_counter()
     error: BaseException | None
