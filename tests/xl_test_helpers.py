@@ -135,6 +135,14 @@ def sleep_and_get_pid(seconds: float) -> int:
     return os.getpid()
 
 
+def note_pid_and_sleep(path: str, seconds: float) -> int:
+    """Append this process's pid to ``path`` (one line per attempt), then sleep; returns the pid."""
+    with open(path, "a") as fh:
+        fh.write(f"{os.getpid()}\n")
+    time.sleep(seconds)
+    return os.getpid()
+
+
 def get_worker_id(executorlib_worker_id: int) -> int:
     return executorlib_worker_id
 

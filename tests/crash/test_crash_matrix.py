@@ -7,6 +7,7 @@ one-process mode (a fresh worker per call) and in block mode (long-lived workers
 
 from __future__ import annotations
 
+import logging
 import pickle
 import re
 import threading
@@ -134,6 +135,19 @@ def test_restart_limit_task_that_crashes_once_succeeds(make_executor, tmp_path):
     assert exe.submit(get_pid).result(timeout=TIMEOUT) != first_pid
     assert exe.submit(needs_token).result(timeout=TIMEOUT) == "init-ok"
     assert exe.submit(get_worker_id).result(timeout=TIMEOUT) == 0
+
+
+def test_a_restarted_worker_is_reported_at_warning(make_executor, tmp_path, caplog):
+    """A crash that restart_limit absorbs is not silent: one WARNING on the executorlib logger names the worker
+    and the restarts left."""
+    caplog.set_level(logging.WARNING, logger="executorlib")
+    exe = make_executor(max_workers=1, block_allocation=True, restart_limit=1)
+    crashed = exe.submit(get_pid).result(timeout=TIMEOUT)
+    assert exe.submit(crash_once_then_return, str(tmp_path / "m"), 1).result(timeout=3 * DETECT_TIMEOUT) == 1
+    [record] = [r for r in caplog.records if r.name == "executorlib" and "restart_limit" in r.getMessage()]
+    assert record.levelno == logging.WARNING
+    assert "died" in record.getMessage() and str(crashed) in record.getMessage()
+    assert "0 of restart_limit=1" in record.getMessage()
 
 
 def test_restart_limit_with_two_workers_recovers_two_crashes(make_executor, tmp_path):

@@ -43,7 +43,7 @@ BAD_RESOURCE_DICTS = {
     "priority": ({"priority": 1}, ["priority", "1"]),
     "slurm_cmd_args": ({"slurm_cmd_args": ["--x"]}, ["slurm_cmd_args", "['--x']"]),
     "submission_template": ({"submission_template": "x"}, ["submission_template", "'x'"]),
-    "run_time_max": ({"run_time_max": 10}, ["run_time_max", "10"]),
+    "run_time_max-zero": ({"run_time_max": 0}, ["run_time_max", "0"]),
 }
 
 

@@ -210,3 +210,23 @@ def test_another_users_planted_result_is_refused(make_executor: Any, tmp_path: P
     assert not marker.exists(), "the planted pickle ran"
     assert isinstance(error, xl_cache.CacheTrustError)
     assert str(planted) in str(error) and "uid 12345" in str(error)
+
+
+def test_an_unwritable_cache_directory_warns_once_and_still_returns(executor_factory: Any, tmp_path: Path) -> None:
+    """A directory under a regular file cannot be created, even by root: results come back, uncached, and the
+    user is told once (not once per task) which directory, why, and what to do."""
+    import warnings
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    cache = blocker / "cache"
+    exe = executor_factory(cache_directory=str(cache))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert exe.submit(add, 1, 2).result(timeout=TIMEOUT) == 3
+        assert exe.submit(add, 2, 2).result(timeout=TIMEOUT) == 4
+    mine = [w for w in caught if str(cache) in str(w.message)]
+    assert len(mine) == 1, [str(w.message) for w in caught]
+    message = str(mine[0].message)
+    assert "not cached" in message and "cache_directory" in message  # what happened, and the fix
+    assert "Not a directory" in message or "File exists" in message  # the reason, from the OS

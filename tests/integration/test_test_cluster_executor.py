@@ -210,6 +210,35 @@ def test_queue_keys_are_accepted_so_cluster_code_runs_unchanged(executor: Any) -
     assert executor.submit(add, 1, 1, resource_dict=resource_dict).result(timeout=TIMEOUT) == 2
 
 
+MISSPELLINGS = [("corez", "cores"), ("thread_per_core", "threads_per_core"), ("cach_key", "cache_key")]
+
+
+@pytest.mark.parametrize(("key", "suggestion"), MISSPELLINGS)
+def test_a_misspelt_key_is_rejected_at_submit_and_construction(
+    executor: Any, cache: Path, key: str, suggestion: str
+) -> None:
+    """It would otherwise pass silently as a job template variable that nothing reads."""
+    from executorlib.api import ResourceDictError, TestClusterExecutor
+
+    with pytest.raises(ResourceDictError) as at_submit:
+        executor.submit(add, 1, 1, resource_dict={key: 2})
+    with pytest.raises(ResourceDictError) as at_construction:
+        TestClusterExecutor(cache_directory=str(cache), resource_dict={key: 2})
+    for error in (at_submit, at_construction):
+        message = str(error.value)
+        assert repr(key) in message and f"Did you mean {suggestion!r}?" in message, message
+        assert "Fix the spelling" in message and "submission_template" in message, message  # the fix
+    assert executor.submit(add, 1, 1).result(timeout=TIMEOUT) == 2  # the executor still works
+
+
+def test_a_variable_of_the_submission_template_is_accepted(executor: Any) -> None:
+    template = "#!/bin/bash\n#SBATCH --account={{ account }}\n{{ command }}\n"
+    resource_dict = {"submission_template": template, "account": "acme"}
+    assert executor.submit(add, 1, 2, resource_dict=resource_dict).result(timeout=TIMEOUT) == 3
+    with pytest.raises(ValueError, match=r"'acount'.*Did you mean 'account'"):  # the template's names are suggested
+        executor.submit(add, 1, 2, resource_dict={"submission_template": template, "acount": "acme"})
+
+
 def test_mpi_task_runs_on_two_ranks_and_every_rank_answers(executor: Any) -> None:
     pytest.importorskip("mpi4py")
     future = executor.submit(mpi_rank_and_size, 3, resource_dict={"cores": 2})

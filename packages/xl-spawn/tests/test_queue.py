@@ -182,3 +182,30 @@ if __name__ == "__main__" and "--regenerate" in sys.argv:
     for case, (template, options) in CASES.items():
         (GOLDEN / f"{case}.sh").write_text(build(template, options))
         print(f"wrote {case}.sh")
+
+
+def test_template_variables_are_what_a_template_reads() -> None:
+    from xl_spawn.queue import template_variables
+
+    default = template_variables(None)
+    assert {"job_name", "partition", "memory_max", "cores", "threads_per_core", "run_time_max", "command"} <= default
+    assert "account" not in default
+    custom = "#SBATCH -A {{ account }}\n{% for d in dependency %}{{ d }}{% endfor %}\n{{ command }}\n"
+    assert template_variables(custom) == {"account", "dependency", "command"}  # not the loop's own name
+
+
+def test_pysqa_template_variables_read_every_queues_script(tmp_path: Path) -> None:
+    from xl_spawn.queue import SlurmQueue, pysqa_template_variables
+
+    (tmp_path / "queue.yaml").write_text(
+        "queue_type: SLURM\nqueue_primary: a\nqueues:\n"
+        "  a: {cores_max: 4, cores_min: 1, run_time_max: 60, script: a.sh}\n"
+        "  b: {cores_max: 4, cores_min: 1, run_time_max: 60, script: b.sh}\n"
+    )
+    (tmp_path / "a.sh").write_text("{{ command }} {{ account }}\n")
+    (tmp_path / "b.sh").write_text("{{ command }} {{ qos }}\n")
+    assert pysqa_template_variables(str(tmp_path)) == {"command", "account", "qos"}
+    queue = SlurmQueue(pysqa_config_directory=str(tmp_path))
+    assert queue.template_variables(None) == {"command", "account", "qos"}
+    assert queue.template_variables("{{ other }}") == {"other"}  # a submission_template wins over the queues
+    assert pysqa_template_variables(str(tmp_path / "missing")) is None

@@ -15,6 +15,7 @@ import dataclasses
 import logging
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 from typing import Any
@@ -75,6 +76,7 @@ class ResultCache:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._writer: ThreadPoolExecutor | None = None
+        self._warned: set[str] = set()  # directories the user was told cannot be written
 
     def serve(self, fn: Callable[..., Any], args: Any, kwargs: Any, resources: Resources, future: Future[Any]) -> bool:
         """Complete ``future`` from the cache and return True (a hit, or an unreadable entry, which fails it);
@@ -135,9 +137,28 @@ class ResultCache:
                 error_log_file=resources.error_log_file,
             )
         except Exception as problem:  # the result still reaches its Future; only the cache misses it
-            log.warning("could not write the result of %s to the cache %s: %r", key, directory, problem)
+            log.debug("could not write the result of %s to the cache %s: %r", key, directory, problem)
+            self._warn_unwritable(directory, problem)
         finally:
             future._finish(result)
+
+    def _warn_unwritable(self, directory: str, problem: Exception) -> None:
+        """Say once per directory (and executor) that results are not being kept: a cache that silently keeps
+        nothing would make the next run recompute everything."""
+        with self._lock:
+            if directory in self._warned:
+                return
+            self._warned.add(directory)
+        reason = problem.strerror if isinstance(problem, OSError) and problem.strerror else repr(problem)
+        if isinstance(problem, OSError) and problem.filename is not None and problem.filename != directory:
+            reason += f": {problem.filename}"
+        warnings.warn(
+            f"results are not cached: cannot write to the cache directory {directory!r} ({reason}). The results "
+            "are still returned, but none is stored, so a later run computes them again; make the directory "
+            "writable, or pass a cache_directory you can write to",
+            UserWarning,
+            stacklevel=2,  # the writer thread has no user frame: point at the write that failed
+        )
 
     def _submit(self, job: Callable[[], None]) -> None:
         with self._lock:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -128,11 +128,8 @@ def parse_resource_dict(resource_dict: Mapping[str, Any] | None, *, where: str) 
         if key in _MOVED:
             raise ResourceDictError(f"{where}: resource_dict key {key!r} = {value!r} is not a resource: {_MOVED[key]}")
         if key not in _RULES:
-            close = difflib.get_close_matches(str(key), KEYS, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ResourceDictError(
-                f"{where}: resource_dict key {key!r} (value {value!r}) is not known.{hint} "
-                f"Valid keys are: {', '.join(KEYS)}."
+            raise unknown_key(
+                key, value, KEYS, where=where, rule="is not known", fix=f"Valid keys are: {', '.join(KEYS)}."
             )
         check, example = _RULES[key]
         problem = check(value)
@@ -142,6 +139,45 @@ def parse_resource_dict(resource_dict: Mapping[str, Any] | None, *, where: str) 
             )
         parsed[key] = _normalise(value)
     return parsed
+
+
+def unknown_key(
+    key: Any, value: Any, candidates: Collection[str], *, where: str, rule: str, fix: str
+) -> ResourceDictError:
+    """The error for a key nobody reads: the key, its value, the rule it breaks, the closest valid key (a
+    misspelling is the usual cause) and the fix."""
+    close = difflib.get_close_matches(str(key), sorted(candidates), n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return ResourceDictError(f"{where}: resource_dict key {key!r} (value {value!r}) {rule}.{hint} {fix}")
+
+
+#: Keys the file-mode executors read by name besides the Resources fields: job script settings (pysqa's names).
+QUEUE_KEYS: tuple[str, ...] = ("job_name", "memory_max", "partition", "queue")
+
+
+def check_template_keys(
+    extras: Mapping[str, Any], variables: Collection[str] | None, *, where: str, template: str
+) -> None:
+    """In file mode a key that is no resource is handed to the job script, so one that is neither a queue key nor
+    a variable of the ``template`` in use (``variables``; None: unknown, nothing to check) would vanish unseen."""
+    if variables is None:
+        return
+    for key, value in extras.items():
+        if key in QUEUE_KEYS or key in variables:
+            continue
+        known = (*KEYS, *QUEUE_KEYS)
+        raise unknown_key(
+            key,
+            value,
+            {*known, *variables},
+            where=where,
+            rule=f"is neither an executorlib resource nor a variable of {template}",
+            fix=(
+                f"Fix the spelling (resources: {', '.join(known)}; template variables: "
+                f"{', '.join(sorted(variables)) or 'none'}), or to pass it to the job script, use it in a "
+                f"submission_template ({{{{ {key} }}}})."
+            ),
+        )
 
 
 def _normalise(value: Any) -> Any:

@@ -37,11 +37,13 @@ __all__ = [
     "parse_sacct",
     "parse_sbatch_output",
     "parse_squeue",
+    "pysqa_template_variables",
     "render_job_script",
     "sacct_argv",
     "sbatch_argv",
     "scancel_argv",
     "squeue_argv",
+    "template_variables",
 ]
 
 #: The script of a task when no template is given: no partition line unless one is named (sbatch rejects an
@@ -161,6 +163,38 @@ def render_job_script(template: str | None, variables: Mapping[str, Any]) -> str
     return text if text.endswith("\n") else text + "\n"
 
 
+def template_variables(template: str | None) -> frozenset[str]:
+    """The variables ``template`` (jinja2; ``None`` for :data:`DEFAULT_SLURM_TEMPLATE`) reads: the names a
+    ``resource_dict`` may hand to the job script. Raises ``jinja2.TemplateSyntaxError`` for a broken template."""
+    try:
+        import jinja2
+        import jinja2.meta
+    except ImportError as missing:  # pragma: no cover - depends on the installation
+        raise ImportError('job scripts are jinja2 templates: pip install "xl-spawn[pysqa]"') from missing
+    parsed = jinja2.Environment().parse(template if template is not None else DEFAULT_SLURM_TEMPLATE)
+    return frozenset(jinja2.meta.find_undeclared_variables(parsed))
+
+
+def pysqa_template_variables(directory: str) -> frozenset[str] | None:
+    """The variables of every queue's template in a pysqa configuration directory (``queue.yaml``, each queue's
+    ``script``); None when the directory has no ``queue.yaml`` this can read (then nothing can be checked)."""
+    try:
+        import yaml
+    except ImportError:  # pragma: no cover - pysqa brings it
+        return None
+    try:
+        with open(os.path.join(directory, "queue.yaml"), encoding="utf-8") as handle:
+            config = yaml.safe_load(handle)
+        scripts = [queue["script"] for queue in (config.get("queues") or {}).values() if queue.get("script")]
+        names: set[str] = set()
+        for script in scripts:
+            with open(os.path.join(directory, script), encoding="utf-8") as handle:
+                names |= template_variables(handle.read())
+    except (OSError, AttributeError, TypeError, yaml.YAMLError):
+        return None  # pysqa itself reports a broken configuration when it submits
+    return frozenset(names)
+
+
 def sbatch_argv(script: str, *, sbatch: str = "sbatch") -> list[str]:
     return [sbatch, "--parsable", script]
 
@@ -264,6 +298,13 @@ class SlurmQueue:
         self.timeout = timeout
         self._pysqa: Any = None
         self._accounting: bool | None = None  # does plain sacct work (slurmdbd)?
+
+    def template_variables(self, template: str | None) -> frozenset[str] | None:
+        """The variables of the job script ``submit`` would render for ``template``: the default template's,
+        ``template``'s, or (with a pysqa configuration and no ``template``) those of its queues' templates."""
+        if self.pysqa_config_directory is not None and template is None:
+            return pysqa_template_variables(self.pysqa_config_directory)
+        return template_variables(template)
 
     def submit(self, working_directory: str, variables: Mapping[str, Any], template: str | None = None) -> int:
         """Write ``run_queue.sh`` into ``working_directory`` and submit it; return the job id."""

@@ -2,7 +2,8 @@
 
 Every call is a task file in the cache directory (default ``./executorlib_cache``) run by a job: see
 :mod:`executorlib.schedulers.file`. Keys of ``resource_dict`` beyond the executorlib ones (``partition``,
-``memory_max``, ``queue``, ...) are handed to the job script template, as in executorlib 1.x.
+``memory_max``, ``queue``, ...) are handed to the job script template, as in executorlib 1.x; a key that is neither
+one of those nor a variable of the template in use is rejected (it is most likely a misspelt resource).
 """
 
 from __future__ import annotations
@@ -151,7 +152,10 @@ class FileExecutorBase(BaseExecutor):
                 )
         future: Future[Any] = Future()
         assert self._file_scheduler is not None
-        self._file_scheduler.submit_call(fn, args, kwargs, resources, {**self._extras, **extras}, future)
+        extras = {**self._extras, **extras}
+        if resource_dict:  # rejected here, not in the Future: a misspelt key, a broken template
+            self._file_scheduler._backend.check(resources, extras, where=where)
+        self._file_scheduler.submit_call(fn, args, kwargs, resources, extras, future)
         return future
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
@@ -189,7 +193,8 @@ class TestClusterExecutor(FileExecutorBase):
     no process, and a call whose process still runs (started by an executor that detached with
     ``shutdown(wait=False)``, even in another Python process) is re-attached to. Queue-only ``resource_dict`` keys
     (``run_time_max``, ``submission_template``, ``partition``, ...) are accepted and ignored, so code written for
-    ``SlurmClusterExecutor`` runs unchanged.
+    ``SlurmClusterExecutor`` runs unchanged; any other key must be a variable of the ``submission_template``
+    given, else it is rejected with the closest valid key.
 
     >>> with TestClusterExecutor(cache_directory="./cache") as exe:  # doctest: +SKIP
     ...     exe.submit(sum, [1, 2]).result()
@@ -258,7 +263,8 @@ class SlurmClusterExecutor(FileExecutorBase):
     The job script comes from a default template that needs no configuration (partition, memory and time limit
     only when given), from ``resource_dict["submission_template"]`` (jinja2, pysqa's variable names), or from
     the ``queue.yaml`` of ``pysqa_config_directory``. Keys of ``resource_dict`` that are not executorlib resources
-    (``partition``, ``memory_max``, ``job_name``, ...) are template variables. A call taking another call's
+    (``partition``, ``memory_max``, ``job_name``, ...) are template variables; one the template in use does not
+    read is rejected at construction or ``submit()`` with the closest valid key. A call taking another call's
     Future is submitted at once with ``--dependency=afterok:<ids>``, so this process may exit
     (``shutdown(wait=False)``) and a later one, submitting the same calls with the same cache directory, gets the
     cached results or re-attaches to the jobs still queued; no call ever runs twice. A job that dies (time limit,
@@ -347,6 +353,7 @@ class SlurmClusterExecutor(FileExecutorBase):
         from executorlib.accounting import pool_size
         from executorlib.schedulers.batch_workers import BatchWorkerLaunch
         from executorlib.schedulers.block import BlockAllocationScheduler
+        from executorlib.schedulers.slurm_jobs import check_job_script_keys
 
         if not isinstance(wait, bool):
             raise TypeError(f"wait must be True or False, got {wait!r}")
@@ -366,6 +373,7 @@ class SlurmClusterExecutor(FileExecutorBase):
             pysqa_config_directory=config,
             pmi_mode=pmi_mode,
         )
+        check_job_script_keys(launch.queue, resources, extras, where=where)
         self._extras = extras
         self._executor_name = "SlurmClusterExecutor"
         self._wait = wait
@@ -405,8 +413,10 @@ class SlurmClusterExecutor(FileExecutorBase):
         if scheduler is None:
             raise RuntimeError("dry_run() shows the job script of a call in file mode (block_allocation=False)")
         assert isinstance(scheduler._backend, SlurmQueueBackend)
+        extras = {**self._extras, **extras}
+        scheduler._backend.check(resources, extras, where="dry_run(..., resource_dict=...)")
         args, kwargs, upstream, _ = scheduler._link_arguments(args, kwargs)
         directory = os.path.abspath(resources.cache_directory or DEFAULT_CACHE_DIRECTORY)
         key = resources.cache_key or task_key(fn, args, kwargs)
-        task = FileTask(key, directory, function_name(fn), resources, {**self._extras, **extras})
+        task = FileTask(key, directory, function_name(fn), resources, extras)
         return scheduler._backend.dry_run(task, [up for up in upstream if not up.ended])

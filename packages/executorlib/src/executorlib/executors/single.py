@@ -20,7 +20,6 @@ SINGLE_NODE_RULES = BackendRules(
     unsupported={
         "num_nodes": "it runs on one node; use SlurmJobExecutor or FluxJobExecutor for multi-node tasks",
         "exclusive": "it runs on one node and cannot reserve it; use SlurmJobExecutor or FluxJobExecutor",
-        "run_time_max": "it enforces no time limits; use SlurmJobExecutor, FluxJobExecutor or the cluster executors",
         "priority": "it has no queue priorities; use FluxJobExecutor or the cluster executors",
         "slurm_cmd_args": "it does not use SLURM; use SlurmJobExecutor or SlurmClusterExecutor",
         "submission_template": "it submits no batch jobs; use SlurmClusterExecutor or FluxClusterExecutor",
@@ -35,6 +34,10 @@ class SingleNodeExecutor(BaseExecutor):
     (default: the CPUs available to this process). ``block_allocation=True``: ``max_workers`` long-lived workers
     with the resources of ``resource_dict``, an optional ``init_function`` whose returned dict presets keyword
     arguments, and ``restart_limit`` restarts of workers that die.
+
+    ``resource_dict={"run_time_max": seconds}`` kills a task still running when the limit passes (with its process
+    group) and fails its Future with ``TimeoutError``; with block allocation the constructor's limit applies to
+    each task and the killed worker is replaced per ``restart_limit`` (the task is not retried).
 
     ``cache_directory`` (or ``resource_dict={"cache_directory": ...}`` per call) keeps each successful result in
     ``<key>_o.h5``, the key being ``resource_dict["cache_key"]`` or the hash of the function and its arguments; a
@@ -123,6 +126,7 @@ class SingleNodeExecutor(BaseExecutor):
                 same_host=True,  # LocalLaunch: subprocesses and a local mpiexec
                 launch=self._launch,
                 gpus=self._gpus,
+                enforce_run_time_max=True,
             )
         else:
             from executorlib.schedulers.one_process import OneProcessScheduler
@@ -134,6 +138,7 @@ class SingleNodeExecutor(BaseExecutor):
                 same_host=True,
                 launch=self._launch,
                 gpus=self._gpus,
+                enforce_run_time_max=True,
             )
         super().__init__(
             scheduler,

@@ -73,6 +73,14 @@ class SpawnerFactory(Protocol):
     def __call__(self, *, cwd: str | None, env: dict[str, str], keep_stderr: int) -> WorkerSpawner: ...
 
 
+def overtime_error(item: TaskItem) -> TimeoutError:
+    """What a task killed for exceeding its ``run_time_max`` fails with."""
+    return TimeoutError(
+        f"{item.label} exceeded run_time_max={item.resources.run_time_max} s and was killed; raise the limit "
+        "(resource_dict={'run_time_max': ...}) or split the task"
+    )
+
+
 def death_error(worker_id: int, slot: int, spawner: WorkerSpawner, what: str) -> ExecutorlibSocketError:
     code = spawner.returncode
     exit_text = describe_returncode(code) if code is not None else "an unknown status"

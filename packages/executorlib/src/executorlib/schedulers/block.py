@@ -29,6 +29,7 @@ from executorlib.schedulers.base import (
     TaskItem,
     WorkerSpawner,
     death_error,
+    overtime_error,
     settle,
     start_worker,
 )
@@ -60,13 +61,17 @@ class _Worker:
     quick: bool = False
     #: it said its last answer is its last: replace it without counting a crash against restart_limit
     ending: bool = False
+    #: tasks have a time limit, whose clock starts when a task is sent: so one task at a time, no prefetch
+    timed: bool = False
+    #: being killed (its task ran out of time): it takes no more tasks
+    doomed: bool = False
 
     def room(self) -> int:
         """How many tasks to send now: one to an idle worker; a quick worker is topped up when it is down to
         its last task (not after every reply, which would send many small batches)."""
-        if not self.ready or self.exited or self.ending:
+        if not self.ready or self.exited or self.ending or self.doomed:
             return 0
-        if self.quick and len(self.inflight) <= 1:
+        if self.quick and not self.timed and len(self.inflight) <= 1:
             return MAX_QUEUED_PER_WORKER - len(self.inflight)
         return 0 if self.inflight else 1
 
@@ -92,8 +97,12 @@ class BlockAllocationScheduler:
         same_host: bool = False,
         launch: Launch,
         gpus: Sequence[str] | None = (),
+        enforce_run_time_max: bool = False,
     ) -> None:
+        """``enforce_run_time_max``: ``resources.run_time_max`` limits each task, and a worker whose task runs
+        longer is killed (for launches that do not enforce it themselves; for srun it limits the worker's step)."""
         self._resources = resources
+        self._time_limit = resources.run_time_max if enforce_run_time_max else None
         self._launch = launch
         # None: the launch (srun) assigns devices to each worker, so none are handed out here
         self._gpus = block_gpus(workers, gpus_needed(resources), gpus) if gpus is not None else [()] * workers
@@ -141,6 +150,7 @@ class BlockAllocationScheduler:
                     # Sent under the lock: a worker answers in the order it receives, which must be the order of
                     # its inflight queue (see _dispatch).
                     self._hub.send_packed(taker, Kind.TASK, item.body, task_id=item.task_id)
+                    self._start_clock(taker, item)
                     return
                 else:
                     return  # cancelled before it started
@@ -184,7 +194,7 @@ class BlockAllocationScheduler:
             self._hub, worker_id, slot, self._resources, one_shot=False, launch=self._launch, gpus=self._gpus[slot]
         )
         with self._lock:  # submit() walks the workers from the caller's thread
-            self._workers[worker_id] = _Worker(slot, spawner)
+            self._workers[worker_id] = _Worker(slot, spawner, timed=self._time_limit is not None)
         self._hub.expect(worker_id, spawner.sentinel)
 
     def _dispatch(self) -> None:
@@ -209,11 +219,31 @@ class BlockAllocationScheduler:
                     # Future never completed).
                     if len(items) == 1:
                         self._hub.send_packed(worker_id, Kind.TASK, items[0].body, task_id=items[0].task_id)
+                        self._start_clock(worker_id, items[0])
                     else:
                         self._hub.send_batch(worker_id, [(item.task_id, item.body) for item in items])
             drained = self._shutdown and not self._pending and not any(w.inflight for w in self._workers.values())
         if drained:
             self._stop_workers()
+
+    def _start_clock(self, worker_id: int, item: TaskItem) -> None:
+        """With a time limit a worker gets one task at a time, so the task just sent starts now."""
+        if self._time_limit is not None:
+            task_id = item.task_id  # not the item: a timer holds nothing of a task that finished long ago
+            self._hub.call_later(self._time_limit, lambda: self._overtime(worker_id, task_id))
+
+    def _overtime(self, worker_id: int, task_id: int) -> None:
+        """A task's ``run_time_max`` passed: if it still runs, fail it and kill its worker (replaced per
+        restart_limit when its exit is seen). A task that answered in time is no longer inflight: nothing
+        happens, so a worker that moved on to another task is left alone."""
+        worker = self._workers.get(worker_id)
+        with self._lock:
+            running = worker.inflight[0] if worker is not None and worker.inflight else None
+            if worker is None or running is None or running.task_id != task_id or running.future.done():
+                return
+            worker.doomed = True
+        running.future.set_exception(overtime_error(running))
+        worker.spawner.shutdown(wait=False)
 
     def _next_item(self) -> TaskItem | None:
         while self._pending:
@@ -258,7 +288,8 @@ class BlockAllocationScheduler:
             worker.last_reply = now
             # Nothing queued: submit() hands the next task to this now idle worker itself.
             more = bool(self._pending) or self._shutdown
-        settle(item.future, reply)
+        if not item.future.done():  # done: it ran out of time and its worker is being killed
+            settle(item.future, reply)
         if more:
             self._dispatch()
 
@@ -279,6 +310,8 @@ class BlockAllocationScheduler:
         worker.spawner.shutdown(wait=True)  # reaps it and whatever it left in its process group
         with self._lock:
             lost = worker.inflight.popleft() if worker.inflight else None
+            if lost is not None and lost.future.done():
+                lost = None  # it ran out of time: it would again, so it is not retried
             # Tasks queued behind the one that was running never started: they go back to the queue, untouched.
             self._pending.extendleft(reversed(worker.inflight))
             worker.inflight.clear()
@@ -293,6 +326,14 @@ class BlockAllocationScheduler:
                 self._retire(worker_id, worker, None, problem)
         elif self._restarts_left[worker.slot] > 0:
             self._restarts_left[worker.slot] -= 1
+            log.warning(
+                "worker %d (pid %s) %s; starting another in its place (%d of restart_limit=%d restarts left)",
+                worker_id,
+                worker.spawner.pid,
+                "was killed: its task exceeded run_time_max" if worker.doomed else "died",
+                self._restarts_left[worker.slot],
+                self._restart_limit,
+            )
             if lost is not None:
                 with self._lock:
                     self._pending.appendleft(lost)  # retried on the restarted worker (upstream semantics)

@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from executorlib.launch import LocalLaunch
-from executorlib.resources import Resources
+from executorlib.resources import Resources, check_template_keys
 from executorlib.schedulers.file import FileTask, JobEnd, write_queue_id_file
 
 WORKER_MODULE = "xl_cache.worker"
@@ -32,6 +32,20 @@ WORKER_MODULE = "xl_cache.worker"
 QUEUE_ID_FILE_VARIABLE = "XL_CACHE_QUEUE_ID_FILE"
 #: After SIGTERM, how long a cancelled process may take before it gets SIGKILL.
 TERMINATE_GRACE_SECONDS = 2.0
+
+
+def _variables(template: str | None) -> frozenset[str] | None:
+    """What a SLURM job script made from ``template`` would read; the template itself is not used here, but code
+    written for SlurmClusterExecutor runs unchanged. None (nothing to check) without jinja2 or for a template
+    that does not parse, which this executor never renders."""
+    if template is None:
+        return frozenset()
+    try:
+        from xl_spawn.queue import template_variables
+
+        return template_variables(template)
+    except Exception:
+        return None
 
 
 def _cmdline(pid: int) -> bytes:
@@ -65,6 +79,17 @@ class LocalProcessBackend:
 
     def check(self, resources: Resources, extras: Mapping[str, Any], *, where: str) -> None:
         self._launch.check(resources, where=where)
+        if extras:
+            check_template_keys(
+                extras,
+                _variables(resources.submission_template),
+                where=where,
+                template=(
+                    "your submission_template"
+                    if resources.submission_template is not None
+                    else "a job script (TestClusterExecutor runs none, so only queue keys are accepted)"
+                ),
+            )
 
     def info(self) -> dict[str, Any]:
         return {"running": len(self._running)}

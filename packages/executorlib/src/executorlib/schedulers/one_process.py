@@ -28,6 +28,7 @@ from executorlib.schedulers.base import (
     TaskItem,
     WorkerSpawner,
     death_error,
+    overtime_error,
     settle,
     start_worker,
 )
@@ -43,6 +44,8 @@ class _Run:
     spawner: WorkerSpawner | None = None
     replied: bool = False
     released: bool = False
+    #: killed for exceeding run_time_max; its Future already holds the TimeoutError
+    timed_out: bool = False
 
 
 class OneProcessScheduler:
@@ -55,10 +58,14 @@ class OneProcessScheduler:
         same_host: bool = False,
         launch: Launch,
         gpus: Sequence[str] | None = (),
+        enforce_run_time_max: bool = False,
     ) -> None:
+        """``enforce_run_time_max``: kill a task's process once its ``run_time_max`` passes (for launches that do
+        not enforce it themselves, as srun does)."""
         self._budget = core_budget
         self._max_tasks = max_tasks
         self._launch = launch
+        self._enforce_run_time_max = enforce_run_time_max
         self._track_gpus = gpus is not None  # None: the launch (srun) assigns devices, nothing to count here
         self._free_gpus = list(gpus or ())  # devices not held by a running task
         self._hub = Hub(self, localhost=localhost, same_host=same_host)
@@ -180,9 +187,25 @@ class OneProcessScheduler:
         run = self._runs.get(worker_id)
         if run is not None:
             self._hub.send_packed(worker_id, Kind.TASK, run.item.body, task_id=run.item.task_id)
+            limit = run.item.resources.run_time_max
+            if limit is not None and self._enforce_run_time_max:  # the clock starts now, when the task is sent
+                self._hub.call_later(limit, lambda: self._overtime(worker_id))
+
+    def _overtime(self, worker_id: int) -> None:
+        """``run_time_max`` passed: fail the Future and kill the process group (the exit reaps it and frees its
+        cores). A task that answered in time is gone from ``_runs`` or marked replied: nothing happens then."""
+        run = self._runs.get(worker_id)
+        if run is None or run.replied or run.timed_out:
+            return
+        run.timed_out = True
+        run.item.future.set_exception(overtime_error(run.item))
+        if run.spawner is not None:
+            run.spawner.shutdown(wait=False)
 
     def on_reply(self, worker_id: int, task_id: int, reply: Result | Failure) -> None:
         run = self._runs.get(worker_id)
+        if run is not None and run.timed_out:
+            return  # it answered after its time was up: the TimeoutError stands
         if run is None or run.replied or task_id != run.item.task_id:
             log.warning("dropped an answer from worker %d to task %d, which it was not running", worker_id, task_id)
             return
@@ -194,7 +217,7 @@ class OneProcessScheduler:
         run = self._runs.get(worker_id)
         if run is None:
             return
-        if run.replied:
+        if run.replied or run.timed_out:
             self._reap(worker_id)
         else:  # the reply may still be in flight behind the exit
             self._hub.call_later(EXIT_GRACE_SECONDS, lambda: self._reap(worker_id))
@@ -207,5 +230,5 @@ class OneProcessScheduler:
         self._hub.forget(worker_id)
         if run.spawner is not None:
             run.spawner.shutdown(wait=True)  # already exited: reaps it and anything left in its process group
-        if not run.replied and run.spawner is not None:
+        if not run.replied and not run.timed_out and run.spawner is not None:
             run.item.future.set_exception(death_error(worker_id, run.slot, run.spawner, f"running {run.item.label}"))

@@ -22,10 +22,13 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from executorlib.resources import Resources
+from executorlib.resources import Resources, check_template_keys
 from executorlib.schedulers.file import FileTask, JobEnd, record_queue_id
+
+if TYPE_CHECKING:
+    from xl_spawn.queue import SlurmQueue
 
 MIN_INTERVAL = 0.25
 MAX_INTERVAL = 3.0
@@ -34,6 +37,21 @@ MAX_QUERY_INTERVAL = 3.0
 GROWTH = 1.5
 #: Status queries a finished job may go without its output file before it counts as lost (shared file systems).
 OUTPUT_GRACE_POLLS = 3
+
+
+def check_job_script_keys(queue: SlurmQueue, resources: Resources, extras: Mapping[str, Any], *, where: str) -> None:
+    """Reject a ``resource_dict`` key that the job script in use would not read (a misspelt resource, mostly)."""
+    if not extras:
+        return
+    template = resources.submission_template
+    variables = queue.template_variables(template)
+    if template is not None:
+        what = "your submission_template"
+    elif queue.pysqa_config_directory is not None:
+        what = f"the queue templates of pysqa_config_directory {queue.pysqa_config_directory!r}"
+    else:
+        what = "the default SLURM job script template"
+    check_template_keys(extras, variables, where=where, template=what)
 
 
 class SlurmQueueBackend:
@@ -71,6 +89,7 @@ class SlurmQueueBackend:
                     f"{where}: resource_dict['submission_template'] is not a valid jinja2 template: {problem}"
                 ) from problem
             self._valid_templates.add(template)
+        check_job_script_keys(self.queue, resources, extras, where=where)
 
     def info(self) -> dict[str, Any]:
         return {"watched": len(self._watched), "status_queries": self.queries}
