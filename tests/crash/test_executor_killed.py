@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import select
 import subprocess
 import sys
@@ -49,8 +50,15 @@ def test_kill_9_of_the_executor_leaves_no_worker(tmp_path: Path, mode: str) -> N
         assert ready and driver.stdout.readline().strip() == "running"
         descendants = [p.pid for p in psutil.Process(driver.pid).children(recursive=True)]
         assert len(descendants) >= 4, "two workers, each with a sleeping child, were expected"
+        key_files = [
+            entry.split("=", 1)[1]
+            for pid in descendants
+            for entry in Path(f"/proc/{pid}/environ").read_text().split("\0")
+            if entry.startswith("XL_COMM_KEY_FILE=")
+        ]
         driver.kill()
         driver.wait(timeout=10)
+        assert key_files and not [path for path in key_files if os.path.exists(os.path.dirname(path))]
         deadline = time.monotonic() + 5
         alive = descendants
         while alive and time.monotonic() < deadline:

@@ -26,6 +26,19 @@ def test_a_key_file_is_private_and_deleted_once_read(tmp_path: Path) -> None:
         files.close()
 
 
+def test_a_directory_its_worker_emptied_is_removed_and_made_anew() -> None:
+    key = new_key()
+    files = KeyFiles(key)
+    try:
+        first = files.environment()
+        assert load_key(dict(first)) == key
+        assert not os.path.exists(os.path.dirname(first[KEY_FILE_ENV]))  # nothing left if the executor is killed
+        second = files.environment()
+        assert load_key(dict(second)) == key
+    finally:
+        files.close()
+
+
 def test_each_worker_start_gets_its_own_file() -> None:
     files = KeyFiles(new_key())
     try:

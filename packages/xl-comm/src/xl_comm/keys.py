@@ -29,7 +29,8 @@ class KeyFiles:
     """Hands one key to workers: each ``environment()`` writes a new 0600 file into a private (0700) directory
     and names it for one worker's environment. The worker deletes its file on reading it (:func:`load_key`);
     ``close()`` removes the directories with whatever no worker read (a worker that never started), as does
-    garbage collection or the interpreter's exit.
+    garbage collection or the interpreter's exit. A worker that finds the directory empty after reading removes
+    it too (so a killed executor leaves nothing behind); the next ``environment()`` makes a new one.
 
     >>> files = KeyFiles(bytes(32))
     >>> env = files.environment()
@@ -52,19 +53,26 @@ class KeyFiles:
         readable where the worker (its MPI rank 0) runs, e.g. a shared filesystem for another host; None: this
         host's temporary directory."""
         parent = None if directory is None else os.path.abspath(directory)
-        with self._lock:
-            if not self._finalizer.alive:
-                raise RuntimeError("KeyFiles.environment() after close(); the executor has shut down")
-            private = self._directories.get(parent)
-            if private is None:
-                if parent is not None:
-                    os.makedirs(parent, mode=0o700, exist_ok=True)
-                private = self._directories[parent] = tempfile.mkdtemp(prefix=_PREFIX, dir=parent)  # mode 0700
-            path = os.path.join(private, f"worker-{next(self._numbers)}")
-        handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(handle, "w", encoding="ascii") as out:
-            out.write(self._text)
-        return {KEY_FILE_ENV: path}
+        for attempt in range(3):
+            with self._lock:
+                if not self._finalizer.alive:
+                    raise RuntimeError("KeyFiles.environment() after close(); the executor has shut down")
+                private = self._directories.get(parent)
+                if private is None or not os.path.isdir(private):
+                    if parent is not None:
+                        os.makedirs(parent, mode=0o700, exist_ok=True)
+                    private = self._directories[parent] = tempfile.mkdtemp(prefix=_PREFIX, dir=parent)  # 0700
+                path = os.path.join(private, f"worker-{next(self._numbers)}")
+            try:
+                handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise
+                continue  # a worker removed the directory it had found empty (load_key): make a new one
+            with os.fdopen(handle, "w", encoding="ascii") as out:
+                out.write(self._text)
+            return {KEY_FILE_ENV: path}
+        raise AssertionError("unreachable")
 
     def close(self) -> None:
         """Remove the key directories and any file still in them (idempotent)."""
@@ -129,6 +137,10 @@ def load_key(environ: MutableMapping[str, str] | None = None) -> bytes:
         pass
     except OSError as problem:
         print(f"xl_comm: could not delete the key file {path} after reading it ({problem}); delete it", file=sys.stderr)
+    if os.path.basename(os.path.dirname(path)).startswith(_PREFIX):
+        # The executor's key directory, left empty: an executor killed by SIGKILL cannot remove it itself.
+        with contextlib.suppress(OSError):
+            os.rmdir(os.path.dirname(path))
     try:
         key = bytes.fromhex(text)
     except ValueError:
