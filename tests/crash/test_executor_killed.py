@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import select
 import subprocess
 import sys
@@ -49,8 +50,15 @@ def test_kill_9_of_the_executor_leaves_no_worker(tmp_path: Path, mode: str) -> N
         assert ready and driver.stdout.readline().strip() == "running"
         descendants = [p.pid for p in psutil.Process(driver.pid).children(recursive=True)]
         assert len(descendants) >= 4, "two workers, each with a sleeping child, were expected"
+        key_files = [
+            entry.split("=", 1)[1]
+            for pid in descendants
+            for entry in Path(f"/proc/{pid}/environ").read_text().split("\0")
+            if entry.startswith("XL_COMM_KEY_FILE=")
+        ]
         driver.kill()
         driver.wait(timeout=10)
+        assert key_files and not [path for path in key_files if os.path.exists(os.path.dirname(path))]
         deadline = time.monotonic() + 5
         alive = descendants
         while alive and time.monotonic() < deadline:
@@ -76,3 +84,53 @@ def test_tasks_queued_behind_a_dying_worker_run_elsewhere() -> None:
         with pytest.raises(ExecutorlibSocketError, match=r"EXIT\(3\)"):
             crash.result(timeout=60)
         assert [f.result(timeout=60) for f in after] == list(range(200))
+
+
+_FORKING_SCRIPT = textwrap.dedent(
+    """
+    import multiprocessing, os, sys, time
+    from executorlib import SingleNodeExecutor
+
+    block = sys.argv[1] == "block"
+    exe = SingleNodeExecutor(max_workers=1, block_allocation=block)
+    if block:
+        worker = exe.submit(os.getpid).result(timeout=60)  # the pool's worker lives on after this call
+    else:
+        exe.submit(time.sleep, 600)
+        time.sleep(1.5)
+    # user code in the executor's process starts a long-lived fork helper after the worker started
+    helper = multiprocessing.get_context("fork").Process(target=time.sleep, args=(600,), daemon=True)
+    helper.start()
+    print(helper.pid, flush=True)
+    time.sleep(600)
+    """
+)
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("mode", ["block", "one-process"])
+def test_kill_9_of_the_executor_stops_its_workers_despite_a_fork_helper(tmp_path: Path, mode: str) -> None:
+    script = tmp_path / "driver.py"
+    script.write_text(_FORKING_SCRIPT)
+    driver = subprocess.Popen([sys.executable, str(script), mode], stdout=subprocess.PIPE, text=True)
+    helper, workers = None, []
+    try:
+        assert driver.stdout is not None
+        ready, _, _ = select.select([driver.stdout], [], [], 60)
+        assert ready, "the driver did not start its worker and helper"
+        helper = int(driver.stdout.readline())
+        workers = [p.pid for p in psutil.Process(driver.pid).children(recursive=True) if p.pid != helper]
+        assert workers, "a worker was expected"
+        driver.kill()
+        driver.wait(timeout=10)
+        deadline = time.monotonic() + 5
+        alive = workers
+        while alive and time.monotonic() < deadline:
+            time.sleep(0.1)
+            alive = [pid for pid in workers if _alive(pid)]
+        assert not alive, f"{[psutil.Process(p).cmdline() for p in alive]} outlived the executor by 5 s"
+    finally:
+        driver.kill()
+        for pid in [*workers, *([helper] if helper is not None else [])]:
+            if _alive(pid):
+                psutil.Process(pid).kill()

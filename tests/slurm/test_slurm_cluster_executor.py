@@ -379,17 +379,21 @@ def test_block_allocation_workers_are_batch_jobs_with_the_key_in_a_private_file(
     from executorlib import SlurmClusterExecutor
 
     with SlurmClusterExecutor(max_workers=2, block_allocation=True, cache_directory=str(cache)) as exe:
+        key = exe._scheduler._hub.key.hex()
         seen = [f.result(timeout=TIMEOUT) for f in [exe.submit(worker_view, i) for i in range(8)]]
         scripts = list((cache / "workers").glob("*/run_queue.sh"))
-        key_files = list((cache / "workers").glob("*/key"))
-        assert key_files and all(path.stat().st_mode & 0o777 == 0o600 for path in key_files)
+        key_directories = list((cache / "workers").glob(".xl-comm-keys-*"))
+        assert key_directories and all(path.stat().st_mode & 0o777 == 0o700 for path in key_directories)
         assert (cache / "workers").stat().st_mode & 0o777 == 0o700
-        keys = {path.read_text().strip() for path in key_files}
+        unread = [path for directory in key_directories for path in directory.iterdir()]
+        assert all(path.stat().st_mode & 0o777 == 0o600 for path in unread)
+        # a worker deletes its key file once read: only a worker that has not run a task may still have one
+        assert len(unread) <= 2 - len({pid for _, _, _, pid in seen})
     assert [i for i, _, _, _ in seen] == list(range(8))
     assert all(job is not None and job.isdigit() for _, job, _, _ in seen)  # ran inside batch jobs
-    assert not any(visible for _, _, visible, _ in seen)  # the worker removed the key from the environment
-    assert scripts and not any(key in path.read_text() for path in scripts for key in keys)  # never in the script
-    assert not list((cache / "workers").glob("*/key"))  # removed once the jobs ended
+    assert not any(visible for _, _, visible, _ in seen)  # the worker removed the key file's name from os.environ
+    assert scripts and not any(key in path.read_text() for path in scripts)  # never in the script
+    assert not list((cache / "workers").glob(".xl-comm-keys-*"))  # removed at shutdown
 
 
 def preset_scale() -> dict[str, int]:

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from xl_slurm_helpers import SlurmCluster
 
@@ -227,3 +228,32 @@ def test_step_past_its_time_limit_fails_with_timeout(timelimit_step: Any) -> Non
     error = timelimit_step.future.exception(timeout=max(remaining, 10))
     assert isinstance(error, ExecutorlibSocketError)
     assert "SLURM state TIMEOUT" in str(error) and "run_time_max" in str(error)
+
+
+def proc_view() -> tuple[bytes, bytes]:
+    """What the kernel shows of this worker to anyone running as the user."""
+    with open("/proc/self/environ", "rb") as environ, open("/proc/self/cmdline", "rb") as cmdline:
+        return environ.read(), cmdline.read()
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("block_allocation", [True, False])
+@pytest.mark.parametrize("cores", [1, 2])
+def test_the_key_is_not_in_a_steps_environment(slurm_cluster: SlurmCluster, block_allocation: bool, cores: int) -> None:
+    from executorlib import SlurmJobExecutor
+
+    with SlurmJobExecutor(max_workers=1, block_allocation=block_allocation, resource_dict={"cores": cores}) as exe:
+        key = exe._scheduler._hub.key.hex().encode()
+        views = exe.submit(proc_view).result(timeout=TIMEOUT)
+        srun = [p for p in psutil.Process().children(recursive=True) if p.name() == "srun"]
+        srun_views = [(Path(f"/proc/{p.pid}/environ").read_bytes(), p.cmdline()) for p in srun]
+    views = [views] if cores == 1 else views
+    assert len(views) == cores
+    for environ, cmdline in views:
+        assert key not in environ.lower() and key not in cmdline.lower()
+        names = [entry.split(b"=", 1) for entry in environ.split(b"\0") if entry.startswith(b"XL_COMM_KEY_FILE=")]
+        assert names and not any(os.path.exists(path) for _, path in names)  # read and deleted
+    if block_allocation:
+        assert srun_views  # the pool's step was running
+    assert not any(key in environ.lower() or key.decode() in " ".join(cmdline) for environ, cmdline in srun_views)
+    assert not list(Path.cwd().glob(".xl-comm-keys-*"))  # removed at shutdown

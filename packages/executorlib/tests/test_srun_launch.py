@@ -119,3 +119,21 @@ def test_single_node() -> None:
     assert single_node({"SLURM_JOB_ID": "1", "SLURM_JOB_NUM_NODES": "1"})
     assert not single_node({"SLURM_JOB_ID": "1", "SLURM_JOB_NUM_NODES": "2"})
     assert not single_node({"SLURM_JOB_NUM_NODES": "1"})
+
+
+def test_the_key_file_of_a_step_goes_where_the_step_runs(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """On the one node of this allocation: this host's temporary directory; a step that may run elsewhere: its
+    working directory, which srun makes the step's hosts see."""
+    launch = SrunLaunch()
+    monkeypatch.chdir(tmp_path)
+    for name in ("SLURM_JOBID", "SLURM_NNODES"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SLURM_JOB_ID", "7")
+    monkeypatch.setenv("SLURM_JOB_NUM_NODES", "1")
+    assert launch.key_directory(Resources()) is None
+    assert launch.key_directory(Resources(num_nodes=2)) == str(tmp_path)
+    monkeypatch.setenv("SLURM_JOB_NUM_NODES", "4")
+    assert launch.key_directory(Resources(cwd="/scratch/run1")) == "/scratch/run1"
+    monkeypatch.delenv("SLURM_JOB_ID")  # outside an allocation srun makes one, perhaps on another node
+    monkeypatch.delenv("SLURM_JOB_NUM_NODES")
+    assert launch.key_directory(Resources()) == str(tmp_path)

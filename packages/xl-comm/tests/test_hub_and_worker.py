@@ -18,6 +18,7 @@ import zmq
 from comm_helpers import Recorder, start_worker
 from xl_comm.framing import Header, pack_body, seal
 from xl_comm.hub import Hub
+from xl_comm.keys import KeyFiles
 from xl_comm.messages import Failure, Init, Kind, Result, Shutdown, Task
 from xl_comm.worker import EXIT_ORPHANED
 
@@ -160,10 +161,14 @@ def test_hub_binds_loopback_by_default() -> None:
 def test_worker_without_executor_exits_by_itself() -> None:
     with zmq.Context() as context, context.socket(zmq.ROUTER) as probe:
         port = probe.bind_to_random_port("tcp://127.0.0.1")
-    env = {**os.environ, "XL_COMM_KEY": os.urandom(32).hex()}
+    key_files = KeyFiles(os.urandom(32))
+    env = {**os.environ, **key_files.environment()}
     argv = [sys.executable, "-m", "xl_comm.worker", "--address", f"tcp://127.0.0.1:{port}", "--worker-id", "1"]
     started = time.monotonic()
-    result = subprocess.run([*argv, "--connect-timeout", "1"], env=env, capture_output=True, timeout=30)
+    try:
+        result = subprocess.run([*argv, "--connect-timeout", "1"], env=env, capture_output=True, timeout=30)
+    finally:
+        key_files.close()
     assert result.returncode == EXIT_ORPHANED
     assert b"did not accept the connection" in result.stderr
     assert time.monotonic() - started < 10
@@ -184,11 +189,10 @@ _EXECUTOR_SCRIPT = textwrap.dedent(
         def on_exit(self, worker_id): pass
 
     hub = Hub(Handler())
-    env = {**os.environ, **hub.worker_env()}
     for worker_id in (1, 2):
         hub.expect(worker_id, None)
-        subprocess.Popen([sys.executable, "-m", "xl_comm.worker", *hub.worker_args(worker_id)], env=env,
-                         start_new_session=True)
+        subprocess.Popen([sys.executable, "-m", "xl_comm.worker", *hub.worker_args(worker_id)],
+                         env={**os.environ, **hub.worker_env()}, start_new_session=True)
     time.sleep(600)
     """
 )

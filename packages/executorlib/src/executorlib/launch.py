@@ -29,6 +29,10 @@ class Launch(Protocol):
     def argv(self, resources: Resources, worker_args: Sequence[str]) -> list[str]:
         """The command that starts one worker with ``resources``."""
 
+    def key_directory(self, resources: Resources) -> str | None:
+        """Where the worker's key file is made (see xl_comm.keys): a directory its host sees, or None for this
+        host's temporary directory."""
+
 
 @dataclass
 class LocalLaunch:
@@ -53,6 +57,9 @@ class LocalLaunch:
                 f"{where}: resource_dict['cores'] = {resources.cores}: "
                 + mpi_missing_message(resources.cores, mpi4py=has_mpi4py, mpiexec=launcher is not None)
             )
+
+    def key_directory(self, resources: Resources) -> str | None:
+        return None  # every worker runs on this host
 
     def argv(self, resources: Resources, worker_args: Sequence[str]) -> list[str]:
         if resources.cores == 1:

@@ -6,6 +6,7 @@ SingleNodeExecutor uses.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -126,6 +127,13 @@ class SrunLaunch:
                 "and each runs the worker with mpi4py, which is not installed: pip install mpi4py (built against "
                 "the cluster's MPI), or use cores=1"
             )
+
+    def key_directory(self, resources: Resources) -> str | None:
+        """This host's temporary directory when the step runs here (an allocation of one node); else the step's
+        working directory (its ``cwd``, or ours), which srun needs the step's hosts to see as well."""
+        if single_node(os.environ) and resources.num_nodes in (None, 1):
+            return None
+        return resources.cwd or os.getcwd()
 
     def argv(self, resources: Resources, worker_args: Sequence[str]) -> list[str]:
         from xl_spawn import SrunRequest, srun_argv

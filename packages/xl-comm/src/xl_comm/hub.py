@@ -44,7 +44,7 @@ from xl_comm.framing import (
     pack_body,
     seal,
 )
-from xl_comm.keys import key_environment
+from xl_comm.keys import KeyFiles
 from xl_comm.messages import TO_EXECUTOR, Failure, Hello, Kind, Message, Result
 from xl_comm.sockets import NOBLOCK, input_pending, recv_routed, send_frames, try_recv_routed
 
@@ -87,6 +87,7 @@ class Hub:
         worker runs on this host (subprocesses, a local mpiexec), so the socket is a Linux abstract unix socket,
         which costs less per message than loopback TCP and leaves no file behind."""
         self.key = key if key is not None else new_key()
+        self._key_files = KeyFiles(self.key)
         self._handler = handler
         self._context = zmq.Context(io_threads=1)
         self._router = self._context.socket(zmq.ROUTER)
@@ -147,9 +148,11 @@ class Hub:
         """Command-line arguments for ``python -m xl_comm.worker`` (no secret among them)."""
         return ["--address", self.address, "--worker-id", str(worker_id)]
 
-    def worker_env(self) -> dict[str, str]:
-        """Environment entries a worker needs: the key."""
-        return key_environment(self.key)
+    def worker_env(self, key_directory: str | None = None) -> dict[str, str]:
+        """Environment entries for one worker start: the name of a new key file, which the worker deletes once
+        read (the key itself stays out of the environment). ``key_directory``: where the file is made, when the
+        worker runs on another host (see :class:`xl_comm.keys.KeyFiles`)."""
+        return self._key_files.environment(key_directory)
 
     def expect(self, worker_id: int, sentinel: int | None) -> None:
         """Accept a hello from ``worker_id``; report ``on_exit`` when ``sentinel`` (an fd) turns readable.
@@ -215,6 +218,7 @@ class Hub:
 
     def close(self) -> None:
         """Stop the IO thread and close socket, pipe and watched sentinels. Idempotent."""
+        self._key_files.close()
         if self._thread.is_alive():
             self.call_soon(self._stop)
             if not self.in_io_thread():

@@ -10,6 +10,7 @@ from typing import Any
 import zmq
 
 from xl_comm.framing import pack_body
+from xl_comm.keys import KEY_FILE_ENV, load_key
 from xl_comm.messages import Failure, Hello, Init, Kind, Result, Task
 from xl_comm.team import EXIT_TEAM_ABORTED, PEER_FAILURE_GRACE_SECONDS, TeamLink, follower_identity, rank_origin
 from xl_comm.worker import ExecutorGuard, WorkerLoop, close, connect, fast_exit
@@ -50,7 +51,7 @@ class TeamLead(WorkerLoop):
         os._exit(EXIT_TEAM_ABORTED)
 
 
-def run_rank(args: SimpleNamespace, key: bytes) -> int:
+def run_rank(args: SimpleNamespace) -> int:
     try:
         from mpi4py import MPI
     except ImportError as problem:
@@ -65,6 +66,15 @@ def run_rank(args: SimpleNamespace, key: bytes) -> int:
     rank, size = comm.Get_rank(), comm.Get_size()
     host = os.uname().nodename
     one_host = len(set(comm.allgather(host))) == 1
+    try:
+        key = _share_key(comm, rank)
+    except BaseException:
+        MPI.Finalize()
+        raise
+    if key is None:
+        print(f"{rank_origin(rank, size, args.worker_id)}: rank 0 could not read the key", file=sys.stderr, flush=True)
+        MPI.Finalize()
+        return 1
     context = zmq.Context(io_threads=1)
     try:
         if rank == 0:
@@ -77,6 +87,22 @@ def run_rank(args: SimpleNamespace, key: bytes) -> int:
     if args.one_shot:
         fast_exit()
     return 0
+
+
+def _share_key(comm: Any, rank: int) -> bytes | None:
+    """Rank 0 reads the key file (which deletes it) and hands the key to the other ranks, which may run on hosts
+    that do not see that file; they get None when rank 0 could not read it (rank 0 raises)."""
+    if rank != 0:
+        os.environ.pop(KEY_FILE_ENV, None)
+        shared: bytes | None = comm.bcast(None, root=0)
+        return shared
+    try:
+        key = load_key()
+    except BaseException:
+        comm.bcast(None, root=0)
+        raise
+    comm.bcast(key, root=0)
+    return key
 
 
 def _lead(args: SimpleNamespace, key: bytes, context: zmq.Context[Any], comm: Any, size: int, one_host: bool) -> None:

@@ -402,12 +402,12 @@ def fast_exit(status: int = 0) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    key = load_key()
     faulthandler.enable()  # a segfault in user code prints its native stack before the executor reports it
     if args.mpi:
         from xl_comm.mpi_worker import run_rank
 
-        return run_rank(args, key)
+        return run_rank(args)  # rank 0 reads the key and shares it
+    key = load_key()
     context = zmq.Context(io_threads=1)
     sock, guard = connect(context, args.address, args.connect_timeout)
     loop = WorkerLoop(sock, key, args.worker_id, args.slot)

@@ -66,10 +66,16 @@ class _Lifeline:
     from the child: a watchdog thread in a Python child cannot run while the user's code holds the GIL (a
     spinning MPI call does). The child inherits the read end of a pipe whose write end only we hold; the
     kernel sends SIGKILL to the child's group (F_SETOWN, F_SETSIG, O_ASYNC) when that pipe reaches end of file,
-    which happens when our write end closes with us. Linux only; elsewhere spawners do without."""
+    which happens when our write end closes with us. Linux only; elsewhere spawners do without.
+
+    A child forked from this process (a ``multiprocessing`` fork helper, a fork Pool) would inherit the write
+    end and keep the pipe open after we die, so every live lifeline is closed in forked children (see
+    ``_forget_in_child``)."""
 
     def __init__(self) -> None:
-        self.read_fd, self._write_fd = os.pipe()
+        with _live_lock:
+            self.read_fd, self._write_fd = os.pipe()
+            _live.add(self)
 
     @staticmethod
     def supported() -> bool:
@@ -82,12 +88,38 @@ class _Lifeline:
 
     def close(self) -> None:
         """Disarm, then close both ends (idempotent)."""
-        if self.read_fd < 0:
-            return
-        fcntl.fcntl(self.read_fd, fcntl.F_SETFL, fcntl.fcntl(self.read_fd, fcntl.F_GETFL) & ~os.O_ASYNC)
-        os.close(self.read_fd)
-        os.close(self._write_fd)
+        with _live_lock:
+            if self.read_fd < 0:
+                return
+            fcntl.fcntl(self.read_fd, fcntl.F_SETFL, fcntl.fcntl(self.read_fd, fcntl.F_GETFL) & ~os.O_ASYNC)
+            os.close(self.read_fd)
+            os.close(self._write_fd)
+            self.read_fd = self._write_fd = -1
+            _live.discard(self)
+
+    def forget(self) -> None:
+        """In a forked child: close our copies of both ends without disarming (the O_ASYNC flag belongs to the
+        open file, shared with the parent) and make ``close`` a no-op, so the fd numbers may be reused."""
+        for fd in (self.read_fd, self._write_fd):
+            with contextlib.suppress(OSError):
+                os.close(fd)
         self.read_fd = self._write_fd = -1
+
+
+# Every lifeline not closed yet. The lock is held across fork(), so a child never sees the set half-changed.
+_live: set[_Lifeline] = set()
+_live_lock = threading.Lock()
+
+
+def _forget_in_child() -> None:
+    for lifeline in _live:
+        lifeline.forget()
+    _live.clear()
+    _live_lock.release()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_live_lock.acquire, after_in_parent=_live_lock.release, after_in_child=_forget_in_child)
 
 
 class SubprocessSpawner:

@@ -13,6 +13,7 @@ from concurrent.futures import Future
 from typing import Any, Protocol
 
 from xl_comm import Failure, Hub, Result
+from xl_comm.keys import discard_key_file
 from xl_comm.team import EXIT_TEAM_ABORTED
 from xl_serial import Frame, function_name
 from xl_spawn import Spawner, SubprocessSpawner, describe_returncode, prepend_path, thread_env
@@ -120,8 +121,11 @@ def start_worker(
     args = [*hub.worker_args(worker_id), "--slot", str(slot)]
     if one_shot:
         args.append("--one-shot")
+    # The key goes in a file the worker deletes once read; a launch whose workers may run on other hosts names
+    # a shared directory for it.
+    key_env = hub.worker_env(launch.key_directory(resources))
     env = {
-        **hub.worker_env(),
+        **key_env,
         **thread_env(resources.threads_per_core),
         **gpu_env(gpus),
         "PYTHONPATH": prepend_path(os.environ.get("PYTHONPATH"), *user_import_paths()),
@@ -130,7 +134,11 @@ def start_worker(
     # stand something else in for the process (a batch job: executorlib.schedulers.batch_workers).
     factory: SpawnerFactory = getattr(launch, "spawner", SubprocessSpawner)
     spawner = factory(cwd=resources.cwd, env=env, keep_stderr=getattr(launch, "keep_stderr", 0))
-    spawner.bootup(launch.argv(resources, args))
+    try:
+        spawner.bootup(launch.argv(resources, args))
+    except BaseException:
+        discard_key_file(key_env)  # no worker will read it
+        raise
     return spawner
 
 

@@ -4,8 +4,9 @@ The pool is the ordinary :class:`~executorlib.schedulers.block.BlockAllocationSc
 starts differs. :class:`BatchWorkerLaunch` is its launch: ``argv`` builds the worker's command as for a local
 worker (``srun -n N ... --mpi`` around it for N ranks), and ``spawner`` hands out a :class:`BatchJobSpawner`,
 which submits that command as one ``sbatch`` job instead of starting a process. The worker connects back to the
-executor's hub (bound on this host's name), reading the key from a 0600 file in its private job directory
-(``XL_COMM_KEY_FILE``), never from its command line or the job's environment. One watcher thread per launch
+executor's hub (bound on this host's name), reading the key from a 0600 file in a private directory under the
+launch's directory (``XL_COMM_KEY_FILE``, see xl_comm.keys), never from its command line or the job's
+environment; the worker deletes the file once read. One watcher thread per launch
 asks ``squeue`` about all worker jobs at once (an interval growing from ``MIN_INTERVAL`` to ``MAX_INTERVAL``)
 and, when a job ended, makes its spawner's sentinel readable: the hub then reports the worker's exit, and its
 task fails (or is retried on a new job, per ``restart_limit``) as for a local worker that died.
@@ -22,7 +23,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from xl_comm.keys import KEY_ENV, KEY_FILE_ENV
+from xl_comm.keys import discard_key_file
 
 from executorlib.resources import Resources
 
@@ -79,26 +80,23 @@ class BatchWorkerLaunch:
             srun.append(f"--cpus-per-task={resources.threads_per_core}")
         return [*srun, *command, "--mpi"]
 
+    def key_directory(self, resources: Resources) -> str | None:
+        return self.directory  # shared with the compute nodes, as the job directories are
+
     def spawner(self, *, cwd: str | None, env: Mapping[str, str], keep_stderr: int = 0) -> BatchJobSpawner:
         return BatchJobSpawner(self, cwd=cwd, env=env)
 
     # -- submission -------------------------------------------------------------------------------------------
 
     def submit(self, spawner: BatchJobSpawner, argv: Sequence[str]) -> int:
-        """Write the key file and submit the worker's job; returns its id."""
+        """Submit the worker's job; returns its id."""
         from xl_spawn.queue import job_script_variables
 
         resources = self._resources
-        env = dict(spawner.env)
-        key = env.pop(KEY_ENV)
+        env = dict(spawner.env)  # names the key file, not the key
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
         job_directory = os.path.join(self.directory, f"worker-{os.getpid()}-{next(_numbers)}")
         os.mkdir(job_directory, mode=0o700)
-        key_file = os.path.join(job_directory, "key")
-        handle = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(handle, "w", encoding="ascii") as out:
-            out.write(key)
-        env[KEY_FILE_ENV] = key_file
         lines = [f"export {name}={shlex.quote(value)}" for name, value in sorted(env.items())]
         if spawner.cwd:
             lines.append(f"mkdir -p {shlex.quote(spawner.cwd)} && cd {shlex.quote(spawner.cwd)}")
@@ -121,12 +119,7 @@ class BatchWorkerLaunch:
             },
         )
         spawner.job_directory = job_directory
-        try:
-            job = self.queue.submit(job_directory, variables, resources.submission_template)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(key_file)
-            raise
+        job = self.queue.submit(job_directory, variables, resources.submission_template)
         with self._cond:
             self._jobs[job] = spawner
             self._interval = MIN_INTERVAL
@@ -199,9 +192,7 @@ class BatchJobSpawner:
     def ended(self, state: str) -> None:
         """Called by the watcher: the job is over (``state`` as SLURM reports it)."""
         self._state = state
-        if self.job_directory is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(os.path.join(self.job_directory, "key"))
+        discard_key_file(self.env)  # gone already unless the job ended before its worker read it
         with self._fd_lock:
             self._ended.set()
             with contextlib.suppress(OSError):
