@@ -162,9 +162,12 @@ class BlockAllocationScheduler:
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         with self._lock:
             self._shutdown = True
-            cancelled = list(self._pending) if cancel_futures else []
+            cancelled: list[TaskItem] = []
             if cancel_futures:
-                self._pending.clear()
+                # A task queued again after its worker died has started (its Future cannot be cancelled): it stays
+                # queued and is retried, or it would never complete.
+                cancelled = [item for item in self._pending if not item.started]
+                self._pending = deque(item for item in self._pending if item.started)
         for item in cancelled:
             cancel_and_notify(item.future)
         if not self._hub.closed:
