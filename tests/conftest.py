@@ -21,16 +21,20 @@ from xl_test_helpers import Gate, call_bounded
 
 SHUTDOWN_TIMEOUT = 30.0
 CONTRACT_DIR = Path(__file__).resolve().parent / "contract"
+CONTRACT_FILE = CONTRACT_DIR / "test_executor_contract.py"
 
 ONE_PROCESS = "one-process"
 BLOCK = "block"
 STDLIB = "stdlib-process-pool"
+FILE_MODE = "test-cluster-file-mode"
 
 EXECUTOR_KINDS = [
     pytest.param(ONE_PROCESS, id=ONE_PROCESS),
     pytest.param(BLOCK, id=BLOCK),
     # The reference implementation validates the contract tests themselves; it runs in tests/contract only.
     pytest.param(STDLIB, id=STDLIB, marks=pytest.mark.stdlib_reference),
+    # TestClusterExecutor: one task file per call, run by a local process (file mode); the Executor contract only.
+    pytest.param(FILE_MODE, id=FILE_MODE, marks=pytest.mark.file_mode),
 ]
 
 
@@ -39,15 +43,21 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "stdlib_reference: runs against concurrent.futures.ProcessPoolExecutor; kept in tests/contract only",
     )
+    config.addinivalue_line(
+        "markers", "file_mode: runs against TestClusterExecutor (file mode); kept in the Executor contract only"
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Deselect the stdlib reference parameter outside the contract suite."""
+    """Deselect the stdlib reference parameter outside the contract suite, and file mode outside the Executor
+    contract (the crash, MPI and integration suites test the socket executors)."""
     keep: list[pytest.Item] = []
     dropped: list[pytest.Item] = []
     for item in items:
-        outside_contract = CONTRACT_DIR not in item.path.resolve().parents
-        if outside_contract and item.get_closest_marker("stdlib_reference") is not None:
+        path = item.path.resolve()
+        reference_outside = CONTRACT_DIR not in path.parents and item.get_closest_marker("stdlib_reference")
+        file_mode_outside = path != CONTRACT_FILE and item.get_closest_marker("file_mode")
+        if reference_outside or file_mode_outside:
             dropped.append(item)
         else:
             keep.append(item)
@@ -96,9 +106,10 @@ def make_executor(executor_registry: list[concurrent.futures.Executor]) -> Calla
 class ExecutorFactory:
     """Builds executors of one kind; ``factory(**overrides)`` changes the defaults (``max_workers=2``)."""
 
-    def __init__(self, kind: str, registry: list[concurrent.futures.Executor]) -> None:
+    def __init__(self, kind: str, registry: list[concurrent.futures.Executor], scratch: Path) -> None:
         self.kind = kind
         self._registry = registry
+        self._scratch = scratch  # file mode: a fresh cache directory per executor
 
     def __repr__(self) -> str:
         return f"ExecutorFactory({self.kind!r})"
@@ -111,12 +122,23 @@ class ExecutorFactory:
     def block_allocation(self) -> bool:
         return self.kind == BLOCK
 
+    @property
+    def file_mode(self) -> bool:
+        return self.kind == FILE_MODE
+
     def __call__(self, **overrides: Any) -> Any:
         if self.is_reference:
             unsupported = sorted(set(overrides) - {"max_workers"})
             if unsupported:
                 raise TypeError(f"the stdlib reference takes only max_workers, not {unsupported}")
             executor: Any = concurrent.futures.ProcessPoolExecutor(overrides.get("max_workers", 2))
+        elif self.file_mode:
+            from executorlib.api import TestClusterExecutor
+
+            # File mode takes no max_workers (every call is a job of its own): a test that needs the limit skips.
+            kwargs = {key: value for key, value in overrides.items() if key != "max_workers"}
+            cache = self._scratch / f"cache-{len(self._registry)}"
+            executor = TestClusterExecutor(**{"cache_directory": str(cache), **kwargs})
         else:
             from executorlib import SingleNodeExecutor
 
@@ -129,12 +151,16 @@ class ExecutorFactory:
         if self.is_reference:
             pytest.skip(f"stdlib reference: {reason}")
 
+    def skip_if_file_mode(self, reason: str) -> None:
+        if self.file_mode:
+            pytest.skip(f"file mode (TestClusterExecutor): {reason}")
+
 
 @pytest.fixture(params=EXECUTOR_KINDS)
 def executor_factory(
-    request: pytest.FixtureRequest, executor_registry: list[concurrent.futures.Executor]
+    request: pytest.FixtureRequest, executor_registry: list[concurrent.futures.Executor], tmp_path: Path
 ) -> ExecutorFactory:
-    return ExecutorFactory(request.param, executor_registry)
+    return ExecutorFactory(request.param, executor_registry, tmp_path)
 
 
 @pytest.fixture

@@ -2,7 +2,9 @@
 
 The ``stdlib-process-pool`` parameter runs the same tests against ``ProcessPoolExecutor`` to validate the
 tests themselves; tests that need more than the stdlib offers (cloudpickle for lambdas, closures and
-dynamic modules) skip it. Every blocking call has a timeout.
+dynamic modules) skip it. The ``test-cluster-file-mode`` parameter runs them against ``TestClusterExecutor``
+(one task file per call); the few cases file mode cannot meet by design skip it, naming the reason. Every
+blocking call has a timeout.
 """
 
 from __future__ import annotations
@@ -169,6 +171,9 @@ def test_map_timeout(executor_factory, gate):
 
 
 def test_map_early_exit_cancels_leftovers(executor_factory, tmp_path):
+    executor_factory.skip_if_file_mode(
+        "a Future never turns RUNNING (its job runs in a queue), so cancel() stops a job that already started"
+    )
     n = 12
     exe = executor_factory()
     results = exe.map(fast_or_blocking, range(n), repeat(str(tmp_path)), timeout=TIMEOUT)
@@ -271,6 +276,9 @@ def test_shutdown_wait_false_returns_promptly_and_tasks_complete(executor_factor
 
 
 def test_shutdown_cancel_futures_cancels_queued_and_finishes_running(executor_factory, gate):
+    executor_factory.skip_if_file_mode(
+        "shutdown(cancel_futures=True) cancels every Future not done and stops its job, running ones included"
+    )
     exe = executor_factory()
     running = [exe.submit(block_until_released, name, *gate.args(name)) for name in ("a", "b")]
     gate.wait_started("a", "b")
