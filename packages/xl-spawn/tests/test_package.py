@@ -30,6 +30,7 @@ def test_public_names() -> None:
         "SubmissionError",
         "job_script_variables",
         "render_job_script",
+        "template_variables",
     }
     for name in xl_spawn.__all__:
         assert getattr(xl_spawn, name) is not None

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 from typing import Any
 
-from xl_comm.assist import AssistedFuture
+from xl_comm import AssistedFuture
 
 from executorlib.errors import ResourceDictError
 from executorlib.resources import DEFAULTS, Resources

@@ -22,7 +22,7 @@ def terminate_tasks_in_cache(
     pending = [entry for entry in list_entries(cache_directory) if entry.status == "pending"]
     stopped = [entry for entry in pending if entry.queue_id is not None]
     if backend == "slurm":
-        from xl_spawn.queue import SlurmQueue
+        from xl_spawn import SlurmQueue
 
         ids = [entry.queue_id for entry in stopped if entry.queue_id is not None]
         if ids:

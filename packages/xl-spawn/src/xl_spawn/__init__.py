@@ -33,6 +33,7 @@ if TYPE_CHECKING:
         SubmissionError,
         job_script_variables,
         render_job_script,
+        template_variables,
     )
     from xl_spawn.slurm import SrunRequest, describe_srun_exit, parse_slurm_state, srun_argv, srun_time_minutes
 
@@ -53,6 +54,7 @@ _LAZY = {
     "SubmissionError": "queue",
     "job_script_variables": "queue",
     "render_job_script": "queue",
+    "template_variables": "queue",
     "SrunRequest": "slurm",
     "describe_srun_exit": "slurm",
     "parse_slurm_state": "slurm",
@@ -84,6 +86,7 @@ __all__ = [
     "render_job_script",
     "srun_argv",
     "srun_time_minutes",
+    "template_variables",
     "thread_env",
 ]
 

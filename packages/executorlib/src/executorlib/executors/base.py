@@ -12,8 +12,7 @@ from concurrent.futures import CancelledError, Executor, Future
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
-from xl_comm.assist import AssistedFuture
-from xl_comm.framing import pack_task
+from xl_comm import AssistedFuture, pack_task
 from xl_graph import GraphPicture
 from xl_serial import frames_nbytes, function_name, register_by_value
 

@@ -12,9 +12,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from typing import Any, Protocol
 
-from xl_comm import Failure, Hub, Result
-from xl_comm.keys import discard_key_file
-from xl_comm.team import EXIT_TEAM_ABORTED
+from xl_comm import EXIT_TEAM_ABORTED, Failure, Hub, Result, discard_key_file
 from xl_serial import Frame, function_name
 from xl_spawn import Spawner, SubprocessSpawner, describe_returncode, prepend_path, thread_env
 

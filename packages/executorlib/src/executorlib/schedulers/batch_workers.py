@@ -23,7 +23,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from xl_comm.keys import discard_key_file
+from xl_comm import discard_key_file
 
 from executorlib.resources import Resources
 
@@ -51,7 +51,7 @@ class BatchWorkerLaunch:
         pysqa_config_directory: str | None = None,
         pmi_mode: str | None = None,
     ) -> None:
-        from xl_spawn.queue import SlurmQueue
+        from xl_spawn import SlurmQueue
 
         self.queue = SlurmQueue(pysqa_config_directory=pysqa_config_directory)
         self.directory = directory
@@ -90,7 +90,7 @@ class BatchWorkerLaunch:
 
     def submit(self, spawner: BatchJobSpawner, argv: Sequence[str]) -> int:
         """Submit the worker's job; returns its id."""
-        from xl_spawn.queue import job_script_variables
+        from xl_spawn import job_script_variables
 
         resources = self._resources
         env = dict(spawner.env)  # names the key file, not the key

@@ -41,7 +41,7 @@ def _variables(template: str | None) -> frozenset[str] | None:
     if template is None:
         return frozenset()
     try:
-        from xl_spawn.queue import template_variables
+        from xl_spawn import template_variables
 
         return template_variables(template)
     except Exception:

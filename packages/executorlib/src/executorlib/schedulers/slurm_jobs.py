@@ -28,7 +28,7 @@ from executorlib.resources import Resources, check_template_keys
 from executorlib.schedulers.file import FileTask, JobEnd, record_queue_id
 
 if TYPE_CHECKING:
-    from xl_spawn.queue import SlurmQueue
+    from xl_spawn import SlurmQueue
 
 MIN_INTERVAL = 0.25
 MAX_INTERVAL = 3.0
@@ -58,7 +58,7 @@ class SlurmQueueBackend:
     name = "SLURM"
 
     def __init__(self, *, pysqa_config_directory: str | None = None, pmi_mode: str | None = None) -> None:
-        from xl_spawn.queue import SlurmQueue
+        from xl_spawn import SlurmQueue
 
         self.queue = SlurmQueue(pysqa_config_directory=pysqa_config_directory)
         self._pmi_mode = pmi_mode
@@ -78,7 +78,7 @@ class SlurmQueueBackend:
         self._on_end = on_end
 
     def check(self, resources: Resources, extras: Mapping[str, Any], *, where: str) -> None:
-        from xl_spawn.queue import render_job_script
+        from xl_spawn import render_job_script
 
         template = resources.submission_template
         if template is not None and template not in self._valid_templates:
@@ -111,7 +111,7 @@ class SlurmQueueBackend:
         return f"export PYTHONPATH={shlex.quote(path)}\n{shlex.join(argv)}"
 
     def script_variables(self, task: FileTask, after: Sequence[int]) -> dict[str, Any]:
-        from xl_spawn.queue import job_script_variables
+        from xl_spawn import job_script_variables
 
         extras = dict(task.extras)
         resources = task.resources
@@ -141,7 +141,7 @@ class SlurmQueueBackend:
         self._watch(task)
 
     def dry_run(self, task: FileTask, after: Sequence[FileTask]) -> str:
-        from xl_spawn.queue import render_job_script
+        from xl_spawn import render_job_script
 
         variables = self.script_variables(task, [up.queue_id or 0 for up in after])
         return render_job_script(task.resources.submission_template, variables)
