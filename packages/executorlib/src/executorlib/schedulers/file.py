@@ -27,7 +27,7 @@ from typing import Any, Protocol
 from xl_graph import FutureSelector, find_futures, substitute
 
 from executorlib.caching import task_resource_dict
-from executorlib.dependencies import cancel_and_notify
+from executorlib.dependencies import Parked, cancel_and_notify
 from executorlib.resources import Resources
 
 #: Lines of a job's log quoted in the error of a job that ended without output.
@@ -165,7 +165,8 @@ class FileScheduler:
         self._idle = threading.Condition(self._lock)
         self._of_future: weakref.WeakKeyDictionary[Future[Any], FileTask] = weakref.WeakKeyDictionary()
         self._in_flight: dict[tuple[str, str], FileTask] = {}
-        self._parked = 0
+        self._waiting: set[Parked] = set()  # calls waiting for Futures of other executors
+        self._delivering = threading.local()  # .depth > 0 while this thread completes Futures of ended jobs
         self._closed = False
         backend.bind(self._job_ended, self._lock)
 
@@ -241,25 +242,26 @@ class FileScheduler:
         future: Future[Any],
         waiting: list[Future[Any]],
     ) -> None:
-        """Wait (by done-callbacks) for Futures that other executors produce, then submit again."""
-        remaining = [len(waiting)]
-        with self._lock:
-            self._parked += 1
+        """Wait (by done-callbacks) for Futures that other executors produce, then submit again. Cancelling
+        ``future`` meanwhile releases the call at once, even if those Futures never complete."""
 
-        def one_done(_: Future[Any]) -> None:
-            with self._lock:
-                remaining[0] -= 1
-                if remaining[0]:
-                    return
+        def release(parked: Parked, args: Any, kwargs: Any, error: BaseException | None) -> None:
             try:
-                self.submit_call(fn, args, kwargs, resources, extras, future)
+                if future.cancelled() or isinstance(error, CancelledError):
+                    cancel_and_notify(future)
+                elif error is not None:
+                    _settle(future, error=error)  # the upstream's own exception
+                else:
+                    self.submit_call(fn, args, kwargs, resources, extras, future)
             finally:
                 with self._lock:
-                    self._parked -= 1
+                    self._waiting.discard(parked)
                     self._idle.notify_all()
 
-        for item in waiting:
-            item.add_done_callback(one_done)
+        parked = Parked(future, args, kwargs, waiting, release, substitute=False)
+        with self._lock:
+            self._waiting.add(parked)
+        parked.start()
 
     def _submit_linked(
         self,
@@ -383,15 +385,20 @@ class FileScheduler:
             futures = list(task.futures)
             callbacks, task._end_callbacks = task._end_callbacks, []
             self._idle.notify_all()
-        for future in futures:
-            if outcome is not None:
-                _settle(future, result=outcome.value if outcome.status == "done" else None, error=_error_of(outcome))
-            elif cancelled:  # as in the interactive executors, a cancelled upstream cancels its dependents
-                cancel_and_notify(future)
-            else:
-                _settle(future, error=error)
-        for callback in callbacks:
-            callback(task)
+        self._delivering.depth = getattr(self._delivering, "depth", 0) + 1
+        try:
+            for future in futures:
+                if outcome is not None:
+                    value = outcome.value if outcome.status == "done" else None
+                    _settle(future, result=value, error=_error_of(outcome))
+                elif cancelled:  # as in the interactive executors, a cancelled upstream cancels its dependents
+                    cancel_and_notify(future)
+                else:
+                    _settle(future, error=error)
+            for callback in callbacks:
+                callback(task)
+        finally:
+            self._delivering.depth -= 1
 
     def _lost_error(self, task: FileTask, end: JobEnd) -> JobFailedError:
         job = f"{self._backend.name} job {task.queue_id}" if task.queue_id is not None else "its job"
@@ -418,29 +425,38 @@ class FileScheduler:
     # -- executor surface ------------------------------------------------------------------------------------
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        """``wait``: until every job ended. ``cancel_futures``: cancel the Futures and stop their jobs.
-        ``wait=False`` without ``cancel_futures`` detaches: jobs go on, and complete their Futures while this
-        process lives; a later executor on the same cache directory gets their results."""
+        """``wait``: until every job ended. ``cancel_futures``: cancel the Futures (also of calls waiting for
+        another executor's Futures) and stop their jobs. ``wait=False`` without ``cancel_futures`` detaches:
+        jobs go on, and complete their Futures while this process lives; a later executor on the same cache
+        directory gets their results. From a done-callback on the thread that reports job ends it cannot wait
+        (those ends would never be reported): it returns at once and the jobs finish on their own."""
         with self._lock:
-            self._closed = True
             tasks = list(self._in_flight.values())
+            waiting = list(self._waiting)
+        for parked in waiting:
+            if cancel_futures:
+                cancel_and_notify(parked.future)  # releases it, even if its upstream never completes
+            else:
+                parked.catch_up()  # the caller may be an earlier done-callback of its upstream
         if cancel_futures:
             for task in tasks:
                 for future in list(task.futures):
                     cancel_and_notify(future)  # the done-callback stops the job
-        if wait:
-            with self._idle:
-                self._idle.wait_for(lambda: not self._in_flight and not self._parked)
+        wait = wait and not getattr(self._delivering, "depth", 0)
+        with self._idle:
+            if wait:  # calls released meanwhile from waiting still start (the executor takes no new ones)
+                self._idle.wait_for(lambda: not self._in_flight and not self._waiting)
+            self._closed = True
         self._backend.close(wait)
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         with self._idle:
-            return self._idle.wait_for(lambda: not self._in_flight and not self._parked, timeout)
+            return self._idle.wait_for(lambda: not self._in_flight and not self._waiting, timeout)
 
     @property
     def queued(self) -> int:
         with self._lock:
-            return len(self._in_flight) + self._parked
+            return len(self._in_flight) + len(self._waiting)
 
     def info(self) -> dict[str, Any]:
         return {"backend": self._backend.name, **self._backend.info()}
