@@ -16,6 +16,7 @@ def terminate_tasks_in_cache(
     ``None`` means local processes (``TestClusterExecutor``), each checked to be that task's worker before it is
     signalled. Finished results stay in the cache."""
     from xl_cache import list_entries
+    from xl_spawn import pid_runs
 
     if backend not in (None, "slurm"):
         raise ValueError(f"backend must be None (local processes) or 'slurm', got {backend!r}")
@@ -30,12 +31,7 @@ def terminate_tasks_in_cache(
     else:
         for entry in stopped:
             assert entry.queue_id is not None
-            try:
-                with open(f"/proc/{entry.queue_id}/cmdline", "rb") as handle:
-                    mine = os.fsencode(os.path.basename(entry.path)) in handle.read()
-            except OSError:
-                mine = False
-            if mine:
+            if pid_runs(entry.queue_id, os.path.basename(entry.path)):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(entry.queue_id, signal.SIGTERM)
     records = []
