@@ -24,7 +24,9 @@ from concurrent.futures import CancelledError, Future, InvalidStateError
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from xl_cache import QUEUE_ID_FILE_NAME, log_tail, read_queue_id_file
 from xl_graph import FutureSelector, find_futures, substitute
+from xl_spawn import JOB_LOG_NAME
 
 from executorlib.caching import task_resource_dict
 from executorlib.dependencies import Parked, cancel_and_notify
@@ -32,8 +34,6 @@ from executorlib.resources import Resources
 
 #: Lines of a job's log quoted in the error of a job that ended without output.
 LOG_TAIL_LINES = 20
-#: The name of the job id's sidecar file in a task's job directory.
-QUEUE_ID_FILE = "queue_id"
 
 
 class JobFailedError(RuntimeError):
@@ -90,13 +90,13 @@ class FileTask:
 
     @property
     def log_file(self) -> str:
-        return os.path.join(self.job_directory, "time.out")
+        return os.path.join(self.job_directory, JOB_LOG_NAME)
 
     @property
     def queue_id_file(self) -> str:
         """``<cache>/<key>/queue_id``: the job id as text, for backends that record it beside the task file
-        instead of rewriting it (see :func:`write_queue_id_file`)."""
-        return os.path.join(self.job_directory, QUEUE_ID_FILE)
+        instead of rewriting it (see :func:`xl_cache.write_queue_id_file`)."""
+        return os.path.join(self.job_directory, QUEUE_ID_FILE_NAME)
 
     def when_ended(self, callback: Callable[[FileTask], None], lock: threading.Lock) -> None:
         """Call ``callback(task)`` once the task ended (now, if it has)."""
@@ -120,8 +120,9 @@ class Backend(Protocol):
 
     def start(self, task: FileTask, after: Sequence[FileTask]) -> None:
         """Run ``task.input_file`` once every task of ``after`` (still running) ended, set ``task.queue_id`` and
-        record it (:func:`record_queue_id` or :func:`write_queue_id_file`) once the job has an id, so that a later
-        executor can re-attach. Raises when the job cannot be submitted (nothing is then running)."""
+        record it (:func:`record_queue_id`, or :func:`xl_cache.write_queue_id_file` to ``task.queue_id_file``)
+        once the job has an id, so that a later executor can re-attach. Raises when the job cannot be submitted
+        (nothing is then running)."""
 
     def attach(self, task: FileTask) -> bool:
         """Watch the live job ``task.queue_id`` (started by an earlier executor); False if it is gone."""
@@ -133,17 +134,6 @@ class Backend(Protocol):
         """Release threads and handles; jobs still running are left alone (they may be re-attached later)."""
 
     def info(self) -> dict[str, Any]: ...
-
-
-def _tail(path: str, lines: int = LOG_TAIL_LINES) -> str:
-    try:
-        with open(path, "rb") as log:
-            log.seek(0, os.SEEK_END)
-            log.seek(max(0, log.tell() - 16384))
-            text = log.read().decode(errors="replace")
-    except OSError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])
 
 
 def _settle(future: Future[Any], *, result: Any = None, error: BaseException | None = None) -> None:
@@ -321,7 +311,7 @@ class FileScheduler:
         """A pending task file from an earlier run whose job is still alive: watch that job instead."""
         if not os.path.exists(task.input_file):
             return False
-        queue_id = read_queue_id_file(task)
+        queue_id = read_queue_id_file(task.queue_id_file)
         if queue_id is None:
             from xl_cache import read_entry
 
@@ -403,7 +393,7 @@ class FileScheduler:
     def _lost_error(self, task: FileTask, end: JobEnd) -> JobFailedError:
         job = f"{self._backend.name} job {task.queue_id}" if task.queue_id is not None else "its job"
         detail = f" ({end.detail})" if end.detail else ""
-        tail = _tail(task.log_file)
+        tail = log_tail(task.log_file, lines=LOG_TAIL_LINES)
         log = f"; the last lines of its log {task.log_file}:\n{tail}" if tail else f"; its log is {task.log_file}"
         return JobFailedError(
             f"task {task.key} ({task.label}): {job} ended {end.state}{detail} without writing "
@@ -483,24 +473,3 @@ def record_queue_id(task: FileTask) -> None:
     if os.path.exists(task.output_file):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(task.input_file)
-
-
-def write_queue_id_file(task: FileTask) -> None:
-    """Record the job id in ``task.queue_id_file`` (atomically: a reader sees the whole id or no file). A few
-    bytes instead of rewriting the task file, for backends whose jobs start in milliseconds (local processes);
-    the worker reads it back for the output through ``XL_CACHE_QUEUE_ID_FILE``."""
-    assert task.queue_id is not None
-    temporary = f"{task.queue_id_file}.{os.getpid()}.{threading.get_ident()}"
-    with open(temporary, "w", encoding="ascii") as handle:
-        handle.write(str(task.queue_id))
-    os.replace(temporary, task.queue_id_file)
-
-
-def read_queue_id_file(task: FileTask) -> int | None:
-    """The job id recorded by :func:`write_queue_id_file`, or None."""
-    try:
-        with open(task.queue_id_file, encoding="ascii") as handle:
-            text = handle.read().strip()
-    except OSError:
-        return None
-    return int(text) if text.isdigit() else None
