@@ -322,12 +322,11 @@ def _preset_slots(fn: Callable[..., Any], names: tuple[str, ...]) -> tuple[tuple
 
 
 def _append_error_log(task: Task, exc: BaseException) -> None:
-    import traceback
+    from xl_serial import error_report  # the same entry as the file-mode worker writes (one owner: xl-serial)
 
     assert task.error_log_file is not None
     with open(task.error_log_file, "a", encoding="utf-8") as log_file:
-        log_file.write(f"function: {task.fn!r}\nargs: {task.args!r}\nkwargs: {dict(task.kwargs)!r}\n")
-        log_file.write("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+        log_file.write(error_report(task.fn, task.args, task.kwargs, exc))
 
 
 def connect(
