@@ -19,6 +19,7 @@ from xl_test_helpers import (
     init_offset,
     raise_value_error,
     sleep_and_return,
+    square,
     wait_until,
     worker_id_barrier,
 )
@@ -166,3 +167,19 @@ def test_no_worker_process_left_after_shutdown(make_executor, block_allocation):
         wait_until(lambda: not leftovers(), timeout=5, what="worker processes exit")
     except TimeoutError:
         pytest.fail(f"processes left after shutdown: {[p.cmdline() for p in leftovers()]}")
+
+
+def test_error_log_file_collects_one_entry_per_failed_call(executor_factory, tmp_path):
+    """The socket worker writes the same entry as the file-mode worker (xl_serial.error_report): the call, the
+    traceback, and a blank line between entries."""
+    executor_factory.skip_if_reference("no error_log_file in the standard library")
+    log = tmp_path / "errors.txt"
+    exe = executor_factory(resource_dict={"error_log_file": str(log)})
+    for message in ("first", "second"):
+        assert isinstance(exe.submit(raise_value_error, message).exception(timeout=60), ValueError)
+    assert exe.submit(square, 3).result(timeout=60) == 9
+    entries = [entry for entry in log.read_text().split("\n\n") if entry.strip()]
+    assert len(entries) == 2, log.read_text()
+    for entry, message in zip(entries, ("first", "second"), strict=True):
+        assert entry.startswith("function: ") and "raise_value_error" in entry
+        assert f"ValueError: {message}" in entry

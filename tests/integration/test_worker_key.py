@@ -30,8 +30,9 @@ def _proc_file(pid: int, name: str) -> bytes:
         return b""
 
 
-def _inspect_descendants(key: bytes) -> tuple[int, list[str]]:
-    """Check every process below this one; returns how many run the worker, and the key files they name."""
+def _inspect_descendants(key: bytes, earlier: set[int]) -> tuple[int, list[str]]:
+    """Check every process below this one; returns how many run the worker (not counting ``earlier`` ones, of
+    earlier tests and still exiting), and the key files they name."""
     secret = key.hex().encode()
     workers, key_files = 0, []
     for process in psutil.Process().children(recursive=True):
@@ -39,7 +40,7 @@ def _inspect_descendants(key: bytes) -> tuple[int, list[str]]:
         assert secret not in environ.lower(), f"the key is in the environment of {cmdline!r}"
         assert secret not in cmdline.lower(), f"the key is on the command line {cmdline!r}"
         assert key not in environ and key not in cmdline
-        if b"xl_comm.worker" in cmdline and b"mpiexec" not in cmdline.split(b"\0")[0]:
+        if b"xl_comm.worker" in cmdline and b"mpiexec" not in cmdline.split(b"\0")[0] and process.pid not in earlier:
             workers += 1
         for entry in environ.split(b"\0"):
             if entry.startswith(KEY_FILE_VARIABLE):
@@ -71,12 +72,13 @@ def test_the_key_is_nowhere_in_proc_while_a_task_runs(
     make_executor: Any, tmp_path: Path, options: dict[str, Any], cores: int
 ) -> None:
     gate = Gate(tmp_path)
+    earlier = {process.pid for process in psutil.Process().children(recursive=True)}
     exe = make_executor(max_workers=1, resource_dict={"cores": cores}, **options)
     key: bytes = exe._scheduler._hub.key
     future = exe.submit(block_until_released, "done", *gate.args("task"))
     try:
         gate.wait_started("task", timeout=TIMEOUT)
-        workers, key_files = _inspect_descendants(key)
+        workers, key_files = _inspect_descendants(key, earlier)
         assert workers == cores, "every rank of the running worker should have been inspected"
         assert key_files, "the worker was told where its key file was"
         assert not [path for path in key_files if os.path.exists(path)], "a worker left its key file behind"

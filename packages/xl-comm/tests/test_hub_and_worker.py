@@ -20,7 +20,7 @@ from xl_comm.framing import Header, pack_body, seal
 from xl_comm.hub import Hub
 from xl_comm.keys import KeyFiles
 from xl_comm.messages import Failure, Init, Kind, Result, Shutdown, Task
-from xl_comm.worker import EXIT_ORPHANED
+from xl_comm.worker_loop import EXIT_ORPHANED
 
 
 @pytest.fixture

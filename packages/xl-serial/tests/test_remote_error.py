@@ -38,3 +38,15 @@ def test_unpicklable_exception_becomes_a_readable_stand_in() -> None:
     assert "Unpicklable" in str(exc) and "has a lock" in str(exc)
     with pytest.raises(xl_serial.RemoteException):
         raise exc
+
+
+def test_error_report_names_the_call_and_ends_with_the_traceback() -> None:
+    from xl_serial import error_report
+
+    try:
+        int("x")
+    except ValueError as error:
+        report = error_report(int, ("x",), {"base": 10}, error)
+    head, _, rest = report.partition("Traceback")
+    assert head == "function: <class 'int'>\nargs: ('x',)\nkwargs: {'base': 10}\n"
+    assert "ValueError: invalid literal" in rest and report.endswith("\n\n")  # a blank line between reports

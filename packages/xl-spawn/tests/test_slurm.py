@@ -33,6 +33,7 @@ requests = st.builds(
     cwd=st.none() | st.text(alphabet=st.characters(blacklist_characters="\x00"), min_size=1, max_size=30),
     overcommit=st.booleans(),
     extra_args=st.lists(st.sampled_from(["--mem=4G", "--comment=x", "-v", "--label"]), max_size=3),
+    exact=st.booleans(),
 )
 
 
@@ -41,8 +42,9 @@ def expected_flags(request: SrunRequest) -> dict[str, str | None]:
     flags: dict[str, str | None] = {
         "--ntasks": str(request.cores),
         "--cpus-per-task": str(request.threads_per_core),
-        "--exact": None,
     }
+    if request.exact:
+        flags["--exact"] = None
     if request.gpus_per_core:
         flags["--gpus-per-task"] = str(request.gpus_per_core)
     if request.num_nodes is not None:
@@ -111,6 +113,7 @@ def test_no_limit_is_none_not_zero(seconds: float) -> None:
         ("num_nodes", 0, ValueError, "num_nodes must be at least 1"),
         ("exclusive", 1, TypeError, "exclusive must be a bool"),
         ("overcommit", "yes", TypeError, "overcommit must be a bool"),
+        ("exact", 0, TypeError, "exact must be a bool"),
         ("run_time_max", "60", TypeError, "number of seconds"),
         ("pmi_mode", "", ValueError, "one word"),
         ("pmi_mode", "pmi 2", ValueError, "one word"),

@@ -20,8 +20,9 @@ from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 from typing import Any
 
-from xl_comm.assist import AssistedFuture
+from xl_comm import AssistedFuture
 
+from executorlib.dependencies import start_unless_cancelled
 from executorlib.errors import ResourceDictError
 from executorlib.resources import DEFAULTS, Resources
 
@@ -77,6 +78,7 @@ class ResultCache:
         self._lock = threading.Lock()
         self._writer: ThreadPoolExecutor | None = None
         self._warned: set[str] = set()  # directories the user was told cannot be written
+        self._writer_thread: threading.Thread | None = None
 
     def serve(self, fn: Callable[..., Any], args: Any, kwargs: Any, resources: Resources, future: Future[Any]) -> bool:
         """Complete ``future`` from the cache and return True (a hit, or an unreadable entry, which fails it);
@@ -90,11 +92,11 @@ class ResultCache:
             key = resources.cache_key or task_key(fn, args, kwargs)
             outcome = load_result(directory, key)
         except Exception as problem:  # a damaged entry (CacheError), or arguments that cannot be pickled
-            if future.set_running_or_notify_cancel():
+            if start_unless_cancelled(future):
                 future.set_exception(problem)
             return True
         if outcome is not None:
-            if future.set_running_or_notify_cancel():
+            if start_unless_cancelled(future):
                 if outcome.status == "done":
                     Future.set_result(future, outcome.value)
                 else:  # written by a file-mode worker sharing this directory
@@ -163,16 +165,27 @@ class ResultCache:
     def _submit(self, job: Callable[[], None]) -> None:
         with self._lock:
             if self._writer is None:
-                self._writer = ThreadPoolExecutor(1, thread_name_prefix="executorlib-cache-writer")
+                self._writer = ThreadPoolExecutor(
+                    1, thread_name_prefix="executorlib-cache-writer", initializer=self._mark_writer_thread
+                )
             writer = self._writer
         try:
             writer.submit(job)
         except RuntimeError:  # the writer is shut down (or the interpreter is exiting): write here
             job()
 
+    def _mark_writer_thread(self) -> None:
+        self._writer_thread = threading.current_thread()
+
+    def in_writer_thread(self) -> bool:
+        """Whether the caller is the writer thread, e.g. a done-callback of a Future it completed."""
+        return self._writer_thread is threading.current_thread()
+
     def shutdown(self, wait: bool = True) -> None:
-        """Stop the writer thread once the writes already handed to it are done (when ``wait``)."""
+        """Stop the writer thread once the writes already handed to it are done (when ``wait``). On the writer
+        thread itself (shutdown from a done-callback) it cannot wait for itself: it finishes those writes after
+        the callback returns, then ends."""
         with self._lock:
             writer = self._writer
         if writer is not None:
-            writer.shutdown(wait=wait)
+            writer.shutdown(wait=wait and not self.in_writer_thread())

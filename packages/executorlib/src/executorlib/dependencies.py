@@ -1,16 +1,17 @@
 """Futures as arguments: a task waits for the Futures it was given, released by their done-callbacks.
 
 Nothing polls. Each upstream Future gets one callback per waiting task, and each callback does O(1) work
-(a counter decrement), so the cost of an edge does not grow with the number of waiting tasks.
+(one set removal), so the cost of an edge does not grow with the number of waiting tasks. A waiting task also
+watches its own Future: cancelling it releases the task at once, even if an upstream never completes.
 """
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import CancelledError, Future
+from concurrent.futures._base import CANCELLED, CANCELLED_AND_NOTIFIED
 from typing import Any
 
 from xl_graph import find_futures, substitute
@@ -40,16 +41,33 @@ def run_flat(step: Callable[[], None]) -> None:
 
 def cancel_and_notify(future: Future[Any]) -> None:
     """Cancel a Future that will never be dispatched, and tell ``concurrent.futures.wait`` so: ``cancel()``
-    alone leaves it in a state that ``wait`` and ``as_completed`` do not count as done."""
+    alone leaves it in a state that ``wait`` and ``as_completed`` do not count as done.
+
+    Safe to call twice, from two threads: only the first notifies (a second ``set_running_or_notify_cancel``
+    would log "Future ... in unexpected state" at CRITICAL level)."""
     if future.cancel():
-        with contextlib.suppress(RuntimeError):  # already notified
-            future.set_running_or_notify_cancel()
+        with future._condition:  # the Future's own lock: the check and the notify are one step
+            if future._state == CANCELLED:
+                future.set_running_or_notify_cancel()
+
+
+def start_unless_cancelled(future: Future[Any]) -> bool:
+    """``set_running_or_notify_cancel()`` that also accepts a Future already cancelled and notified (by
+    :func:`cancel_and_notify` on another thread): False then, without the stdlib's CRITICAL log line."""
+    with future._condition:
+        if future._state == CANCELLED_AND_NOTIFIED:
+            return False
+        return future.set_running_or_notify_cancel()
 
 
 class Parked:
-    """One task waiting for its upstream Futures; ``release`` runs once, when the last of them is done."""
+    """One task waiting for its upstream Futures; ``release`` runs once: when the last of them is done, when one
+    fails, or when the task's own Future is cancelled (then with a CancelledError, whatever the upstream do).
 
-    __slots__ = ("_lock", "_release", "_remaining", "_upstream", "args", "future", "kwargs")
+    With ``substitute`` (the default) ``release`` gets the arguments with the upstream results in place;
+    without, it gets them as given (a scheduler that links Futures itself)."""
+
+    __slots__ = ("_lock", "_release", "_substitute", "_upstream", "_waiting", "args", "future", "kwargs")
 
     def __init__(
         self,
@@ -58,43 +76,77 @@ class Parked:
         kwargs: dict[str, Any],
         upstream: list[Future[Any]],
         release: Callable[[Parked, tuple[Any, ...] | None, dict[str, Any] | None, BaseException | None], None],
+        *,
+        substitute: bool = True,
     ) -> None:
         self.future = future
         self.args = args
         self.kwargs = kwargs
         self._upstream: list[Future[Any]] | None = upstream
-        self._remaining = len(upstream)
+        self._waiting = {id(f) for f in upstream}  # a set, not a count: settling one twice is harmless
         self._release = release
+        self._substitute = substitute
         self._lock = threading.Lock()
 
     def start(self) -> None:
         assert self._upstream is not None
         for upstream in self._upstream:
             upstream.add_done_callback(self._one_done)
+        self.future.add_done_callback(self._own_done)
+
+    def catch_up(self) -> None:
+        """Settle the upstream Futures that are done but whose callbacks have not reached this task yet: the
+        caller may be an earlier done-callback of one of them (which shutdown() then waits in)."""
+        with self._lock:
+            upstream = list(self._upstream or ())
+        for each in upstream:
+            if each.done():
+                self._one_done(each)
 
     def _one_done(self, upstream: Future[Any]) -> None:
         run_flat(lambda: self._settle(upstream))
 
+    def _own_done(self, future: Future[Any]) -> None:
+        if not future.cancelled():  # completed by the release itself
+            return
+        with self._lock:
+            if self._upstream is None:
+                return
+            self._upstream = None
+        self._finish(None, None, CancelledError())
+
     def _settle(self, upstream: Future[Any]) -> None:
         with self._lock:
-            if self._upstream is None:  # already released (an earlier upstream failed)
+            if self._upstream is None:  # already released (an earlier upstream failed, or it was cancelled)
                 return
-            self._remaining -= 1
+            if id(upstream) not in self._waiting:  # settled already (catch_up)
+                return
+            self._waiting.discard(id(upstream))
             failed = upstream.cancelled() or upstream.exception() is not None
-            if not failed and self._remaining:
+            if not failed and self._waiting:
                 return
             pending, self._upstream = self._upstream, None
         if failed:
             error: BaseException = CancelledError() if upstream.cancelled() else upstream.exception()  # type: ignore[assignment]
-            self._release(self, None, None, error)
+            self._finish(None, None, error)
+            return
+        if not self._substitute:
+            self._finish(self.args, self.kwargs, None)
             return
         results = {id(f): f.result() for f in pending}
         try:
             args, kwargs = substitute((self.args, self.kwargs), results)
         except Exception as problem:
-            self._release(self, None, None, problem)
+            self._finish(None, None, problem)
             return
-        self._release(self, args, kwargs, None)
+        self._finish(args, kwargs, None)
+
+    def _finish(self, args: tuple[Any, ...] | None, kwargs: dict[str, Any] | None, error: BaseException | None) -> None:
+        try:
+            self._release(self, args, kwargs, error)
+        finally:
+            # an upstream that never completes still holds this task through its callback: let the arguments go
+            self.args, self.kwargs = (), {}
 
 
 def upstream_futures(args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Future[Any]]:

@@ -1,4 +1,5 @@
-"""SLURM job steps for SlurmJobExecutor: the srun launch, the allocation's size, and the keys SLURM cannot honour.
+"""SLURM job steps: for SlurmJobExecutor the srun launch, the allocation's size, and the keys SLURM cannot honour;
+for the batch jobs of SlurmClusterExecutor the step that runs a task on its ranks (:func:`batch_job_step`).
 
 Pure functions and a small launch object; the executor (executors/slurm.py) wires them into the same schedulers
 SingleNodeExecutor uses.
@@ -98,6 +99,19 @@ def single_node(environ: Mapping[str, str]) -> bool:
     """Whether this process runs in an allocation of exactly one node (so workers started by srun run here)."""
     nodes = _count(environ, "SLURM_JOB_NUM_NODES") or _count(environ, "SLURM_NNODES")
     return bool(environ.get("SLURM_JOB_ID") or environ.get("SLURM_JOBID")) and nodes == 1
+
+
+def batch_job_step(resources: Resources, command: Sequence[str], *, pmi_mode: str | None) -> list[str]:
+    """``command`` as a batch job sized for ``resources`` runs it: as is for one core, else as the job's one srun
+    step on every rank (no ``--exact``: the step is the whole job)."""
+    if resources.cores == 1:
+        return list(command)
+    from xl_spawn import SrunRequest, srun_argv
+
+    request = SrunRequest(
+        cores=resources.cores, threads_per_core=resources.threads_per_core, pmi_mode=pmi_mode or None, exact=False
+    )
+    return srun_argv(request, command)
 
 
 @dataclass(frozen=True)

@@ -15,32 +15,33 @@ def terminate_tasks_in_cache(
     file; return the entries that were stopped. ``backend="slurm"`` cancels with one ``scancel`` call;
     ``None`` means local processes (``TestClusterExecutor``), each checked to be that task's worker before it is
     signalled. Finished results stay in the cache."""
-    from xl_cache import list_entries
+    from xl_cache import QUEUE_ID_FILE_NAME, job_directory, list_entries, read_queue_id_file
+    from xl_spawn import pid_runs
 
     if backend not in (None, "slurm"):
         raise ValueError(f"backend must be None (local processes) or 'slurm', got {backend!r}")
-    pending = [entry for entry in list_entries(cache_directory) if entry.status == "pending"]
-    stopped = [entry for entry in pending if entry.queue_id is not None]
+    stopped: list[tuple[Any, int]] = []
+    for entry in list_entries(cache_directory):
+        if entry.status != "pending":
+            continue
+        # a batch job's id is in the task file; a local process's pid in the sidecar beside it
+        sidecar = os.path.join(job_directory(os.path.dirname(entry.path), entry.key), QUEUE_ID_FILE_NAME)
+        queue_id = entry.queue_id if entry.queue_id is not None else read_queue_id_file(sidecar)
+        if queue_id is not None:
+            stopped.append((entry, queue_id))
     if backend == "slurm":
-        from xl_spawn.queue import SlurmQueue
+        from xl_spawn import SlurmQueue
 
-        ids = [entry.queue_id for entry in stopped if entry.queue_id is not None]
-        if ids:
-            SlurmQueue(pysqa_config_directory=config_directory).cancel(ids)
+        if stopped:
+            SlurmQueue(pysqa_config_directory=config_directory).cancel([queue_id for _, queue_id in stopped])
     else:
-        for entry in stopped:
-            assert entry.queue_id is not None
-            try:
-                with open(f"/proc/{entry.queue_id}/cmdline", "rb") as handle:
-                    mine = os.fsencode(os.path.basename(entry.path)) in handle.read()
-            except OSError:
-                mine = False
-            if mine:
+        for entry, pid in stopped:
+            if pid_runs(pid, os.path.basename(entry.path)):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(entry.queue_id, signal.SIGTERM)
+                    os.killpg(pid, signal.SIGTERM)
     records = []
-    for entry in stopped:
-        records.append({"cache_key": entry.key, "queue_id": entry.queue_id, "filename": entry.path})
+    for entry, queue_id in stopped:
+        records.append({"cache_key": entry.key, "queue_id": queue_id, "filename": entry.path})
         with contextlib.suppress(FileNotFoundError):
             os.unlink(entry.path)
     return records

@@ -6,6 +6,8 @@ each written to a temporary name and renamed, stamped with the format, Python an
 - :mod:`xl_cache.tasks`: :func:`write_input`, :func:`write_output`, :func:`load_result` (one file open per
   lookup), :func:`get_future_from_cache`, :func:`remove`, :func:`record_queue_id`.
 - :mod:`xl_cache.entries`: :func:`get_cache_data`, :func:`list_entries`, :func:`scan`, :func:`to_dataframe`.
+- :mod:`xl_cache.jobfiles`: a task's job directory: reading its log (:func:`log_tail`), and the queue-id
+  sidecar (:func:`write_queue_id_file`, :func:`read_queue_id_file`, :data:`QUEUE_ID_FILE_VARIABLE`).
 - :mod:`xl_cache.worker`: ``python -m xl_cache.worker <key>_i.h5`` runs one pending task (file mode).
 - ``python -m xl_cache ls|show|rm|gc``: the command line.
 
@@ -36,6 +38,14 @@ if TYPE_CHECKING:
         CacheTrustError,
         CacheVersionError,
     )
+    from xl_cache.jobfiles import (
+        QUEUE_ID_FILE_NAME,
+        QUEUE_ID_FILE_VARIABLE,
+        job_directory,
+        log_tail,
+        read_queue_id_file,
+        write_queue_id_file,
+    )
     from xl_cache.layout import FORMAT_VERSION
     from xl_cache.refs import OutputRef, resolve_refs
     from xl_cache.tasks import (
@@ -65,6 +75,12 @@ _LAZY = {
     "CachePendingError": "errors",
     "CacheTrustError": "errors",
     "CacheVersionError": "errors",
+    "QUEUE_ID_FILE_NAME": "jobfiles",
+    "QUEUE_ID_FILE_VARIABLE": "jobfiles",
+    "job_directory": "jobfiles",
+    "log_tail": "jobfiles",
+    "read_queue_id_file": "jobfiles",
+    "write_queue_id_file": "jobfiles",
     "FORMAT_VERSION": "layout",
     "OutputRef": "refs",
     "resolve_refs": "refs",
@@ -82,6 +98,8 @@ _LAZY = {
 
 __all__ = [
     "FORMAT_VERSION",
+    "QUEUE_ID_FILE_NAME",
+    "QUEUE_ID_FILE_VARIABLE",
     "CacheCorruptError",
     "CacheEntry",
     "CacheError",
@@ -95,10 +113,13 @@ __all__ = [
     "get_cache_data",
     "get_future_from_cache",
     "input_path",
+    "job_directory",
     "list_entries",
     "load_result",
+    "log_tail",
     "output_path",
     "read_entry",
+    "read_queue_id_file",
     "record_queue_id",
     "remove",
     "resolve_refs",
@@ -107,6 +128,7 @@ __all__ = [
     "to_dataframe",
     "write_input",
     "write_output",
+    "write_queue_id_file",
 ]
 
 

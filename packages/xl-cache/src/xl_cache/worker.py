@@ -38,7 +38,10 @@ import traceback
 from collections.abc import Sequence
 from typing import Any
 
+from xl_serial import error_report
+
 from xl_cache.errors import CacheTrustError
+from xl_cache.jobfiles import QUEUE_ID_FILE_VARIABLE, read_queue_id_file
 from xl_cache.layout import INPUTS, parse_name
 from xl_cache.refs import resolve_refs
 from xl_cache.store import check_versions, open_file, read_meta, read_pickled, unpack
@@ -50,8 +53,6 @@ EXIT_USAGE = 2
 
 #: Where a batch job learns its own id (the input may not carry it yet: it is recorded after submission).
 _JOB_ID_VARIABLES = ("SLURM_JOB_ID", "FLUX_JOB_ID", "XL_CACHE_QUEUE_ID")
-#: A file holding the queue id, for launchers that learn the id only once the job runs (a local process's pid).
-_QUEUE_ID_FILE_VARIABLE = "XL_CACHE_QUEUE_ID_FILE"
 #: The MPI rank and size as launchers export them; only rank 0 of an MPI task writes the output.
 _RANK_VARIABLES = ("PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_RANK", "SLURM_PROCID", "FLUX_TASK_RANK")
 _SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "SLURM_STEP_NUM_TASKS")
@@ -93,15 +94,7 @@ def _env_int(names: Sequence[str]) -> int | None:
 
 def _queue_id_from_file() -> int | None:
     """The queue id a launcher recorded after the job started (its pid, say) in ``XL_CACHE_QUEUE_ID_FILE``."""
-    path = os.environ.get(_QUEUE_ID_FILE_VARIABLE)
-    if not path:
-        return None
-    try:
-        with open(path, encoding="ascii") as handle:
-            text = handle.read().strip()
-    except OSError:
-        return None
-    return int(text) if text.isdigit() else None
+    return read_queue_id_file(os.environ.get(QUEUE_ID_FILE_VARIABLE))
 
 
 def _log_error(error_log_file: str | None, fn: Any, args: Any, kwargs: Any, error: BaseException) -> None:
@@ -111,7 +104,7 @@ def _log_error(error_log_file: str | None, fn: Any, args: Any, kwargs: Any, erro
         return
     try:
         with open(error_log_file, "a", encoding="utf-8") as log:
-            log.write(f"function: {fn!r}\nargs: {args!r}\nkwargs: {kwargs!r}\n{text}\n")
+            log.write(error_report(fn, args, kwargs, error))
     except OSError as problem:  # the log is a courtesy; the output file still gets the error
         print(f"xl_cache.worker: cannot append to error_log_file {error_log_file}: {problem}", file=sys.stderr)
 

@@ -1,7 +1,8 @@
 """xl-comm: the authenticated executor-worker protocol on zmq, and the worker loop.
 
 Executor side: :class:`Hub`. Worker side: ``python -m xl_comm.worker``. Messages: :mod:`xl_comm.messages`.
-Names load on first use, so the worker does not import the executor side.
+Every name other packages use is exported here; the submodules are this package's own business. Names load on
+first use, so the worker does not import the executor side.
 """
 
 from __future__ import annotations
@@ -11,26 +12,35 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from xl_comm.assist import AssistedFuture
-    from xl_comm.framing import PROTOCOL_VERSION, AuthenticationError, ProtocolError
+    from xl_comm.framing import PROTOCOL_VERSION, AuthenticationError, ProtocolError, pack_task
     from xl_comm.hub import Hub, HubHandler
-    from xl_comm.messages import Failure, Hello, Init, Result, Shutdown, Task
+    from xl_comm.keys import KEY_FILE_ENV, discard_key_file
+    from xl_comm.messages import Failure, Hello, Init, Kind, Result, Shutdown, Task
+    from xl_comm.team import EXIT_TEAM_ABORTED
 
 _LAZY = {
     "AssistedFuture": "assist",
     "PROTOCOL_VERSION": "framing",
     "AuthenticationError": "framing",
     "ProtocolError": "framing",
+    "pack_task": "framing",
     "Hub": "hub",
     "HubHandler": "hub",
+    "KEY_FILE_ENV": "keys",
+    "discard_key_file": "keys",
     "Failure": "messages",
     "Hello": "messages",
     "Init": "messages",
+    "Kind": "messages",
     "Result": "messages",
     "Shutdown": "messages",
     "Task": "messages",
+    "EXIT_TEAM_ABORTED": "team",
 }
 
 __all__ = [
+    "EXIT_TEAM_ABORTED",
+    "KEY_FILE_ENV",
     "PROTOCOL_VERSION",
     "AssistedFuture",
     "AuthenticationError",
@@ -39,10 +49,13 @@ __all__ = [
     "Hub",
     "HubHandler",
     "Init",
+    "Kind",
     "ProtocolError",
     "Result",
     "Shutdown",
     "Task",
+    "discard_key_file",
+    "pack_task",
 ]
 
 
@@ -54,3 +67,7 @@ def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return getattr(importlib.import_module(f"xl_comm.{_LAZY[name]}"), name)
     raise AttributeError(f"module 'xl_comm' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__, "__version__"])

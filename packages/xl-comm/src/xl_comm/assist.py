@@ -13,12 +13,9 @@ import contextlib
 import os
 import select
 import threading
-import weakref
+from collections.abc import Callable
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from xl_comm.hub import Hub
+from typing import Any, Protocol
 
 
 class Waiter:
@@ -76,6 +73,13 @@ def _new_waiter_after_fork() -> None:
 os.register_at_fork(after_in_child=_new_waiter_after_fork)
 
 
+class Assistant(Protocol):
+    """What an AssistedFuture needs of the hub that completes it (:meth:`xl_comm.Hub.assist`); a protocol, so
+    this module does not import the hub, which imports it."""
+
+    def assist(self, future: AssistedFuture, timeout: float | None) -> float | None: ...
+
+
 class AssistedFuture(Future[Any]):
     """A Future completed by a hub's reply: ``result()`` and ``exception()`` help the hub while they wait.
 
@@ -83,8 +87,9 @@ class AssistedFuture(Future[Any]):
     hub's IO thread then reads the reply, as it does for every Future nobody waits on).
     """
 
-    #: the hub to help, held weakly so that a kept Future does not keep a closed hub's state alive
-    hub_ref: weakref.ref[Hub] | None = None
+    #: the hub to help (a weak reference: called, the hub or None), so that a kept Future does not keep a closed
+    #: hub's state alive
+    hub_ref: Callable[[], Assistant | None] | None = None
     #: set while a thread helps for this Future, so completing it elsewhere can wake that thread
     assisted_by: Waiter | None = None
     #: done() without taking the Future's lock; set by the first done-callback, which every way of completing

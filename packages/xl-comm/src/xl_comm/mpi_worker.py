@@ -13,7 +13,7 @@ from xl_comm.framing import pack_body
 from xl_comm.keys import KEY_FILE_ENV, load_key
 from xl_comm.messages import Failure, Hello, Init, Kind, Result, Task
 from xl_comm.team import EXIT_TEAM_ABORTED, PEER_FAILURE_GRACE_SECONDS, TeamLink, follower_identity, rank_origin
-from xl_comm.worker import ExecutorGuard, WorkerLoop, close, connect, fast_exit
+from xl_comm.worker_loop import ExecutorGuard, WorkerLoop, close, connect, fast_exit
 
 #: Status of a rank that cannot import mpi4py (EX_CONFIG).
 EXIT_NO_MPI4PY = 78

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
         register_by_value,
         resolve_reference,
     )
-    from xl_serial.remote_error import RemoteError, RemoteException, RemoteTraceback, capture
+    from xl_serial.remote_error import RemoteError, RemoteException, RemoteTraceback, capture, error_report
 
 _LAZY = {
     "canonical_bytes": "keys",
@@ -39,6 +39,7 @@ _LAZY = {
     "RemoteException": "remote_error",
     "RemoteTraceback": "remote_error",
     "capture": "remote_error",
+    "error_report": "remote_error",
 }
 
 __all__ = [
@@ -50,6 +51,7 @@ __all__ = [
     "canonical_bytes",
     "capture",
     "dumps",
+    "error_report",
     "frames_nbytes",
     "function_name",
     "function_reference",

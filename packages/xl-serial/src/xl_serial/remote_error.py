@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import traceback
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import cloudpickle
 
@@ -52,3 +54,11 @@ def capture(exc: BaseException, *, origin: str | None = None) -> RemoteError:
             f"(the original exception could not be pickled: {problem!r})"
         )
     return RemoteError(exception=shipped, traceback=text, origin=where)
+
+
+def error_report(fn: Any, args: Any, kwargs: Mapping[str, Any] | None, error: BaseException) -> str:
+    """The entry a worker appends to a task's ``error_log_file``: the call, then the traceback, then a blank line
+    (so entries of several tasks stay apart)."""
+    text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    call = dict(kwargs) if isinstance(kwargs, Mapping) else kwargs
+    return f"function: {fn!r}\nargs: {args!r}\nkwargs: {call!r}\n{text}\n"

@@ -17,6 +17,7 @@ from xl_spawn.exitcodes import describe_returncode
 from xl_spawn.process import Spawner, SubprocessSpawner
 
 if TYPE_CHECKING:
+    from xl_spawn.cmdline import pid_runs
     from xl_spawn.mpi import (
         MpiFlavour,
         detect_mpi_flavour,
@@ -28,18 +29,22 @@ if TYPE_CHECKING:
     )
     from xl_spawn.queue import (
         DEFAULT_SLURM_TEMPLATE,
+        JOB_LOG_NAME,
         JobState,
         SlurmQueue,
         SubmissionError,
         job_script_variables,
         render_job_script,
+        template_variables,
     )
     from xl_spawn.slurm import SrunRequest, describe_srun_exit, parse_slurm_state, srun_argv, srun_time_minutes
+    from xl_spawn.watcher import JobEnd, QueueWatcher
 
 # Logging is the caller's choice: no output unless the application configures a handler.
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 _LAZY = {
+    "pid_runs": "cmdline",
     "MpiFlavour": "mpi",
     "detect_mpi_flavour": "mpi",
     "find_mpiexec": "mpi",
@@ -48,11 +53,15 @@ _LAZY = {
     "mpiexec_argv": "mpi",
     "parse_mpi_version_text": "mpi",
     "DEFAULT_SLURM_TEMPLATE": "queue",
+    "JOB_LOG_NAME": "queue",
     "JobState": "queue",
     "SlurmQueue": "queue",
     "SubmissionError": "queue",
     "job_script_variables": "queue",
     "render_job_script": "queue",
+    "template_variables": "queue",
+    "JobEnd": "watcher",
+    "QueueWatcher": "watcher",
     "SrunRequest": "slurm",
     "describe_srun_exit": "slurm",
     "parse_slurm_state": "slurm",
@@ -62,8 +71,11 @@ _LAZY = {
 
 __all__ = [
     "DEFAULT_SLURM_TEMPLATE",
+    "JOB_LOG_NAME",
+    "JobEnd",
     "JobState",
     "MpiFlavour",
+    "QueueWatcher",
     "SlurmQueue",
     "Spawner",
     "SrunRequest",
@@ -79,11 +91,13 @@ __all__ = [
     "mpiexec_argv",
     "parse_mpi_version_text",
     "parse_slurm_state",
+    "pid_runs",
     "prepend_path",
     "python_module_argv",
     "render_job_script",
     "srun_argv",
     "srun_time_minutes",
+    "template_variables",
     "thread_env",
 ]
 

@@ -30,6 +30,7 @@ __all__ = [
     "DEFAULT_SLURM_TEMPLATE",
     "FAILED_STATES",
     "FINAL_STATES",
+    "JOB_LOG_NAME",
     "JobState",
     "SlurmQueue",
     "SubmissionError",
@@ -46,11 +47,18 @@ __all__ = [
     "template_variables",
 ]
 
+#: The job's output (stdout and stderr) in its working directory, as the default template names it; executorlib
+#: 1.x's templates use the same name, and its readers (a dead job's log tail) take it from here.
+JOB_LOG_NAME = "time.out"
+
 #: The script of a task when no template is given: no partition line unless one is named (sbatch rejects an
 #: empty ``--partition=``), dependencies with colons, the time limit rounded up.
-DEFAULT_SLURM_TEMPLATE = """\
+DEFAULT_SLURM_TEMPLATE = (
+    """\
 #!/bin/bash
-#SBATCH --output=time.out
+#SBATCH --output="""
+    + JOB_LOG_NAME
+    + """
 #SBATCH --job-name={{ job_name }}
 #SBATCH --chdir={{ working_directory }}
 #SBATCH --get-user-env=L
@@ -80,6 +88,7 @@ DEFAULT_SLURM_TEMPLATE = """\
 
 {{ command }}
 """
+)
 
 #: States after which a job never changes again.
 FINAL_STATES = frozenset(

@@ -50,7 +50,8 @@ class SrunRequest:
     ``cores`` is the number of tasks (MPI ranks), ``threads_per_core`` the CPUs of each task. ``overcommit``
     allows more tasks than the allocation has CPUs (``srun --overcommit``; ``--oversubscribe`` does not do
     that, see notes/slurm.md). ``extra_args`` (executorlib's ``slurm_cmd_args``) come after the built flags, so
-    for an option srun reads once, the user's value wins.
+    for an option srun reads once, the user's value wins. ``exact`` (``--exact``) lets steps share an
+    allocation; the one step of a batch job sized for it (file mode) leaves it out and gets the whole job.
     """
 
     cores: int = 1
@@ -63,6 +64,7 @@ class SrunRequest:
     cwd: str | os.PathLike[str] | None = None
     overcommit: bool = False
     extra_args: Sequence[str] = ()
+    exact: bool = True
 
     def __post_init__(self) -> None:
         _positive_int("cores", self.cores)
@@ -70,7 +72,7 @@ class SrunRequest:
         _positive_int("gpus_per_core", self.gpus_per_core, minimum=0)
         if self.num_nodes is not None:
             _positive_int("num_nodes", self.num_nodes)
-        for name in ("exclusive", "overcommit"):
+        for name in ("exclusive", "overcommit", "exact"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
         if self.run_time_max is not None:
@@ -98,9 +100,9 @@ class SrunRequest:
 def srun_argv(request: SrunRequest, command: Sequence[str], *, srun: str = "srun") -> list[str]:
     """The argv that runs ``command`` as one job step: ``srun [flags] [extra_args] command``.
 
-    Always ``--ntasks``, ``--cpus-per-task`` (srun does not take it from the job, see notes/slurm.md) and
-    ``--exact`` (a step gets only the CPUs it asks for, so concurrent steps share the allocation instead of
-    queueing one after another); the other flags only when requested.
+    Always ``--ntasks`` and ``--cpus-per-task`` (srun does not take it from the job, see notes/slurm.md), and
+    unless ``request.exact`` is false ``--exact`` (a step gets only the CPUs it asks for, so concurrent steps
+    share the allocation instead of queueing one after another); the other flags only when requested.
 
     >>> srun_argv(SrunRequest(cores=2, run_time_max=90, pmi_mode="pmi2"), ["python", "-m", "w"])
     ['srun', '--ntasks=2', '--cpus-per-task=1', '--exact', '--time=2', '--mpi=pmi2', 'python', '-m', 'w']
@@ -123,7 +125,8 @@ def srun_argv(request: SrunRequest, command: Sequence[str], *, srun: str = "srun
         argv.append(f"--nodes={request.num_nodes}")
     if request.exclusive:
         argv.append("--exclusive")
-    argv.append("--exact")
+    if request.exact:
+        argv.append("--exact")
     if request.overcommit:
         argv.append("--overcommit")
     if request.run_time_max is not None:

@@ -12,8 +12,7 @@ from concurrent.futures import CancelledError, Executor, Future
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
-from xl_comm.assist import AssistedFuture
-from xl_comm.framing import pack_task
+from xl_comm import AssistedFuture, pack_task
 from xl_graph import GraphPicture
 from xl_serial import frames_nbytes, function_name, register_by_value
 
@@ -73,6 +72,7 @@ class BaseExecutor(Executor):
         self._shutdown_lock = threading.Condition()
         self._is_shutdown = False
         self._parked: set[Parked] = set()
+        self._releasing = threading.local()  # .parked: the task this thread is releasing (its Future's callbacks)
         self._deferred_shutdown: tuple[bool, bool] | None = None
         self._cache = ResultCache()
         # An executor dropped without shutdown() still lets its workers finish and go.
@@ -144,6 +144,7 @@ class BaseExecutor(Executor):
     ) -> None:
         """The last upstream Future of a parked task is done (or one failed): run it, or fail it, never drop it."""
         future = parked.future
+        self._releasing.parked = parked  # a done-callback that calls shutdown() must not wait for this release
         try:
             if future.cancelled():
                 cancel_and_notify(future)  # cancelled by the user while it waited
@@ -157,6 +158,7 @@ class BaseExecutor(Executor):
             if not future.done():
                 future.set_exception(problem)
         finally:
+            self._releasing.parked = None
             with self._shutdown_lock:
                 self._parked.discard(parked)
                 deferred = self._deferred_shutdown if not self._parked else None
@@ -192,22 +194,36 @@ class BaseExecutor(Executor):
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Stdlib semantics: no new tasks; ``cancel_futures`` cancels queued ones (and ones waiting for their
-        arguments); ``wait`` blocks until all ran. Tasks still waiting for a Future argument are released first."""
+        arguments); ``wait`` blocks until all ran. Tasks still waiting for a Future argument are released first.
+
+        Called from a done-callback that runs on one of this executor's own threads (the hub's IO thread, the
+        cache writer), it cannot wait for work that thread still has to do: it then returns at once, like
+        ``wait=False``, and the executor finishes on its own."""
         with self._shutdown_lock:
             self._is_shutdown = True
-            parked = list(self._parked) if cancel_futures else []
+            parked = list(self._parked)
         if self._graph is not None:
             self._graph.write()
         for task in parked:
-            cancel_and_notify(task.future)
+            if cancel_futures:
+                cancel_and_notify(task.future)  # releases it, even if its upstream never completes
+            else:
+                task.catch_up()
+        wait = wait and not self._on_own_thread()
+        mine = getattr(self._releasing, "parked", None)
         with self._shutdown_lock:
-            if self._parked and not cancel_futures:
+            if self._parked:
                 if not wait:  # the last release shuts the scheduler down
                     self._deferred_shutdown = (False, cancel_futures)
                     return
-                self._shutdown_lock.wait_for(lambda: not self._parked)
+                self._shutdown_lock.wait_for(lambda: not self._parked or self._parked == {mine})
         self._scheduler.shutdown(wait, cancel_futures=cancel_futures)
         self._cache.shutdown(wait)  # results already handed to the cache writer are written first
+
+    def _on_own_thread(self) -> bool:
+        """Whether the caller runs on a thread this executor's Futures are completed from."""
+        hub = self._hub_ref() if self._hub_ref is not None else None
+        return (hub is not None and hub.in_io_thread()) or self._cache.in_writer_thread()
 
     def dependency_graph(self, filename: str | None = None) -> GraphPicture:
         """The picture of the tasks submitted so far (needs ``record_dependency_graph=True``); shown inline in

@@ -97,6 +97,7 @@ class FileExecutorBase(BaseExecutor):
         self._extras = extras
         self._executor_name = executor
         self._wait = wait
+        self._detached = False  # shut down with wait=False: later shutdowns (the exit handler's) leave the jobs
         graph_mode = plot_dependency_graph or plot_dependency_graph_filename is not None
         graph_mode = graph_mode or export_workflow_filename is not None
         graph = None
@@ -165,16 +166,18 @@ class FileExecutorBase(BaseExecutor):
         if self._file_scheduler is None and self._graph is None:  # block_allocation: a socket pool
             super().shutdown(wait and self._wait, cancel_futures=cancel_futures)
             return
+        wait = wait and self._wait
         with self._shutdown_lock:
             already, self._is_shutdown = self._is_shutdown, True
+            detached, self._detached = self._detached, self._detached or not wait
         if self._graph is not None:
             if not already:
                 self._graph.write()
             return
-        if already and not cancel_futures:
+        if already and not cancel_futures and (detached or not wait):
             return
         assert self._file_scheduler is not None
-        self._file_scheduler.shutdown(wait and self._wait, cancel_futures=cancel_futures)
+        self._file_scheduler.shutdown(wait, cancel_futures=cancel_futures)
 
     def _check_task(self, resources: Resources, *, where: str) -> None:
         if self._file_scheduler is not None:

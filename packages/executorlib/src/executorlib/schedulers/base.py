@@ -12,12 +12,11 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from typing import Any, Protocol
 
-from xl_comm import Failure, Hub, Result
-from xl_comm.keys import discard_key_file
-from xl_comm.team import EXIT_TEAM_ABORTED
+from xl_comm import EXIT_TEAM_ABORTED, Failure, Hub, Result, discard_key_file
 from xl_serial import Frame, function_name
 from xl_spawn import Spawner, SubprocessSpawner, describe_returncode, prepend_path, thread_env
 
+from executorlib.dependencies import start_unless_cancelled
 from executorlib.errors import ExecutorlibSocketError
 from executorlib.launch import Launch, gpu_env
 from executorlib.resources import Resources
@@ -51,7 +50,7 @@ class TaskItem:
         """Gate a dispatch: False when the Future was cancelled meanwhile (then the task is dropped)."""
         if self.started:
             return True
-        self.started = self.future.set_running_or_notify_cancel()
+        self.started = start_unless_cancelled(self.future)
         return self.started
 
 

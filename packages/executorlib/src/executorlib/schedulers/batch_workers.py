@@ -2,14 +2,14 @@
 
 The pool is the ordinary :class:`~executorlib.schedulers.block.BlockAllocationScheduler`; only how a worker
 starts differs. :class:`BatchWorkerLaunch` is its launch: ``argv`` builds the worker's command as for a local
-worker (``srun -n N ... --mpi`` around it for N ranks), and ``spawner`` hands out a :class:`BatchJobSpawner`,
+worker (``srun --ntasks=N ... --mpi`` around it for N ranks), and ``spawner`` hands out a :class:`BatchJobSpawner`,
 which submits that command as one ``sbatch`` job instead of starting a process. The worker connects back to the
 executor's hub (bound on this host's name), reading the key from a 0600 file in a private directory under the
 launch's directory (``XL_COMM_KEY_FILE``, see xl_comm.keys), never from its command line or the job's
-environment; the worker deletes the file once read. One watcher thread per launch
-asks ``squeue`` about all worker jobs at once (an interval growing from ``MIN_INTERVAL`` to ``MAX_INTERVAL``)
-and, when a job ended, makes its spawner's sentinel readable: the hub then reports the worker's exit, and its
-task fails (or is retried on a new job, per ``restart_limit``) as for a local worker that died.
+environment; the worker deletes the file once read. One :class:`xl_spawn.QueueWatcher` per launch asks
+``squeue`` about all worker jobs at once and, when a job ended, makes its spawner's sentinel readable: the hub
+then reports the worker's exit, and its task fails (or is retried on a new job, per ``restart_limit``) as for a
+local worker that died.
 """
 
 from __future__ import annotations
@@ -21,17 +21,19 @@ import shlex
 import sys
 import threading
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from xl_comm.keys import discard_key_file
+from xl_cache import log_tail
+from xl_comm import discard_key_file
+from xl_spawn import JOB_LOG_NAME
 
 from executorlib.resources import Resources
+from executorlib.srun import batch_job_step
 
-MIN_INTERVAL = 0.25
-#: A worker job's end fails its task at most this long (plus one squeue) after SLURM knows of it.
-MAX_INTERVAL = 3.0
-GROWTH = 1.5
-#: Lines of the job's log quoted when the worker died.
+if TYPE_CHECKING:
+    from xl_spawn import JobEnd as QueueEnd
+
+#: Bytes of the job's log quoted when the worker died.
 LOG_TAIL_BYTES = 4096
 
 _numbers = itertools.count(1)
@@ -51,18 +53,19 @@ class BatchWorkerLaunch:
         pysqa_config_directory: str | None = None,
         pmi_mode: str | None = None,
     ) -> None:
-        from xl_spawn.queue import SlurmQueue
+        from xl_spawn import QueueWatcher, SlurmQueue
 
         self.queue = SlurmQueue(pysqa_config_directory=pysqa_config_directory)
         self.directory = directory
         self._extras = dict(extras)
         self._pmi_mode = pmi_mode
         self._resources = resources  # the pool's: every worker job asks for the same
-        self._cond = threading.Condition()
-        self._jobs: dict[int, BatchJobSpawner] = {}
-        self._thread: threading.Thread | None = None
-        self._interval = MIN_INTERVAL
-        self.queries = 0
+        self._watcher = QueueWatcher(self.queue, name="executorlib-slurm-workers")
+
+    @property
+    def queries(self) -> int:
+        """Status queries made (squeue and sacct calls), for benchmarks and tests."""
+        return self._watcher.queries
 
     # -- the Launch protocol ----------------------------------------------------------------------------------
 
@@ -70,15 +73,9 @@ class BatchWorkerLaunch:
         """Anything SLURM accepts; a job that cannot run fails through sbatch's own message."""
 
     def argv(self, resources: Resources, worker_args: Sequence[str]) -> list[str]:
-        command = [sys.executable, "-m", "xl_comm.worker", *worker_args]
-        if resources.cores == 1:
-            return command
-        srun = ["srun", "-n", str(resources.cores)]
-        if self._pmi_mode:
-            srun.append(f"--mpi={self._pmi_mode}")
-        if resources.threads_per_core > 1:
-            srun.append(f"--cpus-per-task={resources.threads_per_core}")
-        return [*srun, *command, "--mpi"]
+        ranks = ["--mpi"] if resources.cores > 1 else []
+        command = [sys.executable, "-m", "xl_comm.worker", *worker_args, *ranks]
+        return batch_job_step(resources, command, pmi_mode=self._pmi_mode)
 
     def key_directory(self, resources: Resources) -> str | None:
         return self.directory  # shared with the compute nodes, as the job directories are
@@ -90,7 +87,7 @@ class BatchWorkerLaunch:
 
     def submit(self, spawner: BatchJobSpawner, argv: Sequence[str]) -> int:
         """Submit the worker's job; returns its id."""
-        from xl_spawn.queue import job_script_variables
+        from xl_spawn import job_script_variables
 
         resources = self._resources
         env = dict(spawner.env)  # names the key file, not the key
@@ -120,44 +117,18 @@ class BatchWorkerLaunch:
         )
         spawner.job_directory = job_directory
         job = self.queue.submit(job_directory, variables, resources.submission_template)
-        with self._cond:
-            self._jobs[job] = spawner
-            self._interval = MIN_INTERVAL
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="executorlib-slurm-workers", daemon=True)
-                self._thread.start()
-            self._cond.notify_all()
+
+        def ended(end: QueueEnd) -> None:
+            spawner.ended(end.state)
+
+        self._watcher.watch(job, ended)
+        self._watcher.hurry()  # a worker that cannot start shows soon
         return job
 
     def cancel(self, job: int) -> None:
         with contextlib.suppress(Exception):  # gone already
             self.queue.cancel([job])
-        with self._cond:
-            self._interval = MIN_INTERVAL
-            self._cond.notify_all()
-
-    # -- the one watcher --------------------------------------------------------------------------------------
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                if not self._jobs:
-                    self._thread = None
-                    return
-                self._cond.wait(self._interval)
-                jobs = dict(self._jobs)
-                self._interval = min(self._interval * GROWTH, MAX_INTERVAL)
-            try:
-                self.queries += 1
-                states = self.queue.states(list(jobs))
-            except Exception:  # the controller is slow or down: ask again next time
-                continue
-            for job, spawner in jobs.items():
-                state = states.get(job)
-                if state is None or state.final or state.never_runs:
-                    with self._cond:
-                        self._jobs.pop(job, None)
-                    spawner.ended(state.state if state is not None else "UNKNOWN")
+        self._watcher.hurry()
 
 
 class BatchJobSpawner:
@@ -225,7 +196,9 @@ class BatchJobSpawner:
         if not self._ended.is_set() and self._job is not None:
             self._launch.cancel(self._job)
             if wait:
-                self._ended.wait(2 * MAX_INTERVAL + 60)
+                from xl_spawn import QueueWatcher
+
+                self._ended.wait(2 * QueueWatcher.MAX_LATENCY + 60)
         with self._fd_lock:
             self._released = True
             if self._ended.is_set() or self._job is None:
@@ -245,9 +218,4 @@ class BatchJobSpawner:
         """The end of the job's log, where slurmstepd names a job's fate (time limit, memory, cancellation)."""
         if self.job_directory is None:
             return ""
-        tail = ""
-        with contextlib.suppress(OSError), open(os.path.join(self.job_directory, "time.out"), "rb") as log:
-            log.seek(0, os.SEEK_END)
-            log.seek(max(0, log.tell() - LOG_TAIL_BYTES))
-            tail = log.read().decode(errors="replace")
-        return tail
+        return log_tail(os.path.join(self.job_directory, JOB_LOG_NAME), max_bytes=LOG_TAIL_BYTES)

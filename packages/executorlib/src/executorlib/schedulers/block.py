@@ -16,8 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from xl_comm import Failure, Hello, Hub, Init, Result, Shutdown
-from xl_comm.messages import Kind
+from xl_comm import Failure, Hello, Hub, Init, Kind, Result, Shutdown
 
 from executorlib.dependencies import cancel_and_notify
 from executorlib.errors import ExecutorlibSocketError

@@ -24,16 +24,16 @@ from concurrent.futures import CancelledError, Future, InvalidStateError
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from xl_cache import QUEUE_ID_FILE_NAME, log_tail, read_queue_id_file
 from xl_graph import FutureSelector, find_futures, substitute
+from xl_spawn import JOB_LOG_NAME
 
 from executorlib.caching import task_resource_dict
-from executorlib.dependencies import cancel_and_notify
+from executorlib.dependencies import Parked, cancel_and_notify
 from executorlib.resources import Resources
 
 #: Lines of a job's log quoted in the error of a job that ended without output.
 LOG_TAIL_LINES = 20
-#: The name of the job id's sidecar file in a task's job directory.
-QUEUE_ID_FILE = "queue_id"
 
 
 class JobFailedError(RuntimeError):
@@ -90,13 +90,13 @@ class FileTask:
 
     @property
     def log_file(self) -> str:
-        return os.path.join(self.job_directory, "time.out")
+        return os.path.join(self.job_directory, JOB_LOG_NAME)
 
     @property
     def queue_id_file(self) -> str:
         """``<cache>/<key>/queue_id``: the job id as text, for backends that record it beside the task file
-        instead of rewriting it (see :func:`write_queue_id_file`)."""
-        return os.path.join(self.job_directory, QUEUE_ID_FILE)
+        instead of rewriting it (see :func:`xl_cache.write_queue_id_file`)."""
+        return os.path.join(self.job_directory, QUEUE_ID_FILE_NAME)
 
     def when_ended(self, callback: Callable[[FileTask], None], lock: threading.Lock) -> None:
         """Call ``callback(task)`` once the task ended (now, if it has)."""
@@ -120,8 +120,9 @@ class Backend(Protocol):
 
     def start(self, task: FileTask, after: Sequence[FileTask]) -> None:
         """Run ``task.input_file`` once every task of ``after`` (still running) ended, set ``task.queue_id`` and
-        record it (:func:`record_queue_id` or :func:`write_queue_id_file`) once the job has an id, so that a later
-        executor can re-attach. Raises when the job cannot be submitted (nothing is then running)."""
+        record it (:func:`record_queue_id`, or :func:`xl_cache.write_queue_id_file` to ``task.queue_id_file``)
+        once the job has an id, so that a later executor can re-attach. Raises when the job cannot be submitted
+        (nothing is then running)."""
 
     def attach(self, task: FileTask) -> bool:
         """Watch the live job ``task.queue_id`` (started by an earlier executor); False if it is gone."""
@@ -133,17 +134,6 @@ class Backend(Protocol):
         """Release threads and handles; jobs still running are left alone (they may be re-attached later)."""
 
     def info(self) -> dict[str, Any]: ...
-
-
-def _tail(path: str, lines: int = LOG_TAIL_LINES) -> str:
-    try:
-        with open(path, "rb") as log:
-            log.seek(0, os.SEEK_END)
-            log.seek(max(0, log.tell() - 16384))
-            text = log.read().decode(errors="replace")
-    except OSError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])
 
 
 def _settle(future: Future[Any], *, result: Any = None, error: BaseException | None = None) -> None:
@@ -165,7 +155,8 @@ class FileScheduler:
         self._idle = threading.Condition(self._lock)
         self._of_future: weakref.WeakKeyDictionary[Future[Any], FileTask] = weakref.WeakKeyDictionary()
         self._in_flight: dict[tuple[str, str], FileTask] = {}
-        self._parked = 0
+        self._waiting: set[Parked] = set()  # calls waiting for Futures of other executors
+        self._delivering = threading.local()  # .depth > 0 while this thread completes Futures of ended jobs
         self._closed = False
         backend.bind(self._job_ended, self._lock)
 
@@ -241,25 +232,26 @@ class FileScheduler:
         future: Future[Any],
         waiting: list[Future[Any]],
     ) -> None:
-        """Wait (by done-callbacks) for Futures that other executors produce, then submit again."""
-        remaining = [len(waiting)]
-        with self._lock:
-            self._parked += 1
+        """Wait (by done-callbacks) for Futures that other executors produce, then submit again. Cancelling
+        ``future`` meanwhile releases the call at once, even if those Futures never complete."""
 
-        def one_done(_: Future[Any]) -> None:
-            with self._lock:
-                remaining[0] -= 1
-                if remaining[0]:
-                    return
+        def release(parked: Parked, args: Any, kwargs: Any, error: BaseException | None) -> None:
             try:
-                self.submit_call(fn, args, kwargs, resources, extras, future)
+                if future.cancelled() or isinstance(error, CancelledError):
+                    cancel_and_notify(future)
+                elif error is not None:
+                    _settle(future, error=error)  # the upstream's own exception
+                else:
+                    self.submit_call(fn, args, kwargs, resources, extras, future)
             finally:
                 with self._lock:
-                    self._parked -= 1
+                    self._waiting.discard(parked)
                     self._idle.notify_all()
 
-        for item in waiting:
-            item.add_done_callback(one_done)
+        parked = Parked(future, args, kwargs, waiting, release, substitute=False)
+        with self._lock:
+            self._waiting.add(parked)
+        parked.start()
 
     def _submit_linked(
         self,
@@ -319,7 +311,7 @@ class FileScheduler:
         """A pending task file from an earlier run whose job is still alive: watch that job instead."""
         if not os.path.exists(task.input_file):
             return False
-        queue_id = read_queue_id_file(task)
+        queue_id = read_queue_id_file(task.queue_id_file)
         if queue_id is None:
             from xl_cache import read_entry
 
@@ -383,20 +375,25 @@ class FileScheduler:
             futures = list(task.futures)
             callbacks, task._end_callbacks = task._end_callbacks, []
             self._idle.notify_all()
-        for future in futures:
-            if outcome is not None:
-                _settle(future, result=outcome.value if outcome.status == "done" else None, error=_error_of(outcome))
-            elif cancelled:  # as in the interactive executors, a cancelled upstream cancels its dependents
-                cancel_and_notify(future)
-            else:
-                _settle(future, error=error)
-        for callback in callbacks:
-            callback(task)
+        self._delivering.depth = getattr(self._delivering, "depth", 0) + 1
+        try:
+            for future in futures:
+                if outcome is not None:
+                    value = outcome.value if outcome.status == "done" else None
+                    _settle(future, result=value, error=_error_of(outcome))
+                elif cancelled:  # as in the interactive executors, a cancelled upstream cancels its dependents
+                    cancel_and_notify(future)
+                else:
+                    _settle(future, error=error)
+            for callback in callbacks:
+                callback(task)
+        finally:
+            self._delivering.depth -= 1
 
     def _lost_error(self, task: FileTask, end: JobEnd) -> JobFailedError:
         job = f"{self._backend.name} job {task.queue_id}" if task.queue_id is not None else "its job"
         detail = f" ({end.detail})" if end.detail else ""
-        tail = _tail(task.log_file)
+        tail = log_tail(task.log_file, lines=LOG_TAIL_LINES)
         log = f"; the last lines of its log {task.log_file}:\n{tail}" if tail else f"; its log is {task.log_file}"
         return JobFailedError(
             f"task {task.key} ({task.label}): {job} ended {end.state}{detail} without writing "
@@ -418,29 +415,38 @@ class FileScheduler:
     # -- executor surface ------------------------------------------------------------------------------------
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        """``wait``: until every job ended. ``cancel_futures``: cancel the Futures and stop their jobs.
-        ``wait=False`` without ``cancel_futures`` detaches: jobs go on, and complete their Futures while this
-        process lives; a later executor on the same cache directory gets their results."""
+        """``wait``: until every job ended. ``cancel_futures``: cancel the Futures (also of calls waiting for
+        another executor's Futures) and stop their jobs. ``wait=False`` without ``cancel_futures`` detaches:
+        jobs go on, and complete their Futures while this process lives; a later executor on the same cache
+        directory gets their results. From a done-callback on the thread that reports job ends it cannot wait
+        (those ends would never be reported): it returns at once and the jobs finish on their own."""
         with self._lock:
-            self._closed = True
             tasks = list(self._in_flight.values())
+            waiting = list(self._waiting)
+        for parked in waiting:
+            if cancel_futures:
+                cancel_and_notify(parked.future)  # releases it, even if its upstream never completes
+            else:
+                parked.catch_up()  # the caller may be an earlier done-callback of its upstream
         if cancel_futures:
             for task in tasks:
                 for future in list(task.futures):
                     cancel_and_notify(future)  # the done-callback stops the job
-        if wait:
-            with self._idle:
-                self._idle.wait_for(lambda: not self._in_flight and not self._parked)
+        wait = wait and not getattr(self._delivering, "depth", 0)
+        with self._idle:
+            if wait:  # calls released meanwhile from waiting still start (the executor takes no new ones)
+                self._idle.wait_for(lambda: not self._in_flight and not self._waiting)
+            self._closed = True
         self._backend.close(wait)
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         with self._idle:
-            return self._idle.wait_for(lambda: not self._in_flight and not self._parked, timeout)
+            return self._idle.wait_for(lambda: not self._in_flight and not self._waiting, timeout)
 
     @property
     def queued(self) -> int:
         with self._lock:
-            return len(self._in_flight) + self._parked
+            return len(self._in_flight) + len(self._waiting)
 
     def info(self) -> dict[str, Any]:
         return {"backend": self._backend.name, **self._backend.info()}
@@ -467,24 +473,3 @@ def record_queue_id(task: FileTask) -> None:
     if os.path.exists(task.output_file):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(task.input_file)
-
-
-def write_queue_id_file(task: FileTask) -> None:
-    """Record the job id in ``task.queue_id_file`` (atomically: a reader sees the whole id or no file). A few
-    bytes instead of rewriting the task file, for backends whose jobs start in milliseconds (local processes);
-    the worker reads it back for the output through ``XL_CACHE_QUEUE_ID_FILE``."""
-    assert task.queue_id is not None
-    temporary = f"{task.queue_id_file}.{os.getpid()}.{threading.get_ident()}"
-    with open(temporary, "w", encoding="ascii") as handle:
-        handle.write(str(task.queue_id))
-    os.replace(temporary, task.queue_id_file)
-
-
-def read_queue_id_file(task: FileTask) -> int | None:
-    """The job id recorded by :func:`write_queue_id_file`, or None."""
-    try:
-        with open(task.queue_id_file, encoding="ascii") as handle:
-            text = handle.read().strip()
-    except OSError:
-        return None
-    return int(text) if text.isdigit() else None

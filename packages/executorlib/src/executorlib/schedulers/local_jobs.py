@@ -23,13 +23,14 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from xl_cache import QUEUE_ID_FILE_VARIABLE, write_queue_id_file
+from xl_spawn import pid_runs
+
 from executorlib.launch import LocalLaunch
 from executorlib.resources import Resources, check_template_keys
-from executorlib.schedulers.file import FileTask, JobEnd, write_queue_id_file
+from executorlib.schedulers.file import FileTask, JobEnd
 
 WORKER_MODULE = "xl_cache.worker"
-#: Tells the worker where its queue id (the pid, recorded once the process runs) is to be read.
-QUEUE_ID_FILE_VARIABLE = "XL_CACHE_QUEUE_ID_FILE"
 #: After SIGTERM, how long a cancelled process may take before it gets SIGKILL.
 TERMINATE_GRACE_SECONDS = 2.0
 
@@ -41,19 +42,11 @@ def _variables(template: str | None) -> frozenset[str] | None:
     if template is None:
         return frozenset()
     try:
-        from xl_spawn.queue import template_variables
+        from xl_spawn import template_variables
 
         return template_variables(template)
     except Exception:
         return None
-
-
-def _cmdline(pid: int) -> bytes:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as handle:
-            return handle.read()
-    except OSError:
-        return b""
 
 
 class LocalProcessBackend:
@@ -155,11 +148,11 @@ class LocalProcessBackend:
         task.queue_id = proc.pid
         self._watch(task, proc.pid, proc)
         with contextlib.suppress(OSError):  # the id serves re-attachment and the output; the process runs anyway
-            write_queue_id_file(task)
+            write_queue_id_file(task.queue_id_file, proc.pid)
 
     def attach(self, task: FileTask) -> bool:
         pid = task.queue_id
-        if pid is None or os.fsencode(task.input_file) not in _cmdline(pid):
+        if pid is None or not pid_runs(pid, task.input_file):
             return False
         try:
             self._watch(task, pid, None)

@@ -15,8 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from xl_comm import Failure, Hello, Hub, Result
-from xl_comm.messages import Kind
+from xl_comm import Failure, Hello, Hub, Kind, Result
 
 from executorlib.accounting import fits
 from executorlib.dependencies import cancel_and_notify
