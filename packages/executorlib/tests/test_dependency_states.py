@@ -68,15 +68,7 @@ class CallbackErrors(logging.Handler):
         self.records: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        message = record.getMessage()
-        if not message.endswith(DOUBLE_NOTIFY):
-            self.records.append(message)
-
-
-#: A parked dependent cancelled by shutdown(cancel_futures=True) is notified again when its upstream finishes;
-#: the stdlib logs that at CRITICAL (nothing is lost). Tolerated by the machines so that they keep checking the
-#: rest; test_a_dependent_cancelled_by_shutdown_is_notified_once keeps it visible.
-DOUBLE_NOTIFY = "in unexpected state: CANCELLED_AND_NOTIFIED"
+        self.records.append(record.getMessage())
 
 
 def succeeded(future: Future[Any]) -> bool:
@@ -88,9 +80,6 @@ def failed(future: Future[Any]) -> bool:
 
 
 class DependencyMachine(RuleBasedStateMachine):
-    #: issue 14 item 3: a cancelled dependent stays parked until its upstreams finish
-    check_release_on_cancel = False
-
     def __init__(self) -> None:
         super().__init__()
         self.scheduler = RecordingScheduler()
@@ -207,8 +196,6 @@ class DependencyMachine(RuleBasedStateMachine):
 
     @invariant()
     def cancelled_dependents_are_released(self) -> None:
-        if not self.check_release_on_cancel:
-            return
         parked = {id(p.future) for p in self.exe._parked}
         for node in self.dependents.values():
             if node.future.cancelled():
@@ -245,14 +232,6 @@ TestDependencies = DependencyMachine.TestCase
 TestDependencies.settings = DEPENDENCY_SETTINGS
 
 
-class ReleaseOnCancelMachine(DependencyMachine):
-    check_release_on_cancel = True
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14 item 3: a cancelled dependent parked on a never-completing upstream stays parked",
-)
 @pytest.mark.timeout(30)
 def test_a_cancelled_dependent_is_released_at_once() -> None:
     exe = BaseExecutor(RecordingScheduler(), resources=DEFAULTS, rules=SINGLE_NODE_RULES, fixed_resources=False)
@@ -267,11 +246,6 @@ def test_a_cancelled_dependent_is_released_at_once() -> None:
         ExitHook._executors.discard(exe)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14 item 3 (cancel of parked dependents): a dependent cancelled by shutdown(cancel_futures=True) "
-    "is notified again once its upstream finishes, and concurrent.futures logs 'unexpected state' at CRITICAL",
-)
 @pytest.mark.timeout(30)
 def test_a_dependent_cancelled_by_shutdown_is_notified_once(caplog: pytest.LogCaptureFixture) -> None:
     exe = BaseExecutor(RecordingScheduler(), resources=DEFAULTS, rules=SINGLE_NODE_RULES, fixed_resources=False)
@@ -285,11 +259,3 @@ def test_a_dependent_cancelled_by_shutdown_is_notified_once(caplog: pytest.LogCa
         assert not [r.getMessage() for r in caplog.records], "a cancelled dependent was notified twice"
     finally:
         ExitHook._executors.discard(exe)
-
-
-@pytest.mark.xfail(strict=True, reason="issue 14 item 3: the state machine finds a cancelled dependent still parked")
-@pytest.mark.timeout(60)
-def test_release_on_cancel_machine() -> None:
-    from hypothesis.stateful import run_state_machine_as_test
-
-    run_state_machine_as_test(ReleaseOnCancelMachine, settings=settings(DEPENDENCY_SETTINGS, derandomize=True))
