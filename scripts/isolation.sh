@@ -11,8 +11,9 @@ wheel() { ls "$work"/dist/"$(echo "$1" | tr - _)"-*.whl; }
 test_deps=(pytest pytest-timeout hypothesis numpy psutil)
 extra_test_deps() {  # what a package's tests need beyond test_deps (never what the package itself needs)
     case $1 in
-        # jinja2: the job-script builders run for real (it comes with the package's [pysqa] extra)
-        xl-spawn) echo pyzmq jinja2 ;;
+        # jinja2, pyyaml: the job-script builders and the pysqa queue.yaml reader run for real (both come with
+        # the package's [pysqa] extra)
+        xl-spawn) echo pyzmq jinja2 pyyaml ;;
         # matplotlib: the picture fallback runs for real here (the workspace venv has no matplotlib)
         xl-graph) echo jsonschema matplotlib ;;
         # pandas: to_dataframe() runs for real (it is the package's optional extra, not a dependency)
