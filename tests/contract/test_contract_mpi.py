@@ -98,6 +98,9 @@ class MpiExecutorFactory:
     def skip_if_reference(self, reason: str) -> None:
         return None
 
+    def skip_if_file_mode(self, reason: str) -> None:
+        return None  # socket executors only
+
 
 @pytest.fixture(params=[pytest.param("one-process", id="mpi2-one-process"), pytest.param("block", id="mpi2-block")])
 def executor_factory(

@@ -50,6 +50,9 @@ class SlurmExecutorFactory:
     def skip_if_reference(self, reason: str) -> None:
         return None
 
+    def skip_if_file_mode(self, reason: str) -> None:
+        return None  # socket executors only
+
 
 @pytest.fixture(params=[pytest.param("one-process", id="slurm-one-process"), pytest.param("block", id="slurm-block")])
 def executor_factory(
