@@ -39,6 +39,16 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _assert_all_exit(pids: list[int], within: float = 5.0) -> None:
+    """Every process in ``pids`` ends within ``within`` seconds of its executor's death."""
+    deadline = time.monotonic() + within
+    alive = pids
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.1)
+        alive = [pid for pid in pids if _alive(pid)]
+    assert not alive, f"{[psutil.Process(p).cmdline() for p in alive]} outlived the executor by {within:g} s"
+
+
 @pytest.mark.parametrize("mode", ["block", "one-process"])
 def test_kill_9_of_the_executor_leaves_no_worker(tmp_path: Path, mode: str) -> None:
     script = tmp_path / "driver.py"
@@ -59,12 +69,7 @@ def test_kill_9_of_the_executor_leaves_no_worker(tmp_path: Path, mode: str) -> N
         driver.kill()
         driver.wait(timeout=10)
         assert key_files and not [path for path in key_files if os.path.exists(os.path.dirname(path))]
-        deadline = time.monotonic() + 5
-        alive = descendants
-        while alive and time.monotonic() < deadline:
-            time.sleep(0.1)
-            alive = [pid for pid in descendants if _alive(pid)]
-        assert not alive, f"{[psutil.Process(p).cmdline() for p in alive]} outlived the executor by 5 s"
+        _assert_all_exit(descendants)
     finally:
         driver.kill()
 
@@ -123,12 +128,7 @@ def test_kill_9_of_the_executor_stops_its_workers_despite_a_fork_helper(tmp_path
         assert workers, "a worker was expected"
         driver.kill()
         driver.wait(timeout=10)
-        deadline = time.monotonic() + 5
-        alive = workers
-        while alive and time.monotonic() < deadline:
-            time.sleep(0.1)
-            alive = [pid for pid in workers if _alive(pid)]
-        assert not alive, f"{[psutil.Process(p).cmdline() for p in alive]} outlived the executor by 5 s"
+        _assert_all_exit(workers)
     finally:
         driver.kill()
         for pid in [*workers, *([helper] if helper is not None else [])]:
