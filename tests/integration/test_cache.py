@@ -25,9 +25,9 @@ def _record_scheduler_submits(monkeypatch: pytest.MonkeyPatch, exe: Any) -> list
     handed: list[Any] = []
     real = exe._scheduler.submit
 
-    def submit(item: Any) -> None:
-        handed.append(item)
-        real(item)
+    def submit(*call: Any) -> None:
+        handed.append(call)
+        real(*call)
 
     monkeypatch.setattr(exe._scheduler, "submit", submit)
     return handed

@@ -53,7 +53,7 @@ def test_threads_submitting_at_once_all_get_their_results(make_executor, workers
 def test_an_answer_out_of_order_is_settled_by_its_task_id_and_logged(make_executor, caplog) -> None:
     """No path of ours sends one, but should a worker ever answer a later task first, its Future still gets the
     result (and the error log says so) instead of waiting forever."""
-    from executorlib.schedulers.base import TaskItem
+    from executorlib.schedulers.workers import TaskItem
     from xl_comm import AssistedFuture, Result
 
     exe = make_executor(max_workers=1, block_allocation=True)

@@ -151,9 +151,9 @@ def test_openmpi_oversubscribe_with_mpich_is_an_error_at_construction(make_execu
 
 def test_cores_without_mpi_is_an_error_at_submit_naming_what_to_install(make_executor, monkeypatch) -> None:
     from executorlib.api import ResourceDictError
-    from executorlib.launch import LocalLaunch
+    from executorlib.launchers.local import LocalLauncher
 
-    monkeypatch.setattr(LocalLaunch, "_launcher", lambda self: None)
+    monkeypatch.setattr(LocalLauncher, "_launcher", lambda self: None)
     exe = make_executor()
     with pytest.raises(ResourceDictError, match=r"resource_dict\['cores'\] = 2.*pip install mpi4py mpich"):
         exe.submit(mpi_rank_size, 1, resource_dict={"cores": 2})

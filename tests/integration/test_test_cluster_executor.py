@@ -117,7 +117,7 @@ def test_a_cached_result_never_starts_a_process(cache: Path, tmp_path: Path) -> 
 
 
 def test_a_process_that_dies_fails_its_future_and_its_dependents(executor: Any, cache: Path) -> None:
-    from executorlib.schedulers.file import JobFailedError
+    from executorlib.errors import JobFailedError
 
     dead = executor.submit(die, 3)
     dependent = executor.submit(add, dead, 1)

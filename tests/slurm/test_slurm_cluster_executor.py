@@ -194,7 +194,7 @@ def test_a_variable_of_a_custom_template_reaches_the_job_script(executor: Any) -
 
 
 def test_scancel_and_a_failed_upstream_job(executor: Any, cache: Path) -> None:
-    from executorlib.schedulers.file import JobFailedError
+    from executorlib.errors import JobFailedError
 
     doomed = executor.submit(sleep_and_return, 120, 1)
     dependent = executor.submit(add, doomed, 1)
@@ -293,7 +293,7 @@ def _entries(cache: Path) -> list[dict[str, Any]]:
 
 
 def _wait_running(future: Any, executor: Any, timeout: float = 60) -> int:
-    task = executor._file_scheduler._of_future[future]
+    task = executor._scheduler._of_future[future]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if task.queue_id is not None:
@@ -322,7 +322,7 @@ def _wait_state(job: int, state: str, timeout: float = 30) -> None:
 def test_a_job_killed_at_its_time_limit_fails_its_future_with_timeout(executor: Any) -> None:
     """The only TIMEOUT test (60-90 s): the Future fails with SLURM's state, the id and the log within about 5 s
     of SLURM reporting TIMEOUT."""
-    from executorlib.schedulers.file import JobFailedError
+    from executorlib.errors import JobFailedError
 
     future = executor.submit(sleep_and_return, 600, 1, resource_dict={"run_time_max": 1})
     job = _wait_running(future, executor)
@@ -355,7 +355,7 @@ def test_nested_srun_steps_inside_a_cluster_job(executor: Any, slurm_cluster: Sl
         parallel_workflow, 2, resource_dict={"cores": 1, "partition": slurm_cluster.partition, "run_time_max": 300}
     )
     results = future.result(timeout=TIMEOUT)
-    job = executor._file_scheduler._of_future[future].queue_id
+    job = executor._scheduler._of_future[future].queue_id
     assert [r[0] for r in results] == [0, 2]
     assert {r[1] for r in results} == {str(job)}  # inside the outer job's allocation
     steps = [r[2] for r in results]

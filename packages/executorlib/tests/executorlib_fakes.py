@@ -1,4 +1,4 @@
-"""A fake hub and a fake launch for the scheduler state machines: no process, no socket, no IO thread.
+"""A fake hub and a fake launcher for the scheduler state machines: no process, no socket, no IO thread.
 
 The test thread plays the hub's IO thread: it decides when a hello, a reply or an exit reaches the scheduler
 (``FakeHub.deliver``, ``report_exit``), when timers fire and when calls handed to the IO thread run. Fake worker
@@ -36,7 +36,7 @@ class ReplyMsg:
 @dataclass(eq=False)
 class FakeProcess:
     worker_id: int
-    slots: int
+    cpus: int
     one_shot: bool
     alive: bool = True
     returncode: int | None = None
@@ -98,8 +98,8 @@ class FakeSpawner:
 
     def bootup(self, argv: Sequence[str]) -> None:
         worker_id = int(argv[list(argv).index("--worker-id") + 1])
-        slots = int(argv[list(argv).index("--fake-slots") + 1])
-        process = FakeProcess(worker_id, slots, one_shot="--one-shot" in argv)
+        cpus = int(argv[list(argv).index("--fake-cpus") + 1])
+        process = FakeProcess(worker_id, cpus, one_shot="--one-shot" in argv)
         with self._world.lock:
             assert worker_id not in self._world.processes, f"worker id {worker_id} started twice"
             self._world.processes[worker_id] = process
@@ -141,13 +141,16 @@ class FakeSpawner:
         return ""
 
 
-class FakeLaunch:
-    """The Launch protocol plus the ``spawner`` and ``keep_stderr`` that start_worker reads."""
-
-    keep_stderr = 0
+class FakeLauncher:
+    """The Launcher protocol, starting fake processes."""
 
     def __init__(self, world: World) -> None:
         self._world = world
+
+    same_host = True
+    keep_stderr = 0
+    enforces_run_time_max = False
+    gpus: tuple[str, ...] = ()
 
     def check_oversubscribe(self) -> None:
         pass
@@ -159,7 +162,7 @@ class FakeLaunch:
         return None
 
     def argv(self, resources: Resources, worker_args: Sequence[str]) -> list[str]:
-        return ["fake-worker", "--fake-slots", str(resources.slots), *worker_args]
+        return ["fake-worker", "--fake-cpus", str(resources.cpus), *worker_args]
 
     def spawner(self, *, cwd: str | None, env: dict[str, str], keep_stderr: int) -> FakeSpawner:
         return FakeSpawner(self._world, cwd=cwd, env=env, keep_stderr=keep_stderr)

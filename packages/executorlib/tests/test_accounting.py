@@ -9,9 +9,9 @@ counts = st.none() | st.integers(1, 256)
 
 
 @given(counts, counts, st.integers(1, 16), st.integers(1, 256))
-def test_pool_fits_into_an_explicit_core_budget(max_workers, max_cores, slots, cpus) -> None:  # type: ignore[no-untyped-def]
+def test_pool_fits_into_an_explicit_core_budget(max_workers, max_cores, per_worker, cpus) -> None:  # type: ignore[no-untyped-def]
     try:
-        workers = pool_size(max_workers, max_cores, slots, cpus)
+        workers = pool_size(max_workers, max_cores, per_worker, cpus)
     except ValueError as problem:
         assert "max_cores" in str(problem) or "cores" in str(problem)
         return
@@ -19,9 +19,9 @@ def test_pool_fits_into_an_explicit_core_budget(max_workers, max_cores, slots, c
     if max_workers is not None:
         assert workers == max_workers
     if max_cores is not None:
-        assert workers * slots <= max_cores
+        assert workers * per_worker <= max_cores
     elif max_workers is None:
-        assert workers * slots <= cpus
+        assert workers * per_worker <= cpus
 
 
 @given(counts, counts, st.integers(1, 256))

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from executorlib.launchers.srun import batch_job_step
 from executorlib.resources import Resources
-from executorlib.srun import batch_job_step
 from hypothesis import given
 from hypothesis import strategies as st
 

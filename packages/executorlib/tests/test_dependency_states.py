@@ -17,7 +17,7 @@ import pytest
 from executorlib.executors.base import BaseExecutor
 from executorlib.executors.single import SINGLE_NODE_RULES
 from executorlib.resources import DEFAULTS
-from executorlib.schedulers.base import ExitHook, TaskItem
+from executorlib.schedulers.workers import ExitHook
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -28,17 +28,28 @@ def combine(*values: Any) -> tuple[Any, ...]:
     return values
 
 
+@dataclass(frozen=True)
+class Submitted:
+    """One call the executor handed to the scheduler."""
+
+    fn: Any
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    future: Future[Any]
+
+
 class RecordingScheduler:
     """The Scheduler protocol; remembers what it was given."""
 
     hub_ref = None
+    handles_dependencies = False  # the executor parks calls with Future arguments: that is what is tested
 
     def __init__(self) -> None:
-        self.items: list[TaskItem] = []
+        self.items: list[Submitted] = []
         self.shutdowns: list[tuple[bool, bool]] = []
 
-    def submit(self, item: TaskItem) -> None:
-        self.items.append(item)
+    def submit(self, fn: Any, args: Any, kwargs: Any, resources: Any, extras: Any, future: Future[Any]) -> None:
+        self.items.append(Submitted(fn, args, kwargs, future))
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         self.shutdowns.append((wait, cancel_futures))
@@ -91,12 +102,12 @@ class DependencyMachine(RuleBasedStateMachine):
         logging.getLogger("concurrent.futures").addHandler(self.errors)
         submit = self.scheduler.submit
 
-        def checked_submit(item: TaskItem) -> None:
-            node = self.dependents.get(id(item.future))
+        def checked_submit(*call: Any) -> None:
+            node = self.dependents.get(id(call[-1]))  # the call's Future
             if node is not None:  # None: dispatched inside exe.submit, before it returned (all upstreams done)
                 self._check_dispatch(node)
                 node.dispatched = True
-            submit(item)
+            submit(*call)
 
         self.scheduler.submit = checked_submit  # type: ignore[method-assign]
 
@@ -150,7 +161,7 @@ class DependencyMachine(RuleBasedStateMachine):
         item = data.draw(st.sampled_from([i for i in self.scheduler.items if not i.future.done()]), label="task")
         self._run(item, ok)
 
-    def _run(self, item: TaskItem, ok: bool) -> None:
+    def _run(self, item: Submitted, ok: bool) -> None:
         if not item.future.set_running_or_notify_cancel():
             return
         node = self.dependents.get(id(item.future))

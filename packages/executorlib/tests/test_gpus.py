@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from executorlib.errors import ResourceDictError
-from executorlib.launch import block_gpus, check_gpus, gpu_env, gpus_needed, visible_gpus
+from executorlib.gpus import block_gpus, check_gpus, gpu_env, gpus_needed, visible_gpus
 from executorlib.resources import Resources
 from hypothesis import given
 from hypothesis import strategies as st

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 from executorlib.errors import ResourceDictError
 from executorlib.executors.single import SINGLE_NODE_RULES
-from executorlib.resources import DEFAULTS, KEYS, BackendRules, Resources, merge, parse_resource_dict
+from executorlib.resources import DEFAULTS, KEYS, ExecutorRules, Resources, merge, parse_resource_dict
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -112,9 +112,9 @@ def test_single_node_rejects_every_key_it_cannot_honour(key: str, data: st.DataO
 
 def test_defaults_pass_every_backend_rule() -> None:
     SINGLE_NODE_RULES.check(DEFAULTS, where="test")
-    BackendRules("X", {k: "no" for k in KEYS}).check(DEFAULTS, where="test")
+    ExecutorRules("X", {k: "no" for k in KEYS}).check(DEFAULTS, where="test")
 
 
 @given(st.integers(1, 64), st.integers(1, 64))
-def test_slots_are_cores_times_threads(cores: int, threads: int) -> None:
-    assert dataclasses.replace(Resources(), cores=cores, threads_per_core=threads).slots == cores * threads
+def test_cpus_are_cores_times_threads(cores: int, threads: int) -> None:
+    assert dataclasses.replace(Resources(), cores=cores, threads_per_core=threads).cpus == cores * threads

@@ -17,8 +17,8 @@ from unittest import mock
 
 import pytest
 from executorlib import SingleNodeExecutor
-from executorlib.schedulers.base import ExitHook
-from executorlib_fakes import FakeHub, FakeLaunch, FakeProcess, HelloMsg, ReplyMsg, World
+from executorlib.schedulers.workers import ExitHook
+from executorlib_fakes import FakeHub, FakeLauncher, FakeProcess, HelloMsg, ReplyMsg, World
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
@@ -37,7 +37,7 @@ def task(x: int) -> int:
 class Tracked:
     future: Future[Any]
     task_id: int
-    slots: int
+    cpus: int
     completions: int = 0
 
 
@@ -81,9 +81,9 @@ class SchedulerMachine(RuleBasedStateMachine):
             return FakeHub(handler, world)
 
         with (
-            mock.patch("executorlib.executors.single.LocalLaunch", lambda *_: FakeLaunch(world)),
-            mock.patch("executorlib.schedulers.one_process.Hub", hub),
-            mock.patch("executorlib.schedulers.block.Hub", hub),
+            mock.patch("executorlib.executors.single.LocalLauncher", lambda *_: FakeLauncher(world)),
+            mock.patch("executorlib.schedulers.per_call.Hub", hub),
+            mock.patch("executorlib.schedulers.pool.Hub", hub),
         ):
             self.exe = SingleNodeExecutor(
                 max_cores=None if self.block_allocation else max_cores,
@@ -94,16 +94,16 @@ class SchedulerMachine(RuleBasedStateMachine):
         self.scheduler = self.exe._scheduler
         assert world.hub is not None
         self.hub = world.hub
-        submit = self.scheduler.submit
+        enqueue = self.scheduler._enqueue
 
-        def tracking_submit(item: Any) -> None:  # sees every task before the scheduler can complete it
-            self.tracked[item.task_id] = self._hook(item.future, item.task_id, item.resources.slots)
-            submit(item)
+        def tracking_enqueue(item: Any) -> None:  # sees every task before the scheduler can complete it
+            self.tracked[item.task_id] = self._hook(item.future, item.task_id, item.resources.cpus)
+            enqueue(item)
 
-        self.scheduler.submit = tracking_submit
+        self.scheduler._enqueue = tracking_enqueue
 
-    def _hook(self, future: Future[Any], task_id: int, slots: int) -> Tracked:
-        track = Tracked(future, task_id, slots)
+    def _hook(self, future: Future[Any], task_id: int, cpus: int) -> Tracked:
+        track = Tracked(future, task_id, cpus)
         world = self.world
 
         def counted(method: Any) -> Any:
@@ -289,7 +289,7 @@ class SchedulerMachine(RuleBasedStateMachine):
             assert len(live) <= self.max_workers, f"{len(live)} workers alive, max_workers={self.max_workers}"
             return
         busy = [p for p in live if not p.answered]
-        assert sum(p.slots for p in busy) <= self.max_cores, [p.slots for p in busy]
+        assert sum(p.cpus for p in busy) <= self.max_cores, [p.cpus for p in busy]
         if self.max_workers is not None:
             assert len(busy) <= self.max_workers
 

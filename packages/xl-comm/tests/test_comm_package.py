@@ -50,5 +50,5 @@ def test_the_command_line_is_unchanged() -> None:
         [sys.executable, "-m", "xl_comm.worker", "--help"], capture_output=True, text=True, timeout=60, check=True
     )
     assert out.stdout.startswith("usage: python -m xl_comm.worker")
-    for flag in ("--address", "--worker-id", "--slot", "--one-shot", "--mpi", "--connect-timeout"):
+    for flag in ("--address", "--worker-id", "--worker-index", "--one-shot", "--mpi", "--connect-timeout"):
         assert flag in out.stdout

@@ -48,9 +48,9 @@ def _presets(a: int, executorlib_worker_id: int = -1, k: int = 0) -> tuple[int, 
     return a, executorlib_worker_id, k
 
 
-def test_init_presets_and_worker_slot(hub_and_recorder) -> None:
+def test_init_presets_and_worker_index(hub_and_recorder) -> None:
     hub, rec = hub_and_recorder
-    process = start_worker(hub, 1, "--slot", "3")
+    process = start_worker(hub, 1, "--worker-index", "3")
     rec.wait_for(lambda: 1 in rec.hellos)
     hub.send(1, Init(lambda: {"k": 7}))
     hub.send(1, Task(_presets, (1,)), task_id=1)

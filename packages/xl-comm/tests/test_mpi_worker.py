@@ -109,7 +109,7 @@ def test_every_rank_runs_the_call_and_the_values_come_back_in_rank_order(team, r
 @needs_mpi
 def test_init_function_runs_on_every_rank(team) -> None:
     hub, rec, start = team
-    process = start(1, 2, "--slot", "5")
+    process = start(1, 2, "--worker-index", "5")
     rec.wait_for(lambda: 1 in rec.hellos)
     hub.send(1, Init(lambda: {"k": 9}))
     hub.send(1, Task(preset), task_id=1)

@@ -13,27 +13,27 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def pool_size(max_workers: int | None, max_cores: int | None, slots_per_worker: int, cpu_count: int) -> int:
+def pool_size(max_workers: int | None, max_cores: int | None, cpus_per_worker: int, cpu_count: int) -> int:
     """Workers of a block-allocation pool.
 
     An explicit ``max_workers`` wins (and must fit into an explicit ``max_cores``); otherwise as many workers as
     the core budget holds, at least one.
     """
     if max_workers is not None:
-        if max_cores is not None and max_workers * slots_per_worker > max_cores:
+        if max_cores is not None and max_workers * cpus_per_worker > max_cores:
             raise ValueError(
-                f"max_workers={max_workers} workers of {slots_per_worker} core(s) each need "
-                f"{max_workers * slots_per_worker} cores, more than max_cores={max_cores}; "
+                f"max_workers={max_workers} workers of {cpus_per_worker} core(s) each need "
+                f"{max_workers * cpus_per_worker} cores, more than max_cores={max_cores}; "
                 "lower max_workers or the cores per worker, or raise max_cores"
             )
         return max_workers
     budget = max_cores if max_cores is not None else cpu_count
-    if slots_per_worker > budget:
+    if cpus_per_worker > budget:
         raise ValueError(
-            f"one worker needs {slots_per_worker} cores (cores x threads_per_core) but only {budget} are available "
+            f"one worker needs {cpus_per_worker} cores (cores x threads_per_core) but only {budget} are available "
             "(max_cores or the CPUs of this machine); lower the resources per worker or raise max_cores"
         )
-    return max(1, budget // slots_per_worker)
+    return max(1, budget // cpus_per_worker)
 
 
 def core_budget(max_workers: int | None, max_cores: int | None, cpu_count: int) -> int | None:

@@ -13,3 +13,16 @@ class ResourceDictError(ValueError, TypeError):
 
 class ExecutorlibSocketError(RuntimeError):
     """A worker process died (or could not start) while it held a task, or no worker is left to run one."""
+
+
+class JobFailedError(RuntimeError):
+    """A job ended without writing its task's output (time limit, out of memory, node failure, cancelled, killed).
+
+    ``state`` is the scheduler's word for the end (``TIMEOUT``, ``CANCELLED``, ``exit status -9``, ...),
+    ``queue_id`` the job id, ``log_file`` the job's output file; the message quotes the log's last lines."""
+
+    def __init__(self, message: str, *, state: str, queue_id: int | None, log_file: str | None) -> None:
+        super().__init__(message)
+        self.state = state
+        self.queue_id = queue_id
+        self.log_file = log_file

@@ -87,8 +87,9 @@ class NoScheduler:
 
     queued = 0
     hub_ref = None
+    handles_dependencies = True  # nothing is parked: graph mode records the Futures themselves
 
-    def submit(self, item: Any) -> None:  # pragma: no cover - graph mode records instead of submitting
+    def submit(self, *call: Any) -> None:  # pragma: no cover - graph mode records instead of submitting
         raise RuntimeError("an executor in graph mode runs nothing")
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:

@@ -1,4 +1,4 @@
-"""``resource_dict``: parsed once into a frozen value, checked by type and by what the backend can honour.
+"""``resource_dict``: parsed once into a frozen value, checked by type and by what the executor can honour.
 
 Pure functions only. Every rejection is a :class:`ResourceDictError` naming the key, the value, the rule and
 the fix.
@@ -35,8 +35,8 @@ class Resources:
     submission_template: str | None = None
 
     @property
-    def slots(self) -> int:
-        """Cores this request occupies: one per thread of every MPI rank."""
+    def cpus(self) -> int:
+        """CPUs this request occupies: one per thread of every MPI rank."""
         return self.cores * self.threads_per_core
 
 
@@ -194,14 +194,14 @@ def merge(base: Resources, overrides: Mapping[str, Any]) -> Resources:
 
 
 @dataclass(frozen=True, slots=True)
-class BackendRules:
-    """What a backend honours: for each key it cannot honour, the reason and the fix (shown to the user)."""
+class ExecutorRules:
+    """What an executor honours: for each key it cannot honour, the reason and the fix (shown to the user)."""
 
     executor: str
     unsupported: Mapping[str, str]
 
     def check(self, resources: Resources, *, where: str) -> None:
-        """Reject any non-default value of a key this backend cannot honour."""
+        """Reject any non-default value of a key this executor cannot honour."""
         for key, reason in self.unsupported.items():
             value = getattr(resources, key)
             if value != getattr(DEFAULTS, key):

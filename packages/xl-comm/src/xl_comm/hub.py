@@ -6,7 +6,9 @@ The IO thread blocks in ``epoll`` on three kinds of handle at once and never sle
 * a wake-up pipe (calls handed over by other threads: sends, new sentinels, shutdown),
 * each worker's process sentinel (an fd that turns readable when the process exits),
 
-with the poll timeout set by the nearest timer. All handler callbacks run on the IO thread.
+with the poll timeout set by the nearest timer. Handler callbacks run one at a time, under the hub's loop lock:
+on the IO thread, or on a caller blocked in ``result()`` that reads its own reply meanwhile (see
+:mod:`xl_comm.assist`); a Future's done-callbacks thus run on either.
 """
 
 from __future__ import annotations
@@ -59,7 +61,8 @@ REJECT_LOG_SECONDS = 60.0
 
 
 class HubHandler(Protocol):
-    """What the owner of a hub is told; every method runs on the hub's IO thread."""
+    """What the owner of a hub is told. Methods run one at a time under the hub's loop lock, on the IO thread or on
+    a caller helping in ``result()`` (see :meth:`Hub.in_io_thread`), never concurrently."""
 
     def on_hello(self, worker_id: int, hello: Hello) -> None: ...
 

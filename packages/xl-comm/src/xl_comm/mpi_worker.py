@@ -117,7 +117,7 @@ def _lead(args: SimpleNamespace, key: bytes, context: zmq.Context[Any], comm: An
         addresses.append(f"tcp://{host}:{port}")
     comm.bcast(addresses, root=0)
     sock, guard = connect(context, args.address, args.connect_timeout)
-    lead = TeamLead(sock, key, args.worker_id, args.slot, origin=rank_origin(0, size, args.worker_id))
+    lead = TeamLead(sock, key, args.worker_id, args.worker_index, origin=rank_origin(0, size, args.worker_id))
     lead.link = TeamLink(tasks, answers, key, size, lead.abort)
     lead.ending = (context, (tasks, answers), guard)
     try:
@@ -157,7 +157,7 @@ def _follow(args: SimpleNamespace, key: bytes, context: zmq.Context[Any], comm: 
     out = context.socket(zmq.PUSH)
     out.setsockopt(zmq.LINGER, 5_000)
     out.connect(answers_address)
-    loop = TeamFollower(sock, key, rank, args.slot, origin=rank_origin(rank, size, args.worker_id), out=out)
+    loop = TeamFollower(sock, key, rank, args.worker_index, origin=rank_origin(rank, size, args.worker_id), out=out)
     loop.comm = comm
     loop.send(Hello(pid=os.getpid(), host=os.uname().nodename))
     loop.serve(one_shot=False)

@@ -1,4 +1,4 @@
-"""Run a worker: ``python -m xl_comm.worker --address tcp://HOST:PORT --worker-id N [--slot S] [--one-shot]``.
+"""Run a worker: ``python -m xl_comm.worker --address tcp://HOST:PORT --worker-id N [--worker-index I] [--one-shot]``.
 
 The key comes from the environment (see :mod:`xl_comm.keys`), never from the command line. The worker connects
 out to its executor (it listens on no port), says hello, then runs what it is sent until told to stop. A watchdog
@@ -24,14 +24,14 @@ from xl_comm.worker_loop import WorkerLoop, close, connect, fast_exit
 # This module is only the command line; the loop is xl_comm.worker_loop, which the MPI ranks share without
 # importing this module (a module run with -m would otherwise be imported a second time).
 
-_FLAGS = {"--address": str, "--worker-id": int, "--slot": int, "--connect-timeout": float}
+_FLAGS = {"--address": str, "--worker-id": int, "--worker-index": int, "--connect-timeout": float}
 
 
 def parse_args(argv: Sequence[str] | None) -> SimpleNamespace:
     """The executor's own command lines are parsed by hand (argparse costs milliseconds per worker start);
     anything else, --help included, goes to argparse for its messages."""
     words = list(sys.argv[1:] if argv is None else argv)
-    parsed: dict[str, Any] = {"slot": 0, "one_shot": False, "mpi": False, "connect_timeout": 60.0}
+    parsed: dict[str, Any] = {"worker_index": 0, "one_shot": False, "mpi": False, "connect_timeout": 60.0}
     try:
         while words:
             flag = words.pop(0)
@@ -52,7 +52,7 @@ def _argparse(argv: Sequence[str] | None) -> SimpleNamespace:
     parser = argparse.ArgumentParser(prog="python -m xl_comm.worker", description=__doc__)
     parser.add_argument("--address", required=True, help="the executor's zmq address, tcp://HOST:PORT")
     parser.add_argument("--worker-id", type=int, required=True, help="the id the executor gave this process")
-    parser.add_argument("--slot", type=int, default=0, help="the executorlib_worker_id handed to functions")
+    parser.add_argument("--worker-index", type=int, default=0, help="the executorlib_worker_id handed to functions")
     parser.add_argument("--one-shot", action="store_true", help="exit after the first task")
     parser.add_argument("--mpi", action="store_true", help="run every task on all MPI ranks (mpi4py)")
     parser.add_argument("--connect-timeout", type=float, default=60.0, help="seconds to wait for the executor")
@@ -69,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     key = load_key()
     context = zmq.Context(io_threads=1)
     sock, guard = connect(context, args.address, args.connect_timeout)
-    loop = WorkerLoop(sock, key, args.worker_id, args.slot)
+    loop = WorkerLoop(sock, key, args.worker_id, args.worker_index)
     loop.send(Hello(pid=os.getpid(), host=os.uname().nodename))
     loop.serve(one_shot=args.one_shot)
     close(context, sock, guard)

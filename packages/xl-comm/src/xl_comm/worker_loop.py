@@ -145,7 +145,7 @@ class WorkerLoop:
         sock: zmq.Socket[Any],
         key: bytes,
         worker_id: int,
-        slot: int,
+        worker_index: int,
         *,
         origin: str | None = None,
         out: zmq.Socket[Any] | None = None,
@@ -156,7 +156,7 @@ class WorkerLoop:
         self._worker_id = worker_id
         self._sent = 0
         self._received = 0
-        self._memory: dict[str, Any] = {"executorlib_worker_id": slot}
+        self._memory: dict[str, Any] = {"executorlib_worker_id": worker_index}
         self._preset_names = tuple(self._memory)
         self._init_error: RemoteError | None = None
         self._origin = origin or f"worker {worker_id} (pid {os.getpid()} on {os.uname().nodename})"
@@ -264,9 +264,9 @@ class WorkerLoop:
             return Failure(self._init_error)
         try:
             fn, args, kwargs = task.fn, task.args, task.kwargs
-            slots = _preset_slots(fn, self._preset_names)
-            if slots:  # e.g. executorlib_worker_id, or init_function's values
-                kwargs = with_presets(slots, args, kwargs, self._memory)
+            presets = _preset_positions(fn, self._preset_names)
+            if presets:  # e.g. executorlib_worker_id, or init_function's values
+                kwargs = with_presets(presets, args, kwargs, self._memory)
             return Result(fn(*args, **kwargs))
         except BaseException as exc:  # every failure of user code goes back to the caller
             if task.error_log_file:
@@ -275,29 +275,29 @@ class WorkerLoop:
 
 
 def with_presets(
-    slots: Sequence[tuple[str, int | None]], args: Sequence[Any], kwargs: Mapping[str, Any], memory: Mapping[str, Any]
+    presets: Sequence[tuple[str, int | None]], args: Sequence[Any], kwargs: Mapping[str, Any], memory: Mapping[str, Any]
 ) -> Mapping[str, Any]:
-    """``kwargs`` plus the worker's preset values for the parameters in ``slots`` (see _preset_slots) that the
+    """``kwargs`` plus the worker's preset values for the parameters in ``presets`` (see _preset_positions) that the
     caller did not supply."""
     merged = dict(kwargs)
-    for name, position in slots:
+    for name, position in presets:
         if name not in merged and (position is None or position >= len(args)):
             merged[name] = memory[name]
     return merged
 
 
-_SLOTS_CACHE: dict[tuple[int, tuple[str, ...]], tuple[Any, tuple[tuple[str, int | None], ...]]] = {}
+_PRESETS_CACHE: dict[tuple[int, tuple[str, ...]], tuple[Any, tuple[tuple[str, int | None], ...]]] = {}
 
 
-def _preset_slots(fn: Callable[..., Any], names: tuple[str, ...]) -> tuple[tuple[str, int | None], ...]:
+def _preset_positions(fn: Callable[..., Any], names: tuple[str, ...]) -> tuple[tuple[str, int | None], ...]:
     """The parameters of ``fn`` that a preset may fill: (name, position or None for keyword-only). Cached per
     function, since inspecting a signature costs more than a small task."""
     key = (id(fn), names)
-    cached = _SLOTS_CACHE.get(key)
+    cached = _PRESETS_CACHE.get(key)
     if cached is not None and cached[0] is fn:
         return cached[1]
     code = getattr(fn, "__code__", None)
-    slots: tuple[tuple[str, int | None], ...] = ()
+    positions: tuple[tuple[str, int | None], ...] = ()
     if code is None or set(names).intersection(code.co_varnames):
         import inspect
 
@@ -314,11 +314,11 @@ def _preset_slots(fn: Callable[..., Any], names: tuple[str, ...]) -> tuple[tuple
             ):
                 continue
             found.append((parameter.name, index if parameter.kind == parameter.POSITIONAL_OR_KEYWORD else None))
-        slots = tuple(found)
-    if len(_SLOTS_CACHE) > 1024:
-        _SLOTS_CACHE.clear()
-    _SLOTS_CACHE[key] = (fn, slots)  # holding fn keeps its id from being reused while cached
-    return slots
+        positions = tuple(found)
+    if len(_PRESETS_CACHE) > 1024:
+        _PRESETS_CACHE.clear()
+    _PRESETS_CACHE[key] = (fn, positions)  # holding fn keeps its id from being reused while cached
+    return positions
 
 
 def _append_error_log(task: Task, exc: BaseException) -> None:

@@ -1,4 +1,8 @@
-"""BaseExecutor: the stdlib ``Executor`` surface over a task scheduler."""
+"""BaseExecutor: the stdlib ``Executor`` surface over one :class:`~executorlib.schedulers.protocol.Scheduler`.
+
+It owns what every executor does the same way: argument checks of ``submit``, per-call resources, graph mode,
+and, for the worker schedulers, Future arguments (parked here until done) and the result cache.
+"""
 
 from __future__ import annotations
 
@@ -10,37 +14,22 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import CancelledError, Executor, Future
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
-from xl_comm import AssistedFuture, pack_task
+from xl_comm import AssistedFuture
 from xl_graph import GraphPicture
-from xl_serial import frames_nbytes, function_name, register_by_value
+from xl_serial import function_name, register_by_value
 
 from executorlib.caching import PER_CALL_KEYS, CachedFuture, ResultCache
 from executorlib.dependencies import Batches, Parked, cancel_and_notify, upstream_futures
 from executorlib.graph_mode import GraphRecorder, LiveGraph
-from executorlib.resources import BackendRules, Resources, merge, parse_resource_dict
-from executorlib.schedulers.base import ExitHook, TaskItem
-
-if TYPE_CHECKING:
-    from xl_comm import Hub
+from executorlib.resources import KEYS, ExecutorRules, Resources, merge, parse_resource_dict
+from executorlib.schedulers.protocol import Scheduler
+from executorlib.schedulers.workers import ExitHook
 
 log = logging.getLogger("executorlib")
 
-
-class Scheduler(Protocol):
-    @property
-    def hub_ref(self) -> weakref.ref[Hub] | None:
-        """The hub whose replies complete this scheduler's Futures, if any: their ``result()`` helps it."""
-
-    def submit(self, item: TaskItem) -> None: ...
-
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None: ...
-
-    @property
-    def queued(self) -> int: ...
-
-    def info(self) -> dict[str, Any]: ...
+_NO_EXTRAS: Mapping[str, Any] = {}
 
 
 class BaseExecutor(Executor):
@@ -53,19 +42,25 @@ class BaseExecutor(Executor):
         scheduler: Scheduler,
         *,
         resources: Resources,
-        rules: BackendRules,
+        rules: ExecutorRules,
         fixed_resources: bool,
-        log_obj_size: bool = False,
+        extras: Mapping[str, Any] | None = None,
         disable_dependencies: bool = False,
         graph: GraphRecorder | None = None,
         record_dependency_graph: bool = False,
+        wait: bool = True,
     ) -> None:
+        """``extras``: None when ``resource_dict`` takes executorlib keys only; else the job template variables
+        every call gets (file mode), and a call's other keys are template variables too. ``wait=False``: every
+        ``shutdown`` returns without waiting (executorlib 1.x)."""
         self._scheduler = scheduler
         self._hub_ref = scheduler.hub_ref
         self._resources = resources
         self._rules = rules
         self._fixed_resources = fixed_resources
-        self._log_obj_size = log_obj_size
+        self._template_keys = extras is not None
+        self._extras: Mapping[str, Any] = dict(extras) if extras else _NO_EXTRAS
+        self._wait = wait
         self._disable_dependencies = disable_dependencies
         self._graph = graph
         self._live_graph = LiveGraph() if record_dependency_graph else None
@@ -88,27 +83,33 @@ class BaseExecutor(Executor):
             raise TypeError(f"submit() needs a callable as its first argument, got {type(fn).__name__} {fn!r}")
         if self._is_shutdown:  # read without the lock: the scheduler checks again under its own
             raise RuntimeError("cannot schedule new futures after shutdown")
-        resources = self._task_resources(resource_dict) if resource_dict else self._resources
+        resources, extras = self._task_resources(resource_dict) if resource_dict else (self._resources, self._extras)
         if self._graph is not None:
             return self._graph.record(fn, args, kwargs)
-        future = CachedFuture() if resources.cache_directory is not None else AssistedFuture()
-        if self._hub_ref is not None:
-            future.hub_ref = self._hub_ref
-        if self._live_graph is not None:
-            self._live_graph.record(fn, args, kwargs, future)
         upstream = upstream_futures(args, kwargs) if args or kwargs else []
-        if not upstream:
-            self._dispatch(fn, args, kwargs, resources, future)
-            return future
-        if self._disable_dependencies:
+        if upstream and self._disable_dependencies:
             raise ValueError(
                 f"submit({function_name(fn)}, ...) got {len(upstream)} Future argument(s), but this executor was "
                 "created with disable_dependencies=True; pass the results instead (future.result()), or drop "
                 "disable_dependencies"
             )
+        if self._scheduler.handles_dependencies:  # task files: the scheduler links and caches the call itself
+            future: Future[Any] = AssistedFuture()
+            if self._live_graph is not None:
+                self._live_graph.record(fn, args, kwargs, future)
+            self._scheduler.submit(fn, args, kwargs, resources, extras, future)
+            return future
+        future = CachedFuture() if resources.cache_directory is not None else AssistedFuture()
+        if self._hub_ref is not None:
+            future.hub_ref = self._hub_ref
+        if self._live_graph is not None:
+            self._live_graph.record(fn, args, kwargs, future)
+        if not upstream:
+            self._dispatch(fn, args, kwargs, resources, extras, future)
+            return future
 
         def release(parked: Parked, args: Any, kwargs: Any, error: BaseException | None) -> None:
-            self._released(parked, fn, args, kwargs, resources, error)
+            self._released(parked, fn, args, kwargs, resources, extras, error)
 
         parked = Parked(future, args, kwargs, upstream, release)
         with self._shutdown_lock:
@@ -117,21 +118,20 @@ class BaseExecutor(Executor):
         return future
 
     def _dispatch(
-        self, fn: Callable[..., Any], args: Any, kwargs: Any, resources: Resources, future: Future[Any]
+        self,
+        fn: Callable[..., Any],
+        args: Any,
+        kwargs: Any,
+        resources: Resources,
+        extras: Mapping[str, Any],
+        future: Future[Any],
     ) -> None:
-        """Pickle the call (here, so an unpicklable argument fails this Future) and hand it to the scheduler.
-
-        With a cache directory the call is looked up first: a hit completes the Future and starts no worker."""
+        """Hand a call whose arguments are ready to the scheduler (which pickles it on this thread, so an
+        unpicklable argument fails this Future). With a cache directory the call is looked up first: a hit
+        completes the Future and starts no worker."""
         if resources.cache_directory is not None and self._cache.serve(fn, args, kwargs, resources, future):
             return
-        try:
-            body = pack_task(fn, args, kwargs, resources.error_log_file)
-        except Exception as problem:
-            future.set_exception(problem)
-            return
-        if self._log_obj_size:
-            log.info("submit %s: %d bytes", function_name(fn), frames_nbytes(body))
-        self._scheduler.submit(TaskItem(future, body, resources, fn))
+        self._scheduler.submit(fn, args, kwargs, resources, extras, future)
 
     def _released(
         self,
@@ -140,6 +140,7 @@ class BaseExecutor(Executor):
         args: Any,
         kwargs: Any,
         resources: Resources,
+        extras: Mapping[str, Any],
         error: BaseException | None,
     ) -> None:
         """The last upstream Future of a parked task is done (or one failed): run it, or fail it, never drop it."""
@@ -153,7 +154,7 @@ class BaseExecutor(Executor):
             elif error is not None:
                 future.set_exception(error)  # the upstream's own exception: `except ValueError` keeps working
             else:
-                self._dispatch(fn, args, kwargs, resources, future)
+                self._dispatch(fn, args, kwargs, resources, extras, future)
         except BaseException as problem:
             if not future.done():
                 future.set_exception(problem)
@@ -168,11 +169,14 @@ class BaseExecutor(Executor):
             if deferred is not None:
                 self._scheduler.shutdown(deferred[0], cancel_futures=deferred[1])
 
-    def _task_resources(self, resource_dict: Mapping[str, Any] | None) -> Resources:
-        if not resource_dict:  # the executor's own resources, checked once at construction
-            return self._resources
+    def _task_resources(self, resource_dict: Mapping[str, Any]) -> tuple[Resources, Mapping[str, Any]]:
+        """The call's resources (the executor's, overridden by ``resource_dict``) and job template variables."""
         where = "submit(..., resource_dict=...)"
-        overrides = parse_resource_dict(resource_dict, where=where)
+        if self._template_keys:
+            overrides, own = split_resource_dict(resource_dict, where=where)
+            extras = {**self._extras, **own} if own else self._extras
+        else:
+            overrides, extras = parse_resource_dict(resource_dict, where=where), self._extras
         if self._fixed_resources:
             fixed = sorted(set(overrides) - PER_CALL_KEYS)
             if fixed:
@@ -186,11 +190,11 @@ class BaseExecutor(Executor):
                 )
         resources = merge(self._resources, overrides)
         self._rules.check(resources, where=where)
-        self._check_task(resources, where=where)
-        return resources
+        self._check_task(resources, extras, where=where)
+        return resources, extras
 
-    def _check_task(self, resources: Resources, *, where: str) -> None:
-        """Backend-specific checks of one task's resources (e.g. against max_cores)."""
+    def _check_task(self, resources: Resources, extras: Mapping[str, Any], *, where: str) -> None:
+        """Executor-specific checks of one task's resources (e.g. against max_cores, or the job template)."""
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Stdlib semantics: no new tasks; ``cancel_futures`` cancels queued ones (and ones waiting for their
@@ -199,10 +203,11 @@ class BaseExecutor(Executor):
         Called from a done-callback that runs on one of this executor's own threads (the hub's IO thread, the
         cache writer), it cannot wait for work that thread still has to do: it then returns at once, like
         ``wait=False``, and the executor finishes on its own."""
+        wait = wait and self._wait
         with self._shutdown_lock:
-            self._is_shutdown = True
+            already, self._is_shutdown = self._is_shutdown, True
             parked = list(self._parked)
-        if self._graph is not None:
+        if self._graph is not None and not already:
             self._graph.write()
         for task in parked:
             if cancel_futures:
@@ -289,3 +294,23 @@ def register_caller_module(depth: int = 1) -> None:
     installed = {sysconfig.get_paths()[k] for k in ("purelib", "platlib", "stdlib")}
     if not any(str(path).startswith(prefix) for prefix in installed):
         register_by_value(module)
+
+
+def split_resource_dict(
+    resource_dict: Mapping[str, Any] | None, *, where: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """File mode: the executorlib keys (checked) and the rest, which the job script template receives as
+    variables."""
+    if not resource_dict:
+        return {}, {}
+    if not isinstance(resource_dict, Mapping):
+        parse_resource_dict(resource_dict, where=where)  # raises the usual message
+    known = {k: v for k, v in resource_dict.items() if k in KEYS or k in ("openmpi_oversubscribe", "max_workers")}
+    extras = {k: v for k, v in resource_dict.items() if k not in known}
+    for name in extras:
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ValueError(
+                f"{where}: resource_dict key {name!r} is neither an executorlib resource nor a job template "
+                "variable name (a Python identifier)"
+            )
+    return parse_resource_dict(known, where=where), extras

@@ -1,193 +1,97 @@
-"""The file-mode executors: ``TestClusterExecutor`` (local processes) and the base of the cluster executors.
+"""The cluster executors: ``TestClusterExecutor`` (local processes) and ``SlurmClusterExecutor`` (sbatch).
 
-Every call is a task file in the cache directory (default ``./executorlib_cache``) run by a job: see
-:mod:`executorlib.schedulers.file`. Keys of ``resource_dict`` beyond the executorlib ones (``partition``,
-``memory_max``, ``queue``, ...) are handed to the job script template, as in executorlib 1.x; a key that is neither
-one of those nor a variable of the template in use is rejected (it is most likely a misspelt resource).
+Without block allocation every call is a task file in the cache directory (default ``./executorlib_cache``) run by
+a job: the :class:`~executorlib.schedulers.task_files.TaskFileScheduler` with a job launcher. Keys of
+``resource_dict`` beyond the executorlib ones (``partition``, ``memory_max``, ``queue``, ...) are handed to the job
+script template, as in executorlib 1.x; a key that is neither one of those nor a variable of the template in use is
+rejected (it is most likely a misspelt resource). ``SlurmClusterExecutor(block_allocation=True)`` is the pool
+scheduler with workers that are batch jobs (:class:`~executorlib.launchers.batch_workers.BatchWorkerLauncher`).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future
-from typing import Any, cast
+from typing import Any
 
-from executorlib.caching import check_executor_resources
-from executorlib.executors.base import BaseExecutor, Scheduler, register_caller_module
-from executorlib.executors.options import check_pmi_mode
-from executorlib.graph_mode import GraphRecorder, NoScheduler
-from executorlib.resources import DEFAULTS, KEYS, BackendRules, Resources, merge, parse_resource_dict
-from executorlib.schedulers.file import Backend, FileScheduler
-
-DEFAULT_CACHE_DIRECTORY = "executorlib_cache"
+from executorlib.executors.base import BaseExecutor, register_caller_module, split_resource_dict
+from executorlib.executors.options import ExecutorOptions, check_flag, check_pmi_mode
+from executorlib.graph_mode import NoScheduler
+from executorlib.launchers.protocol import JobLauncher
+from executorlib.resources import ExecutorRules, Resources, merge
+from executorlib.schedulers.protocol import Scheduler
+from executorlib.schedulers.task_files import DEFAULT_CACHE_DIRECTORY, TaskFileScheduler
 
 
-def split_resource_dict(
-    resource_dict: Mapping[str, Any] | None, *, where: str
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The executorlib keys (checked) and the rest, which the job script template receives as variables."""
-    if not resource_dict:
-        return {}, {}
-    if not isinstance(resource_dict, Mapping):
-        parse_resource_dict(resource_dict, where=where)  # raises the usual message
-    known = {k: v for k, v in resource_dict.items() if k in KEYS or k in ("openmpi_oversubscribe", "max_workers")}
-    extras = {k: v for k, v in resource_dict.items() if k not in known}
-    for name in extras:
-        if not isinstance(name, str) or not name.isidentifier():
-            raise ValueError(
-                f"{where}: resource_dict key {name!r} is neither an executorlib resource nor a job template "
-                "variable name (a Python identifier)"
-            )
-    return parse_resource_dict(known, where=where), extras
+class ClusterExecutor(BaseExecutor):
+    """What the cluster executors share: task files run by a job launcher, or (SLURM only) a pool of batch-job
+    workers.
 
+    In file mode ``shutdown(wait=True)`` waits until every job ended; ``wait=False`` returns at once and leaves
+    the jobs running (a later executor on the same cache directory collects their results);
+    ``cancel_futures=True`` cancels the Futures not done and stops their jobs (``scancel``, or terminating the
+    local process)."""
 
-class FileExecutorBase(BaseExecutor):
-    """What the file-mode executors share: task files, jobs through a backend, detach and re-attach."""
+    _job_launcher: JobLauncher | None = None
 
-    _file_scheduler: FileScheduler | None
-
-    def __init__(
-        self,
-        backend: Callable[[], Backend],
-        *,
-        executor: str,
-        rules: BackendRules,
-        max_workers: int | None,
-        cache_directory: str | os.PathLike[str] | None,
-        max_cores: int | None,
-        resource_dict: Mapping[str, Any] | None,
-        hostname_localhost: bool | None,
-        init_function: Callable[[], Mapping[str, Any]] | None,
-        disable_dependencies: bool,
-        refresh_rate: float,
-        plot_dependency_graph: bool,
-        plot_dependency_graph_filename: str | None,
-        export_workflow_filename: str | None,
-        log_obj_size: bool,
-        wait: bool,
+    def _compose_task_files(
+        self, options: ExecutorOptions, rules: ExecutorRules, launcher: Callable[[], JobLauncher]
     ) -> None:
-        for name, value in (("max_workers", max_workers), ("max_cores", max_cores)):
+        """File mode: every call a task file, run as a job by ``launcher()`` (not made in graph mode)."""
+        executor = rules.executor
+        for name, value in (("max_workers", options.max_workers), ("max_cores", options.max_cores)):
             if value is not None:
                 raise ValueError(
                     f"{executor}({name}={value!r}): the number of workers cannot be controlled in file mode, where "
                     "every call is a job of its own and the queue decides how many run; leave it out"
                 )
-        if hostname_localhost is not None:
+        if options.hostname_localhost is not None:
             raise ValueError(
-                f"{executor}(hostname_localhost={hostname_localhost!r}): jobs in file mode talk through the cache "
-                "directory, not through sockets; leave it out"
+                f"{executor}(hostname_localhost={options.hostname_localhost!r}): jobs in file mode talk through the "
+                "cache directory, not through sockets; leave it out"
             )
-        if init_function is not None:
+        if options.init_function is not None:
             raise ValueError(
                 f"{executor}(init_function=...) needs block_allocation=True: it runs once per long-lived worker, and "
                 "in file mode every call is a job of its own"
             )
-        if not isinstance(wait, bool):
-            raise TypeError(f"wait must be True or False, got {wait!r}")
-        if isinstance(refresh_rate, bool) or not isinstance(refresh_rate, int | float) or refresh_rate <= 0:
-            raise ValueError(f"refresh_rate must be a positive number of seconds, got {refresh_rate!r}")
+        options.check()
         where = f"{executor}(resource_dict=...)"
-        known, extras = split_resource_dict(resource_dict, where=where)
-        resources = merge(DEFAULTS, known)
-        rules.check(resources, where=where)
-        check_executor_resources(resources, where=where)
-        directory = cache_directory if cache_directory is not None else resources.cache_directory
-        resources = merge(resources, {"cache_directory": os.path.abspath(directory or DEFAULT_CACHE_DIRECTORY)})
-        self._extras = extras
-        self._executor_name = executor
-        self._wait = wait
-        self._detached = False  # shut down with wait=False: later shutdowns (the exit handler's) leave the jobs
-        graph_mode = plot_dependency_graph or plot_dependency_graph_filename is not None
-        graph_mode = graph_mode or export_workflow_filename is not None
-        graph = None
-        scheduler: Any
-        if graph_mode:
-            graph = GraphRecorder(
-                picture=os.fspath(plot_dependency_graph_filename) if plot_dependency_graph_filename else None,
-                show=plot_dependency_graph,
-                workflow=os.fspath(export_workflow_filename) if export_workflow_filename else None,
-            )
+        known, extras = split_resource_dict(options.resource_dict, where=where)
+        resources = options.resources(rules, known)
+        directory = resources.cache_directory or DEFAULT_CACHE_DIRECTORY
+        resources = merge(resources, {"cache_directory": os.path.abspath(directory)})
+        graph = options.graph()
+        scheduler: Scheduler
+        if graph is not None:  # record the workflow, run nothing (executorlib 1.x semantics)
             scheduler = NoScheduler()
-            self._file_scheduler = None
         else:
-            scheduler = self._file_scheduler = FileScheduler(backend())
-            self._file_scheduler._backend.check(resources, extras, where=where)
-        register_caller_module()
-        super().__init__(
-            cast(Scheduler, scheduler),
+            self._job_launcher = launcher()
+            self._job_launcher.check(resources, extras, where=where)
+            scheduler = TaskFileScheduler(self._job_launcher)
+        register_caller_module(depth=2)
+        BaseExecutor.__init__(
+            self,
+            scheduler,
             resources=resources,
+            extras=extras,
             rules=rules,
             fixed_resources=False,
-            log_obj_size=log_obj_size,
-            disable_dependencies=disable_dependencies,
+            disable_dependencies=options.disable_dependencies,
             graph=graph,
+            record_dependency_graph=options.record_dependency_graph,
+            wait=options.wait,
         )
 
-    def submit(  # type: ignore[override]
-        self, fn: Callable[..., Any], /, *args: Any, resource_dict: Mapping[str, Any] | None = None, **kwargs: Any
-    ) -> Future[Any]:
-        """Schedule ``fn(*args, **kwargs)`` as a job; ``resource_dict`` overrides the executor's resources (and
-        template variables) for this call."""
-        if self._file_scheduler is None and self._graph is None:  # block_allocation: a socket pool
-            return super().submit(fn, *args, resource_dict=resource_dict, **kwargs)
-        if not callable(fn):
-            raise TypeError(f"submit() needs a callable as its first argument, got {type(fn).__name__} {fn!r}")
-        with self._shutdown_lock:
-            if self._is_shutdown:
-                raise RuntimeError("cannot schedule new futures after shutdown")
-        where = "submit(..., resource_dict=...)"
-        known, extras = split_resource_dict(resource_dict, where=where)
-        resources = merge(self._resources, known)
-        if known:
-            self._rules.check(resources, where=where)
-        if self._graph is not None:
-            return self._graph.record(fn, args, kwargs)
-        if self._disable_dependencies:
-            from executorlib.dependencies import upstream_futures
-
-            if upstream_futures(args, kwargs):
-                raise ValueError(
-                    f"submit({getattr(fn, '__name__', fn)!r}, ...) got Future argument(s), but this executor was "
-                    "created with disable_dependencies=True; pass the results instead, or drop disable_dependencies"
-                )
-        future: Future[Any] = Future()
-        assert self._file_scheduler is not None
-        extras = {**self._extras, **extras}
-        if resource_dict:  # rejected here, not in the Future: a misspelt key, a broken template
-            self._file_scheduler._backend.check(resources, extras, where=where)
-        self._file_scheduler.submit_call(fn, args, kwargs, resources, extras, future)
-        return future
-
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        """``wait=True``: until every job ended. ``wait=False``: return at once and leave the jobs running (a
-        later executor on the same cache directory collects their results). ``cancel_futures=True``: cancel the
-        Futures not done and stop their jobs (``scancel``, or terminate the local process)."""
-        if self._file_scheduler is None and self._graph is None:  # block_allocation: a socket pool
-            super().shutdown(wait and self._wait, cancel_futures=cancel_futures)
-            return
-        wait = wait and self._wait
-        with self._shutdown_lock:
-            already, self._is_shutdown = self._is_shutdown, True
-            detached, self._detached = self._detached, self._detached or not wait
-        if self._graph is not None:
-            if not already:
-                self._graph.write()
-            return
-        if already and not cancel_futures and (detached or not wait):
-            return
-        assert self._file_scheduler is not None
-        self._file_scheduler.shutdown(wait, cancel_futures=cancel_futures)
-
-    def _check_task(self, resources: Resources, *, where: str) -> None:
-        if self._file_scheduler is not None:
-            self._file_scheduler._backend.check(resources, self._extras, where=where)
+    def _check_task(self, resources: Resources, extras: Mapping[str, Any], *, where: str) -> None:
+        if self._job_launcher is not None:
+            self._job_launcher.check(resources, extras, where=where)
 
 
-TEST_CLUSTER_RULES = BackendRules(executor="TestClusterExecutor", unsupported={})
+TEST_CLUSTER_RULES = ExecutorRules(executor="TestClusterExecutor", unsupported={})
 
 
-class TestClusterExecutor(FileExecutorBase):
+class TestClusterExecutor(ClusterExecutor):
     """The file mode of the cluster executors with local processes as jobs, for debugging the cluster path.
 
     Each call is written to ``<cache_directory>/<key>_i.h5`` and run by ``python -m xl_cache.worker`` in a process
@@ -229,29 +133,15 @@ class TestClusterExecutor(FileExecutorBase):
                 "TestClusterExecutor(block_allocation=True): the test executor runs the file mode only; use "
                 "SingleNodeExecutor(block_allocation=True) for a local worker pool"
             )
-        from executorlib.schedulers.local_jobs import LocalProcessBackend
+        from executorlib.launchers.local_jobs import LocalJobLauncher
 
-        super().__init__(
-            lambda: LocalProcessBackend(openmpi_oversubscribe=openmpi_oversubscribe),
-            executor="TestClusterExecutor",
-            rules=TEST_CLUSTER_RULES,
-            max_workers=max_workers,
-            cache_directory=cache_directory,
-            max_cores=max_cores,
-            resource_dict=resource_dict,
-            hostname_localhost=hostname_localhost,
-            init_function=init_function,
-            disable_dependencies=disable_dependencies,
-            refresh_rate=refresh_rate,
-            plot_dependency_graph=plot_dependency_graph,
-            plot_dependency_graph_filename=plot_dependency_graph_filename,
-            export_workflow_filename=export_workflow_filename,
-            log_obj_size=log_obj_size,
-            wait=wait,
+        options = ExecutorOptions.of(locals())
+        self._compose_task_files(
+            options, TEST_CLUSTER_RULES, lambda: LocalJobLauncher(openmpi_oversubscribe=openmpi_oversubscribe)
         )
 
 
-SLURM_CLUSTER_RULES = BackendRules(
+SLURM_CLUSTER_RULES = ExecutorRules(
     executor="SlurmClusterExecutor",
     unsupported={
         "gpus_per_core": "the job script has no GPU line; name GPUs in a submission_template (e.g. #SBATCH --gpus=...)",
@@ -260,7 +150,7 @@ SLURM_CLUSTER_RULES = BackendRules(
 )
 
 
-class SlurmClusterExecutor(FileExecutorBase):
+class SlurmClusterExecutor(ClusterExecutor):
     """One ``sbatch`` job per call, submitted from the login node; results come back through the cache directory.
 
     The job script comes from a default template that needs no configuration (partition, memory and time limit
@@ -297,99 +187,50 @@ class SlurmClusterExecutor(FileExecutorBase):
         openmpi_oversubscribe: bool = False,
     ) -> None:
         check_pmi_mode(pmi_mode)
-        from executorlib.schedulers.slurm_jobs import SlurmQueueBackend
-
         config = os.fspath(pysqa_config_directory) if pysqa_config_directory is not None else None
-        graph_mode = plot_dependency_graph or plot_dependency_graph_filename is not None
-        if block_allocation and not (graph_mode or export_workflow_filename is not None):
-            self._start_worker_jobs(
-                max_workers=max_workers,
-                max_cores=max_cores,
-                cache_directory=cache_directory,
-                resource_dict=resource_dict,
-                config=config,
-                pmi_mode=pmi_mode,
-                hostname_localhost=hostname_localhost,
-                init_function=init_function,
-                disable_dependencies=disable_dependencies,
-                log_obj_size=log_obj_size,
-                wait=wait,
-            )
+        options = ExecutorOptions.of(locals())
+        if block_allocation and options.graph() is None:
+            self._compose_worker_jobs(options, config=config, pmi_mode=pmi_mode)
             return
-        super().__init__(
-            lambda: SlurmQueueBackend(pysqa_config_directory=config, pmi_mode=pmi_mode),
-            executor="SlurmClusterExecutor",
-            rules=SLURM_CLUSTER_RULES,
-            max_workers=max_workers,
-            cache_directory=cache_directory,
-            max_cores=max_cores,
-            resource_dict=resource_dict,
-            hostname_localhost=hostname_localhost,
-            init_function=init_function,
-            disable_dependencies=disable_dependencies,
-            refresh_rate=refresh_rate,
-            plot_dependency_graph=plot_dependency_graph,
-            plot_dependency_graph_filename=plot_dependency_graph_filename,
-            export_workflow_filename=export_workflow_filename,
-            log_obj_size=log_obj_size,
-            wait=wait,
+        from executorlib.launchers.sbatch_jobs import SbatchJobLauncher
+
+        self._compose_task_files(
+            options, SLURM_CLUSTER_RULES, lambda: SbatchJobLauncher(pysqa_config_directory=config, pmi_mode=pmi_mode)
         )
 
-    def _start_worker_jobs(
-        self,
-        *,
-        max_workers: int | None,
-        max_cores: int | None,
-        cache_directory: str | None,
-        resource_dict: Mapping[str, Any] | None,
-        config: str | None,
-        pmi_mode: str | None,
-        hostname_localhost: bool | None,
-        init_function: Callable[[], Mapping[str, Any]] | None,
-        disable_dependencies: bool,
-        log_obj_size: bool,
-        wait: bool,
-    ) -> None:
+    def _compose_worker_jobs(self, options: ExecutorOptions, *, config: str | None, pmi_mode: str | None) -> None:
         """``block_allocation=True``: a pool of ``max_workers`` workers, each one batch job, fed over sockets by
         the same scheduler as every other pool; their job directories and key files live in
         ``<cache_directory>/workers`` (private, 0700). Results are cached only when ``cache_directory`` is given."""
         from executorlib.accounting import pool_size
-        from executorlib.schedulers.batch_workers import BatchWorkerLaunch
-        from executorlib.schedulers.block import BlockAllocationScheduler
-        from executorlib.schedulers.slurm_jobs import check_job_script_keys
+        from executorlib.launchers.batch_workers import BatchWorkerLauncher
+        from executorlib.launchers.sbatch_jobs import check_job_script_keys
+        from executorlib.schedulers.pool import PoolScheduler
 
-        if not isinstance(wait, bool):
-            raise TypeError(f"wait must be True or False, got {wait!r}")
+        check_flag("wait", options.wait)
         where = "SlurmClusterExecutor(resource_dict=...)"
-        known, extras = split_resource_dict(resource_dict, where=where)
-        resources = merge(DEFAULTS, known)
-        SLURM_CLUSTER_RULES.check(resources, where=where)
-        check_executor_resources(resources, where=where)
-        directory = os.path.abspath(cache_directory or resources.cache_directory or DEFAULT_CACHE_DIRECTORY)
-        if cache_directory is not None:
-            resources = merge(resources, {"cache_directory": directory})
-        workers = pool_size(max_workers, max_cores, resources.slots, max_workers or max_cores or 1)
-        launch = BatchWorkerLaunch(
+        known, extras = split_resource_dict(options.resource_dict, where=where)
+        resources = options.resources(SLURM_CLUSTER_RULES, known)
+        directory = os.path.abspath(resources.cache_directory or DEFAULT_CACHE_DIRECTORY)
+        max_workers, max_cores = options.max_workers, options.max_cores
+        workers = pool_size(max_workers, max_cores, resources.cpus, max_workers or max_cores or 1)
+        launcher = BatchWorkerLauncher(
             os.path.join(directory, "workers"),
             resources=resources,
             extras=extras,
             pysqa_config_directory=config,
             pmi_mode=pmi_mode,
         )
-        check_job_script_keys(launch.queue, resources, extras, where=where)
-        self._extras = extras
-        self._executor_name = "SlurmClusterExecutor"
-        self._wait = wait
-        self._file_scheduler = None
-        register_caller_module()
-        scheduler = BlockAllocationScheduler(
+        check_job_script_keys(launcher.queue, resources, extras, where=where)
+        register_caller_module(depth=2)
+        scheduler = PoolScheduler(
             workers=workers,
             resources=resources,
-            init_function=init_function,
+            init_function=options.init_function,
             restart_limit=0,
-            localhost=bool(hostname_localhost),  # the jobs may run on other nodes: the host name by default
-            launch=launch,
-            gpus=None,  # the batch system assigns each job its devices
+            localhost=bool(options.hostname_localhost),  # the jobs may run on other nodes: the host name by default
+            launcher=launcher,
+            log_obj_size=options.log_obj_size,
         )
         BaseExecutor.__init__(
             self,
@@ -397,29 +238,17 @@ class SlurmClusterExecutor(FileExecutorBase):
             resources=resources,
             rules=SLURM_CLUSTER_RULES,
             fixed_resources=True,
-            log_obj_size=log_obj_size,
-            disable_dependencies=disable_dependencies,
+            disable_dependencies=options.disable_dependencies,
+            wait=options.wait,
         )
 
     def dry_run(
         self, fn: Callable[..., Any], /, *args: Any, resource_dict: Mapping[str, Any] | None = None, **kwargs: Any
     ) -> str:
         """The job script ``submit`` would hand to sbatch for this call (nothing is written or submitted)."""
-        from xl_serial import function_name, task_key
-
-        from executorlib.schedulers.file import FileTask
-        from executorlib.schedulers.slurm_jobs import SlurmQueueBackend
-
+        scheduler = self._scheduler
+        if not isinstance(scheduler, TaskFileScheduler):
+            raise RuntimeError("dry_run() shows the job script of a call in file mode (block_allocation=False)")
         known, extras = split_resource_dict(resource_dict, where="dry_run(..., resource_dict=...)")
         resources = merge(self._resources, known)
-        scheduler = self._file_scheduler
-        if scheduler is None:
-            raise RuntimeError("dry_run() shows the job script of a call in file mode (block_allocation=False)")
-        assert isinstance(scheduler._backend, SlurmQueueBackend)
-        extras = {**self._extras, **extras}
-        scheduler._backend.check(resources, extras, where="dry_run(..., resource_dict=...)")
-        args, kwargs, upstream, _ = scheduler._link_arguments(args, kwargs)
-        directory = os.path.abspath(resources.cache_directory or DEFAULT_CACHE_DIRECTORY)
-        key = resources.cache_key or task_key(fn, args, kwargs)
-        task = FileTask(key, directory, function_name(fn), resources, extras)
-        return scheduler._backend.dry_run(task, [up for up in upstream if not up.ended])
+        return scheduler.job_script(fn, args, kwargs, resources, {**self._extras, **extras})

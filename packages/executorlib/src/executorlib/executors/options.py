@@ -3,11 +3,15 @@ ranges of the executorlib 1.x parameters, the combinations that cannot work, and
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
+from executorlib.caching import check_executor_resources
 from executorlib.graph_mode import GraphRecorder
+from executorlib.resources import DEFAULTS, ExecutorRules, Resources, merge, parse_resource_dict
 
 
 def check_count(name: str, value: Any, minimum: int) -> None:
@@ -91,3 +95,76 @@ def graph_recorder(
         show=plot_dependency_graph,
         workflow=os.fspath(export_workflow_filename) if export_workflow_filename else None,
     )
+
+
+@dataclass(frozen=True)
+class ExecutorOptions:
+    """The constructor arguments the executors share (each class documents them), gathered once from the
+    constructor's ``locals()`` instead of being forwarded keyword by keyword."""
+
+    max_workers: int | None = None
+    cache_directory: str | os.PathLike[str] | None = None
+    max_cores: int | None = None
+    resource_dict: Mapping[str, Any] | None = None
+    hostname_localhost: bool | None = None
+    block_allocation: bool = False
+    init_function: Callable[[], Mapping[str, Any]] | None = None
+    disable_dependencies: bool = False
+    refresh_rate: float = 0.01
+    plot_dependency_graph: bool = False
+    plot_dependency_graph_filename: str | os.PathLike[str] | None = None
+    export_workflow_filename: str | os.PathLike[str] | None = None
+    log_obj_size: bool = False
+    openmpi_oversubscribe: bool = False
+    restart_limit: int = 0
+    record_dependency_graph: bool = False
+    wait: bool = True
+
+    @classmethod
+    def of(cls, arguments: Mapping[str, Any]) -> ExecutorOptions:
+        """The shared options among a constructor's ``locals()`` (its other arguments are its own business)."""
+        names = {field.name for field in dataclasses.fields(cls)}
+        return cls(**{name: value for name, value in arguments.items() if name in names})
+
+    def check(self) -> None:
+        """Types, ranges and combinations; raises naming the parameter, the value and the fix."""
+        check_flag("wait", self.wait)
+        check_executor_options(
+            max_workers=self.max_workers,
+            max_cores=self.max_cores,
+            restart_limit=self.restart_limit,
+            flags={
+                "block_allocation": self.block_allocation,
+                "disable_dependencies": self.disable_dependencies,
+                "plot_dependency_graph": self.plot_dependency_graph,
+                "log_obj_size": self.log_obj_size,
+                "openmpi_oversubscribe": self.openmpi_oversubscribe,
+                "record_dependency_graph": self.record_dependency_graph,
+            },
+            hostname_localhost=self.hostname_localhost,
+            refresh_rate=self.refresh_rate,
+            init_function=self.init_function,
+            block_allocation=self.block_allocation,
+            cache_directory=self.cache_directory,
+            plot_dependency_graph_filename=self.plot_dependency_graph_filename,
+            export_workflow_filename=self.export_workflow_filename,
+        )
+
+    def graph(self) -> GraphRecorder | None:
+        """Graph mode's recorder (nothing runs), or None."""
+        return graph_recorder(
+            self.plot_dependency_graph, self.plot_dependency_graph_filename, self.export_workflow_filename
+        )
+
+    def resources(self, rules: ExecutorRules, known: Mapping[str, Any] | None = None) -> Resources:
+        """The executor's own resources: defaults, then ``resource_dict`` (or its executorlib keys ``known``), then
+        ``cache_directory``; checked against ``rules``."""
+        where = f"{rules.executor}(resource_dict=...)"
+        if known is None:
+            known = parse_resource_dict(self.resource_dict, where=where)
+        resources = merge(DEFAULTS, known)
+        rules.check(resources, where=where)
+        check_executor_resources(resources, where=where)
+        if self.cache_directory is not None:  # every task's default; a task's resource_dict may name another
+            resources = merge(resources, {"cache_directory": os.path.abspath(self.cache_directory)})
+        return resources

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from executorlib.accounting import available_cores, core_budget, pool_size
-from executorlib.caching import check_executor_resources
-from executorlib.executors.base import BaseExecutor, register_caller_module
-from executorlib.executors.options import check_executor_options, graph_recorder
-from executorlib.graph_mode import NoScheduler
-from executorlib.launch import LocalLaunch, check_gpus, host_gpus
-from executorlib.resources import DEFAULTS, BackendRules, Resources, merge, parse_resource_dict
+from executorlib.executors.options import ExecutorOptions
+from executorlib.executors.socket import SocketExecutor
+from executorlib.gpus import check_gpus
+from executorlib.launchers.local import LocalLauncher
+from executorlib.resources import ExecutorRules, Resources
 
-SINGLE_NODE_RULES = BackendRules(
+SINGLE_NODE_RULES = ExecutorRules(
     executor="SingleNodeExecutor",
     unsupported={
         "num_nodes": "it runs on one node; use SlurmJobExecutor or FluxJobExecutor for multi-node tasks",
@@ -27,7 +25,7 @@ SINGLE_NODE_RULES = BackendRules(
 )
 
 
-class SingleNodeExecutor(BaseExecutor):
+class SingleNodeExecutor(SocketExecutor):
     """Run Python functions in worker processes on this machine.
 
     ``block_allocation=False`` (default): a fresh Python process per call, at most ``max_cores`` cores busy
@@ -68,95 +66,41 @@ class SingleNodeExecutor(BaseExecutor):
         restart_limit: int = 0,
         record_dependency_graph: bool = False,
     ) -> None:
-        check_executor_options(
-            max_workers=max_workers,
-            max_cores=max_cores,
-            restart_limit=restart_limit,
-            flags={
-                "block_allocation": block_allocation,
-                "disable_dependencies": disable_dependencies,
-                "plot_dependency_graph": plot_dependency_graph,
-                "log_obj_size": log_obj_size,
-                "openmpi_oversubscribe": openmpi_oversubscribe,
-                "record_dependency_graph": record_dependency_graph,
-            },
-            hostname_localhost=hostname_localhost,
-            refresh_rate=refresh_rate,
-            init_function=init_function,
-            block_allocation=block_allocation,
-            cache_directory=cache_directory,
-            plot_dependency_graph_filename=plot_dependency_graph_filename,
-            export_workflow_filename=export_workflow_filename,
-        )
-        graph = graph_recorder(plot_dependency_graph, plot_dependency_graph_filename, export_workflow_filename)
-        where = "SingleNodeExecutor(resource_dict=...)"
-        resources = merge(DEFAULTS, parse_resource_dict(resource_dict, where=where))
-        SINGLE_NODE_RULES.check(resources, where=where)
-        check_executor_resources(resources, where=where)
-        if cache_directory is not None:  # every task's default; a task's resource_dict may name another
-            resources = merge(resources, {"cache_directory": os.path.abspath(cache_directory)})
-        self._max_cores = max_cores
+        options = ExecutorOptions.of(locals())
+        options.check()
+        resources = options.resources(SINGLE_NODE_RULES)
         self._budget = core_budget(max_workers, max_cores, available_cores())
-        self._launch = LocalLaunch(openmpi_oversubscribe)
-        self._launch.check_oversubscribe()
-        self._gpus = host_gpus()
-        self._check_task(resources, where=where)  # before any worker starts
-        localhost = hostname_localhost is not False
-        register_caller_module()
-        scheduler: Any
-        if graph is not None:  # record the workflow, run nothing (executorlib 1.x semantics)
-            scheduler = NoScheduler()
-        elif block_allocation:
-            from executorlib.schedulers.block import BlockAllocationScheduler
+        self._launcher = LocalLauncher(openmpi_oversubscribe)
+        self._launcher.check_oversubscribe()
+        self._check_task(resources, {}, where="SingleNodeExecutor(resource_dict=...)")  # before any worker starts
 
+        def workers() -> int:
             if max_workers is None and max_cores is None:
                 warnings.warn(
                     f"block_allocation=True without max_workers or max_cores: starting one worker per available "
                     f"CPU ({available_cores()}); pass max_workers to choose",
                     UserWarning,
-                    stacklevel=2,
+                    stacklevel=4,
                 )
-            workers = pool_size(max_workers, max_cores, resources.slots, available_cores())
-            scheduler = BlockAllocationScheduler(
-                workers=workers,
-                resources=resources,
-                init_function=init_function,
-                restart_limit=restart_limit,
-                localhost=localhost,
-                same_host=True,  # LocalLaunch: subprocesses and a local mpiexec
-                launch=self._launch,
-                gpus=self._gpus,
-                enforce_run_time_max=True,
-            )
-        else:
-            from executorlib.schedulers.one_process import OneProcessScheduler
+            return pool_size(max_workers, max_cores, resources.cpus, available_cores())
 
-            scheduler = OneProcessScheduler(
-                core_budget=self._budget,
-                max_tasks=max_workers,
-                localhost=localhost,
-                same_host=True,
-                launch=self._launch,
-                gpus=self._gpus,
-                enforce_run_time_max=True,
-            )
-        super().__init__(
-            scheduler,
+        self._compose(
+            options,
             resources=resources,
             rules=SINGLE_NODE_RULES,
-            fixed_resources=block_allocation,
-            log_obj_size=log_obj_size,
-            disable_dependencies=disable_dependencies,
-            graph=graph,
-            record_dependency_graph=record_dependency_graph,
+            launcher=self._launcher,
+            core_budget=self._budget,
+            max_tasks=max_workers,
+            pool_size=workers,
+            localhost=hostname_localhost is not False,
         )
 
-    def _check_task(self, resources: Resources, *, where: str) -> None:
-        self._launch.check(resources, where=where)
+    def _check_task(self, resources: Resources, extras: Mapping[str, Any], *, where: str) -> None:
+        self._launcher.check(resources, where=where)
         if resources.gpus_per_core:
-            check_gpus(resources, self._gpus, where=where)
-        if self._budget is not None and resources.slots > self._budget:
+            check_gpus(resources, self._launcher.gpus, where=where)
+        if self._budget is not None and resources.cpus > self._budget:
             raise ValueError(
-                f"{where}: this task needs {resources.slots} cores (cores x threads_per_core) but the executor may "
+                f"{where}: this task needs {resources.cpus} cores (cores x threads_per_core) but the executor may "
                 f"use only {self._budget} (max_cores or the CPUs available); lower the request or raise max_cores"
             )

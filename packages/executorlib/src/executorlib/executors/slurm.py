@@ -8,16 +8,14 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from executorlib.accounting import available_cores, core_budget, pool_size
-from executorlib.caching import check_executor_resources
 from executorlib.errors import ResourceDictError
-from executorlib.executors.base import BaseExecutor, register_caller_module
-from executorlib.executors.options import check_executor_options, check_pmi_mode, graph_recorder
-from executorlib.graph_mode import NoScheduler
-from executorlib.resources import DEFAULTS, Resources, merge, parse_resource_dict
-from executorlib.srun import SLURM_JOB_RULES, Allocation, SrunLaunch, current_allocation, single_node
+from executorlib.executors.options import ExecutorOptions, check_pmi_mode
+from executorlib.executors.socket import SocketExecutor
+from executorlib.launchers.srun import SLURM_JOB_RULES, Allocation, SrunLauncher, current_allocation, single_node
+from executorlib.resources import Resources
 
 
-class SlurmJobExecutor(BaseExecutor):
+class SlurmJobExecutor(SocketExecutor):
     """Run Python functions as SLURM job steps: each worker is ``srun ... python -m xl_comm.worker``.
 
     Meant for use inside an allocation (``salloc``, an ``sbatch`` script, or a function that a
@@ -68,38 +66,14 @@ class SlurmJobExecutor(BaseExecutor):
         restart_limit: int = 0,
         record_dependency_graph: bool = False,
     ) -> None:
-        check_executor_options(
-            max_workers=max_workers,
-            max_cores=max_cores,
-            restart_limit=restart_limit,
-            flags={
-                "block_allocation": block_allocation,
-                "disable_dependencies": disable_dependencies,
-                "plot_dependency_graph": plot_dependency_graph,
-                "log_obj_size": log_obj_size,
-                "openmpi_oversubscribe": openmpi_oversubscribe,
-                "record_dependency_graph": record_dependency_graph,
-            },
-            hostname_localhost=hostname_localhost,
-            refresh_rate=refresh_rate,
-            init_function=init_function,
-            block_allocation=block_allocation,
-            cache_directory=cache_directory,
-            plot_dependency_graph_filename=plot_dependency_graph_filename,
-            export_workflow_filename=export_workflow_filename,
-        )
+        options = ExecutorOptions.of(locals())
+        options.check()
         check_pmi_mode(pmi_mode)
-        graph = graph_recorder(plot_dependency_graph, plot_dependency_graph_filename, export_workflow_filename)
-        where = "SlurmJobExecutor(resource_dict=...)"
-        resources = merge(DEFAULTS, parse_resource_dict(resource_dict, where=where))
-        SLURM_JOB_RULES.check(resources, where=where)
-        check_executor_resources(resources, where=where)
-        if cache_directory is not None:  # every task's default; a task's resource_dict may name another
-            resources = merge(resources, {"cache_directory": os.path.abspath(cache_directory)})
-        self._launch = SrunLaunch(pmi_mode=pmi_mode, overcommit=openmpi_oversubscribe)
+        resources = options.resources(SLURM_JOB_RULES)
+        self._launcher = SrunLauncher(pmi_mode=pmi_mode, overcommit=openmpi_oversubscribe)
         self._allocation = current_allocation(os.environ)
         self._overcommit = openmpi_oversubscribe
-        if graph is None and shutil.which(self._launch.srun) is None:
+        if options.graph() is None and shutil.which(self._launcher.srun) is None:
             raise RuntimeError(
                 "SlurmJobExecutor starts its workers with srun, which is not on PATH here; run it on a SLURM "
                 "cluster (inside salloc or an sbatch job), or use SingleNodeExecutor on this machine"
@@ -108,52 +82,25 @@ class SlurmJobExecutor(BaseExecutor):
         self._check_max_cores(max_cores)
         max_tasks = max_workers
         if self._allocation is not None:
-            self._budget = core_budget(max_workers, max_cores, self._allocation.cores)
+            budget = core_budget(max_workers, max_cores, self._allocation.cores)
         else:
-            self._budget = max_cores
+            budget = max_cores
             if max_workers is None and max_cores is None:
                 max_tasks = available_cores()  # calls in flight, each an srun process here
-        self._check_task(resources, where=where)  # before any worker starts
+        self._check_task(resources, {}, where="SlurmJobExecutor(resource_dict=...)")  # before any worker starts
         if hostname_localhost is None:
             localhost = single_node(os.environ) and resources.num_nodes in (None, 1)
         else:
             localhost = hostname_localhost
-        register_caller_module()
-        scheduler: Any
-        if graph is not None:  # record the workflow, run nothing (executorlib 1.x semantics)
-            scheduler = NoScheduler()
-        elif block_allocation:
-            from executorlib.schedulers.block import BlockAllocationScheduler
-
-            workers = self._pool_size(max_workers, max_cores, resources)
-            scheduler = BlockAllocationScheduler(
-                workers=workers,
-                resources=resources,
-                init_function=init_function,
-                restart_limit=restart_limit,
-                localhost=localhost,
-                launch=self._launch,
-                gpus=None,  # srun assigns each step its devices
-            )
-        else:
-            from executorlib.schedulers.one_process import OneProcessScheduler
-
-            scheduler = OneProcessScheduler(
-                core_budget=self._budget,
-                max_tasks=max_tasks,
-                localhost=localhost,
-                launch=self._launch,
-                gpus=None,
-            )
-        super().__init__(
-            scheduler,
+        self._compose(
+            options,
             resources=resources,
             rules=SLURM_JOB_RULES,
-            fixed_resources=block_allocation,
-            log_obj_size=log_obj_size,
-            disable_dependencies=disable_dependencies,
-            graph=graph,
-            record_dependency_graph=record_dependency_graph,
+            launcher=self._launcher,
+            core_budget=budget,
+            max_tasks=max_tasks,
+            pool_size=lambda: self._pool_size(max_workers, max_cores, resources),
+            localhost=localhost,
         )
 
     @property
@@ -185,25 +132,25 @@ class SlurmJobExecutor(BaseExecutor):
                 "max_workers, or create the executor inside salloc or an sbatch job"
             )
         cpus = allocation.cores if allocation is not None else max_workers or max_cores or 1
-        workers = pool_size(max_workers, max_cores, resources.slots, cpus)
-        if self._too_big(workers * resources.slots):
+        workers = pool_size(max_workers, max_cores, resources.cpus, cpus)
+        if self._too_big(workers * resources.cpus):
             raise ValueError(
-                f"max_workers={workers} workers of {resources.slots} core(s) each (cores x threads_per_core) need "
-                f"{workers * resources.slots} cores, but {self._allocation_text()}; lower max_workers or the cores "
+                f"max_workers={workers} workers of {resources.cpus} core(s) each (cores x threads_per_core) need "
+                f"{workers * resources.cpus} cores, but {self._allocation_text()}; lower max_workers or the cores "
                 "per worker, or ask salloc/sbatch for more CPUs"
             )
         return workers
 
-    def _check_task(self, resources: Resources, *, where: str) -> None:
-        self._launch.check(resources, where=where)
-        if self._too_big(resources.slots):
+    def _check_task(self, resources: Resources, extras: Mapping[str, Any], *, where: str) -> None:
+        self._launcher.check(resources, where=where)
+        if self._too_big(resources.cpus):
             raise ResourceDictError(
-                f"{where}: this task needs {resources.slots} cores (cores={resources.cores} x threads_per_core="
+                f"{where}: this task needs {resources.cpus} cores (cores={resources.cores} x threads_per_core="
                 f"{resources.threads_per_core}) but {self._allocation_text()}; lower the request, ask salloc/sbatch "
                 "for more CPUs, or pass openmpi_oversubscribe=True to overcommit (srun --overcommit)"
             )
-        if self._max_cores is not None and resources.slots > self._max_cores:
+        if self._max_cores is not None and resources.cpus > self._max_cores:
             raise ValueError(
-                f"{where}: this task needs {resources.slots} cores (cores x threads_per_core) but the executor may "
+                f"{where}: this task needs {resources.cpus} cores (cores x threads_per_core) but the executor may "
                 f"use only max_cores={self._max_cores}; lower the request or raise max_cores"
             )

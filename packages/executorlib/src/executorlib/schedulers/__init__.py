@@ -1,1 +1,2 @@
-"""Task schedulers: each owns at most one thread; the wire's IO thread belongs to its xl_comm Hub."""
+"""Schedulers decide when and where calls run (see protocol.py); each owns at most one thread, and the wire's IO
+thread belongs to its xl_comm Hub."""

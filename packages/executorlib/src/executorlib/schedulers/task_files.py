@@ -1,16 +1,17 @@
-"""The file-mode scheduler of the cluster executors: every call is a task file in the cache, run by a job.
+"""TaskFileScheduler, the file-mode scheduler of the cluster executors: every call is a task file in the cache,
+run by a job that a :class:`~executorlib.launchers.protocol.JobLauncher` starts.
 
 A call becomes ``<cache>/<key>_i.h5`` (xl-cache); a job (an ``sbatch`` job, or a local process for
 ``TestClusterExecutor``) runs ``python -m xl_cache.worker <key>_i.h5``, which writes ``<key>_o.h5``. A Future
 argument produced by this scheduler is written as an :class:`xl_cache.OutputRef` to the upstream task's output
-(its selector included, for ``get_item_from_future``/``split_future``), and the backend orders the jobs: SLURM by
-``--dependency=afterok:A:B``, the local backend by starting the process once its upstream processes ended. So the
+(its selector included, for ``get_item_from_future``/``split_future``), and the job launcher orders the jobs:
+SLURM by ``--dependency=afterok:A:B``, local processes by starting one once its upstream processes ended. So the
 submitting process may exit and a later one, submitting the same calls, finds the results, or re-attaches to the
 jobs still queued or running (their ids are recorded in the task files, or for local processes in
 ``<key>/queue_id``), and never starts a second job for a key.
 
 Nothing here polls: process ends arrive through pidfds (local) or from the one queue watcher of the SLURM
-backend, cancellations through the Futures' done-callbacks, and ``shutdown(wait=True)`` waits on a condition.
+launcher, cancellations through the Futures' done-callbacks, and ``shutdown(wait=True)`` waits on a condition.
 """
 
 from __future__ import annotations
@@ -19,121 +20,25 @@ import contextlib
 import os
 import threading
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from concurrent.futures import CancelledError, Future, InvalidStateError
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-from xl_cache import QUEUE_ID_FILE_NAME, log_tail, read_queue_id_file
+from xl_cache import log_tail, read_queue_id_file
 from xl_graph import FutureSelector, find_futures, substitute
-from xl_spawn import JOB_LOG_NAME
 
 from executorlib.caching import task_resource_dict
 from executorlib.dependencies import Parked, cancel_and_notify
+from executorlib.errors import JobFailedError
+from executorlib.launchers.protocol import JobLauncher
 from executorlib.resources import Resources
+from executorlib.task_file import FileTask, JobEnd
+
+#: Where task files go when neither the executor nor the call names a cache directory.
+DEFAULT_CACHE_DIRECTORY = "executorlib_cache"
 
 #: Lines of a job's log quoted in the error of a job that ended without output.
 LOG_TAIL_LINES = 20
-
-
-class JobFailedError(RuntimeError):
-    """A job ended without writing its task's output (time limit, out of memory, node failure, cancelled, killed).
-
-    ``state`` is the scheduler's word for the end (``TIMEOUT``, ``CANCELLED``, ``exit status -9``, ...),
-    ``queue_id`` the job id, ``log_file`` the job's output file; the message quotes the log's last lines."""
-
-    def __init__(self, message: str, *, state: str, queue_id: int | None, log_file: str | None) -> None:
-        super().__init__(message)
-        self.state = state
-        self.queue_id = queue_id
-        self.log_file = log_file
-
-
-@dataclass(frozen=True)
-class JobEnd:
-    """How a job ended, as its backend saw it: ``state`` (e.g. ``COMPLETED``, ``TIMEOUT``, ``exit status 1``)
-    and an optional detail (e.g. SLURM's reason ``DependencyNeverSatisfied``)."""
-
-    state: str
-    detail: str = ""
-
-
-@dataclass(eq=False)
-class FileTask:
-    """One task file and the job that runs it."""
-
-    key: str
-    cache_directory: str
-    label: str
-    resources: Resources
-    extras: Mapping[str, Any]
-    futures: list[Future[Any]] = field(default_factory=list)
-    upstream: list[FileTask] = field(default_factory=list)
-    queue_id: int | None = None
-    ended: bool = False
-    lost: BaseException | None = None
-    """Set when the task ended without output (its job died, or an upstream job did)."""
-    _end_callbacks: list[Callable[[FileTask], None]] = field(default_factory=list)
-
-    @property
-    def input_file(self) -> str:
-        return os.path.join(self.cache_directory, f"{self.key}_i.h5")
-
-    @property
-    def output_file(self) -> str:
-        return os.path.join(self.cache_directory, f"{self.key}_o.h5")
-
-    @property
-    def job_directory(self) -> str:
-        """``<cache>/<key>/``: the job's working directory, its script and its log."""
-        return os.path.join(self.cache_directory, self.key)
-
-    @property
-    def log_file(self) -> str:
-        return os.path.join(self.job_directory, JOB_LOG_NAME)
-
-    @property
-    def queue_id_file(self) -> str:
-        """``<cache>/<key>/queue_id``: the job id as text, for backends that record it beside the task file
-        instead of rewriting it (see :func:`xl_cache.write_queue_id_file`)."""
-        return os.path.join(self.job_directory, QUEUE_ID_FILE_NAME)
-
-    def when_ended(self, callback: Callable[[FileTask], None], lock: threading.Lock) -> None:
-        """Call ``callback(task)`` once the task ended (now, if it has)."""
-        with lock:
-            if not self.ended:
-                self._end_callbacks.append(callback)
-                return
-        callback(self)
-
-
-class Backend(Protocol):
-    """Runs task files as jobs and reports each job's end to the scheduler's ``on_end(task, JobEnd)``."""
-
-    name: str
-
-    def bind(self, on_end: Callable[[FileTask, JobEnd], None], lock: threading.Lock) -> None:
-        """Called once by the scheduler before any other method."""
-
-    def check(self, resources: Resources, extras: Mapping[str, Any], *, where: str) -> None:
-        """Reject at submit() what this backend cannot run."""
-
-    def start(self, task: FileTask, after: Sequence[FileTask]) -> None:
-        """Run ``task.input_file`` once every task of ``after`` (still running) ended, set ``task.queue_id`` and
-        record it (:func:`record_queue_id`, or :func:`xl_cache.write_queue_id_file` to ``task.queue_id_file``)
-        once the job has an id, so that a later executor can re-attach. Raises when the job cannot be submitted
-        (nothing is then running)."""
-
-    def attach(self, task: FileTask) -> bool:
-        """Watch the live job ``task.queue_id`` (started by an earlier executor); False if it is gone."""
-
-    def cancel(self, task: FileTask) -> None:
-        """Stop the job of ``task`` (its end is still reported through ``on_end``)."""
-
-    def close(self, wait: bool) -> None:
-        """Release threads and handles; jobs still running are left alone (they may be re-attached later)."""
-
-    def info(self) -> dict[str, Any]: ...
 
 
 def _settle(future: Future[Any], *, result: Any = None, error: BaseException | None = None) -> None:
@@ -144,13 +49,15 @@ def _settle(future: Future[Any], *, result: Any = None, error: BaseException | N
             future.set_result(result)
 
 
-class FileScheduler:
-    """Task files through xl-cache, jobs through a :class:`Backend`."""
+class TaskFileScheduler:
+    """Task files through xl-cache, jobs through a :class:`~executorlib.launchers.protocol.JobLauncher`."""
 
     hub_ref = None  # Futures complete from job files, not from a hub
+    handles_dependencies = True  # upstream Futures become job dependencies; the cache directory is the cache
 
-    def __init__(self, backend: Backend) -> None:
-        self._backend = backend
+    def __init__(self, launcher: JobLauncher) -> None:
+        self._launcher = launcher
+        self._detached = False  # shut down with wait=False: later shutdowns (the exit hook's) leave the jobs alone
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._of_future: weakref.WeakKeyDictionary[Future[Any], FileTask] = weakref.WeakKeyDictionary()
@@ -158,11 +65,11 @@ class FileScheduler:
         self._waiting: set[Parked] = set()  # calls waiting for Futures of other executors
         self._delivering = threading.local()  # .depth > 0 while this thread completes Futures of ended jobs
         self._closed = False
-        backend.bind(self._job_ended, self._lock)
+        launcher.bind(self._job_ended, self._lock)
 
     # -- submit ------------------------------------------------------------------------------------------------
 
-    def submit_call(
+    def submit(
         self,
         fn: Callable[..., Any],
         args: tuple[Any, ...],
@@ -173,7 +80,7 @@ class FileScheduler:
     ) -> None:
         """Turn the call into a task file and a job (or reuse the cached result, or a job already running)."""
         try:
-            self._backend.check(resources, extras, where="submit()")
+            self._launcher.check(resources, extras, where="submit()")
             args, kwargs, upstream, waiting = self._link_arguments(args, kwargs)
         except Exception as problem:
             _settle(future, error=problem)
@@ -242,7 +149,7 @@ class FileScheduler:
                 elif error is not None:
                     _settle(future, error=error)  # the upstream's own exception
                 else:
-                    self.submit_call(fn, args, kwargs, resources, extras, future)
+                    self.submit(fn, args, kwargs, resources, extras, future)
             finally:
                 with self._lock:
                     self._waiting.discard(parked)
@@ -266,7 +173,7 @@ class FileScheduler:
         import xl_cache
         from xl_serial import function_name, task_key
 
-        directory = os.path.abspath(resources.cache_directory or "executorlib_cache")
+        directory = os.path.abspath(resources.cache_directory or DEFAULT_CACHE_DIRECTORY)
         key = resources.cache_key or task_key(fn, args, kwargs)
         with self._lock:
             task = self._in_flight.get((directory, key))
@@ -322,7 +229,7 @@ class FileScheduler:
         if queue_id is None:
             return False
         task.queue_id = queue_id
-        if self._backend.attach(task):
+        if self._launcher.attach(task):
             return True
         task.queue_id = None
         return False
@@ -342,12 +249,12 @@ class FileScheduler:
         os.makedirs(task.job_directory, mode=0o700, exist_ok=True)
         with self._lock:
             after = [up for up in task.upstream if not up.ended]
-        self._backend.start(task, after)
+        self._launcher.start(task, after)
 
     # -- ends ------------------------------------------------------------------------------------------------
 
     def _job_ended(self, task: FileTask, end: JobEnd) -> None:
-        """The backend saw the job of ``task`` end: complete its Futures from the output file, or fail them."""
+        """The launcher saw the job of ``task`` end: complete its Futures from the output file, or fail them."""
         import xl_cache
 
         with self._lock:
@@ -391,7 +298,7 @@ class FileScheduler:
             self._delivering.depth -= 1
 
     def _lost_error(self, task: FileTask, end: JobEnd) -> JobFailedError:
-        job = f"{self._backend.name} job {task.queue_id}" if task.queue_id is not None else "its job"
+        job = f"{self._launcher.name} job {task.queue_id}" if task.queue_id is not None else "its job"
         detail = f" ({end.detail})" if end.detail else ""
         tail = log_tail(task.log_file, lines=LOG_TAIL_LINES)
         log = f"; the last lines of its log {task.log_file}:\n{tail}" if tail else f"; its log is {task.log_file}"
@@ -410,7 +317,7 @@ class FileScheduler:
         with self._lock:
             if task.ended or not all(f.cancelled() for f in task.futures):
                 return
-        self._backend.cancel(task)
+        self._launcher.cancel(task)
 
     # -- executor surface ------------------------------------------------------------------------------------
 
@@ -419,8 +326,12 @@ class FileScheduler:
         another executor's Futures) and stop their jobs. ``wait=False`` without ``cancel_futures`` detaches:
         jobs go on, and complete their Futures while this process lives; a later executor on the same cache
         directory gets their results. From a done-callback on the thread that reports job ends it cannot wait
-        (those ends would never be reported): it returns at once and the jobs finish on their own."""
+        (those ends would never be reported): it returns at once and the jobs finish on their own. After a
+        detaching shutdown, a later one (the exit hook's) leaves the jobs alone unless it cancels them."""
         with self._lock:
+            detached, self._detached = self._detached, self._detached or not wait
+            if detached and not cancel_futures:
+                return
             tasks = list(self._in_flight.values())
             waiting = list(self._waiting)
         for parked in waiting:
@@ -437,7 +348,7 @@ class FileScheduler:
             if wait:  # calls released meanwhile from waiting still start (the executor takes no new ones)
                 self._idle.wait_for(lambda: not self._in_flight and not self._waiting)
             self._closed = True
-        self._backend.close(wait)
+        self._launcher.close(wait)
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         with self._idle:
@@ -449,27 +360,26 @@ class FileScheduler:
             return len(self._in_flight) + len(self._waiting)
 
     def info(self) -> dict[str, Any]:
-        return {"backend": self._backend.name, **self._backend.info()}
+        return {"launcher": self._launcher.name, **self._launcher.info()}
+
+    def job_script(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        resources: Resources,
+        extras: Mapping[str, Any],
+    ) -> str:
+        """What ``submit`` would hand to the job launcher for this call (nothing is written or submitted)."""
+        from xl_serial import function_name, task_key
+
+        self._launcher.check(resources, extras, where="dry_run(..., resource_dict=...)")
+        args, kwargs, upstream, _ = self._link_arguments(args, kwargs)
+        directory = os.path.abspath(resources.cache_directory or DEFAULT_CACHE_DIRECTORY)
+        key = resources.cache_key or task_key(fn, args, kwargs)
+        task = FileTask(key, directory, function_name(fn), resources, extras)
+        return self._launcher.job_script(task, [up for up in upstream if not up.ended])
 
 
 def _error_of(outcome: Any) -> BaseException | None:
     return outcome.value if outcome.status == "error" else None
-
-
-def record_queue_id(task: FileTask) -> None:
-    """Write the job id into the pending task file, without racing the job: if the job already finished (its
-    output exists), a task file rewritten here would read as pending forever, so it is removed again."""
-    import xl_cache
-
-    assert task.queue_id is not None
-    if os.path.exists(task.output_file):
-        return
-    try:
-        xl_cache.record_queue_id(task.cache_directory, task.key, task.queue_id)
-    except FileNotFoundError:
-        return  # the job ran already and removed it
-    except Exception:  # the id is a convenience (get_cache_data, re-attachment); the job runs regardless
-        return
-    if os.path.exists(task.output_file):
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(task.input_file)

@@ -1,8 +1,9 @@
 """A pool of long-lived workers (``block_allocation=True``).
 
-No thread of its own: ``submit`` hands a task straight to an idle worker, and the hub's IO thread hands the next
-queued task to a worker the moment its reply arrives. A worker that dies fails exactly its task (or retries it on
-a restarted worker while ``restart_limit`` allows); when no worker is left, every waiting task fails.
+No thread of its own: ``submit`` hands a task straight to an idle worker, and the hub's reply callback (on the IO
+thread, or on a caller waiting in ``result()``) hands the next queued task to a worker the moment its reply
+arrives. A worker that dies fails exactly its task (or retries it on a restarted worker while ``restart_limit``
+allows); when no worker is left, every waiting task fails.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,13 +21,14 @@ from xl_comm import Failure, Hello, Hub, Init, Kind, Result, Shutdown
 
 from executorlib.dependencies import cancel_and_notify
 from executorlib.errors import ExecutorlibSocketError
-from executorlib.launch import Launch, block_gpus, gpus_needed
+from executorlib.gpus import block_gpus, gpus_needed
+from executorlib.launchers.protocol import Launcher, WorkerSpawner
 from executorlib.resources import Resources
-from executorlib.schedulers.base import (
+from executorlib.schedulers.workers import (
     EXIT_GRACE_SECONDS,
     ExitHook,
     TaskItem,
-    WorkerSpawner,
+    WorkerScheduler,
     death_error,
     overtime_error,
     settle,
@@ -50,7 +52,7 @@ MAX_QUEUED_PER_WORKER = 16
 
 @dataclass(eq=False)
 class _Worker:
-    slot: int
+    worker_index: int
     spawner: WorkerSpawner
     ready: bool = False
     exited: bool = False
@@ -84,7 +86,10 @@ def _take(inflight: deque[TaskItem], task_id: int) -> TaskItem | None:
     return None
 
 
-class BlockAllocationScheduler:
+class PoolScheduler(WorkerScheduler):
+    """``workers`` long-lived workers with ``resources``, started through ``launcher``; ``init_function``'s dict
+    presets keyword arguments; a worker that dies is replaced ``restart_limit`` times per position in the pool."""
+
     def __init__(
         self,
         *,
@@ -93,17 +98,16 @@ class BlockAllocationScheduler:
         init_function: Callable[[], Mapping[str, Any]] | None,
         restart_limit: int,
         localhost: bool,
-        same_host: bool = False,
-        launch: Launch,
-        gpus: Sequence[str] | None = (),
-        enforce_run_time_max: bool = False,
+        launcher: Launcher,
+        log_obj_size: bool = False,
     ) -> None:
-        """``enforce_run_time_max``: ``resources.run_time_max`` limits each task, and a worker whose task runs
-        longer is killed (for launches that do not enforce it themselves; for srun it limits the worker's step)."""
         self._resources = resources
-        self._time_limit = resources.run_time_max if enforce_run_time_max else None
-        self._launch = launch
-        # None: the launch (srun) assigns devices to each worker, so none are handed out here
+        # A launcher that does not end a worker at run_time_max (local processes) leaves it to this scheduler: each
+        # task is timed and its worker killed; for srun or flux the limit applies to the worker's step or job.
+        self._time_limit = None if launcher.enforces_run_time_max else resources.run_time_max
+        self._launcher = launcher
+        self._log_obj_size = log_obj_size
+        gpus = launcher.gpus  # None: the resource manager assigns devices to each worker, none are handed out here
         self._gpus = block_gpus(workers, gpus_needed(resources), gpus) if gpus is not None else [()] * workers
         self._init = Init(init_function) if init_function is not None else None
         self._lock = threading.Lock()
@@ -117,11 +121,11 @@ class BlockAllocationScheduler:
         self._broken: ExecutorlibSocketError | None = None
         self._done = threading.Event()
         self._size = workers
-        self._hub = Hub(self, localhost=localhost, same_host=same_host)
+        self._hub = Hub(self, localhost=localhost, same_host=launcher.same_host)
         self.hub_ref = self._hub.ref
         try:
-            for slot in range(workers):
-                self._start(slot)
+            for index in range(workers):
+                self._start(index)
         except BaseException:
             self._kill_all()
             self._hub.close()
@@ -130,7 +134,7 @@ class BlockAllocationScheduler:
 
     # -- caller side ------------------------------------------------------------------------------------------
 
-    def submit(self, item: TaskItem) -> None:
+    def _enqueue(self, item: TaskItem) -> None:
         taker = None
         with self._lock:
             if self._shutdown:
@@ -188,15 +192,22 @@ class BlockAllocationScheduler:
             "restart_limit": self._restart_limit,
         }
 
-    # -- IO thread --------------------------------------------------------------------------------------------
+    # -- hub callbacks (IO thread, or a waiting caller) ---------------------------------------------------------------
 
-    def _start(self, slot: int) -> None:
+    def _start(self, index: int) -> None:
+        """Start the worker at position ``index`` of the pool (its executorlib_worker_id)."""
         worker_id = next(self._worker_ids)
         spawner = start_worker(
-            self._hub, worker_id, slot, self._resources, one_shot=False, launch=self._launch, gpus=self._gpus[slot]
+            self._hub,
+            worker_id,
+            index,
+            self._resources,
+            one_shot=False,
+            launcher=self._launcher,
+            gpus=self._gpus[index],
         )
         with self._lock:  # submit() walks the workers from the caller's thread
-            self._workers[worker_id] = _Worker(slot, spawner, timed=self._time_limit is not None)
+            self._workers[worker_id] = _Worker(index, spawner, timed=self._time_limit is not None)
         self._hub.expect(worker_id, spawner.sentinel)
 
     def _dispatch(self) -> None:
@@ -323,24 +334,24 @@ class BlockAllocationScheduler:
             return
         if worker.ending and lost is None:
             try:
-                self._start(worker.slot)
+                self._start(worker.worker_index)
             except Exception as problem:
                 self._retire(worker_id, worker, None, problem)
-        elif self._restarts_left[worker.slot] > 0:
-            self._restarts_left[worker.slot] -= 1
+        elif self._restarts_left[worker.worker_index] > 0:
+            self._restarts_left[worker.worker_index] -= 1
             log.warning(
                 "worker %d (pid %s) %s; starting another in its place (%d of restart_limit=%d restarts left)",
                 worker_id,
                 worker.spawner.pid,
                 "was killed: its task exceeded run_time_max" if worker.doomed else "died",
-                self._restarts_left[worker.slot],
+                self._restarts_left[worker.worker_index],
                 self._restart_limit,
             )
             if lost is not None:
                 with self._lock:
                     self._pending.appendleft(lost)  # retried on the restarted worker (upstream semantics)
             try:
-                self._start(worker.slot)
+                self._start(worker.worker_index)
             except Exception as problem:  # no restart after all: the lost task fails instead of waiting
                 with self._lock:
                     if lost is not None and lost in self._pending:
@@ -352,7 +363,9 @@ class BlockAllocationScheduler:
 
     def _retire(self, worker_id: int, worker: _Worker, lost: TaskItem | None, problem: Exception | None) -> None:
         if lost is not None and not lost.future.done():
-            lost.future.set_exception(death_error(worker_id, worker.slot, worker.spawner, f"running {lost.label}"))
+            lost.future.set_exception(
+                death_error(worker_id, worker.worker_index, worker.spawner, f"running {lost.label}")
+            )
         if self._workers:
             return
         error = ExecutorlibSocketError(

@@ -1,4 +1,4 @@
-"""SLURM batch jobs as the jobs of the file-mode scheduler (``SlurmClusterExecutor``).
+"""SbatchJobLauncher: SLURM batch jobs as the jobs of the file-mode scheduler (``SlurmClusterExecutor``).
 
 Each task is one ``sbatch`` job running ``python -m xl_cache.worker <key>_i.h5`` (under ``srun --ntasks=N`` for N
 cores), its upstream jobs named in ``--dependency=afterok:A:B``. SLURM offers no events, so one
@@ -19,9 +19,10 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from executorlib.launchers.protocol import user_import_paths
+from executorlib.launchers.srun import batch_job_step
 from executorlib.resources import Resources, check_template_keys
-from executorlib.schedulers.file import FileTask, JobEnd, record_queue_id
-from executorlib.srun import batch_job_step
+from executorlib.task_file import FileTask, JobEnd, record_queue_id
 
 if TYPE_CHECKING:
     from xl_spawn import JobEnd as QueueEnd
@@ -43,7 +44,42 @@ def check_job_script_keys(queue: SlurmQueue, resources: Resources, extras: Mappi
     check_template_keys(extras, variables, where=where, template=what)
 
 
-class SlurmQueueBackend:
+def sbatch_variables(
+    resources: Resources,
+    extras: Mapping[str, Any],
+    *,
+    job_name: str,
+    working_directory: str,
+    command: str,
+    dependency: Sequence[int] = (),
+) -> dict[str, Any]:
+    """The job script template's variables for one job sized for ``resources`` (``extras``: the caller's other
+    template variables; ``job_name``, ``memory_max`` and ``partition`` among them win over the defaults)."""
+    from xl_spawn import job_script_variables
+
+    extras = dict(extras)
+    return job_script_variables(
+        job_name=str(extras.pop("job_name", job_name)),
+        working_directory=working_directory,
+        command=command,
+        cores=resources.cores,
+        dependency=dependency,
+        run_time_max=resources.run_time_max,
+        memory_max=extras.pop("memory_max", None),
+        partition=extras.pop("partition", None),
+        extra={
+            **extras,
+            "threads_per_core": resources.threads_per_core,
+            "num_nodes": resources.num_nodes,
+            "exclusive": resources.exclusive,
+            "priority": resources.priority,
+        },
+    )
+
+
+class SbatchJobLauncher:
+    """Each task file is one sbatch job; see the module docstring."""
+
     name = "SLURM"
 
     def __init__(self, *, pysqa_config_directory: str | None = None, pmi_mode: str | None = None) -> None:
@@ -83,8 +119,6 @@ class SlurmQueueBackend:
     def command(self, task: FileTask) -> str:
         from xl_spawn import prepend_path
 
-        from executorlib.schedulers.base import user_import_paths
-
         argv = batch_job_step(
             task.resources, [sys.executable, "-m", "xl_cache.worker", task.input_file], pmi_mode=self._pmi_mode
         )
@@ -92,26 +126,13 @@ class SlurmQueueBackend:
         return f"export PYTHONPATH={shlex.quote(path)}\n{shlex.join(argv)}"
 
     def script_variables(self, task: FileTask, after: Sequence[int]) -> dict[str, Any]:
-        from xl_spawn import job_script_variables
-
-        extras = dict(task.extras)
-        resources = task.resources
-        return job_script_variables(
-            job_name=str(extras.pop("job_name", os.path.basename(task.cache_directory))),
+        return sbatch_variables(
+            task.resources,
+            task.extras,
+            job_name=os.path.basename(task.cache_directory),
             working_directory=task.job_directory,
             command=self.command(task),
-            cores=resources.cores,
             dependency=after,
-            run_time_max=resources.run_time_max,
-            memory_max=extras.pop("memory_max", None),
-            partition=extras.pop("partition", None),
-            extra={
-                **extras,
-                "threads_per_core": resources.threads_per_core,
-                "num_nodes": resources.num_nodes,
-                "exclusive": resources.exclusive,
-                "priority": resources.priority,
-            },
         )
 
     def start(self, task: FileTask, after: Sequence[FileTask]) -> None:
@@ -121,7 +142,7 @@ class SlurmQueueBackend:
         record_queue_id(task)  # in the task file, where get_cache_data shows it while the job is queued
         self._watch(task)
 
-    def dry_run(self, task: FileTask, after: Sequence[FileTask]) -> str:
+    def job_script(self, task: FileTask, after: Sequence[FileTask]) -> str:
         from xl_spawn import render_job_script
 
         variables = self.script_variables(task, [up.queue_id or 0 for up in after])

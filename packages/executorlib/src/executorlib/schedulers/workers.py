@@ -1,25 +1,29 @@
-"""What both socket schedulers share: the task record, worker start-up, death reports and the exit hook."""
+"""What both worker schedulers (per call, pool) share: packing a call, the task record, starting a worker through
+a launcher, death reports and the exit hook."""
 
 from __future__ import annotations
 
 import atexit
 import itertools
+import logging
 import os
-import sys
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
-from typing import Any, Protocol
+from typing import Any
 
-from xl_comm import EXIT_TEAM_ABORTED, Failure, Hub, Result, discard_key_file
-from xl_serial import Frame, function_name
-from xl_spawn import Spawner, SubprocessSpawner, describe_returncode, prepend_path, thread_env
+from xl_comm import EXIT_TEAM_ABORTED, Failure, Hub, Result, discard_key_file, pack_task
+from xl_serial import Frame, frames_nbytes, function_name
+from xl_spawn import describe_returncode, prepend_path, thread_env
 
 from executorlib.dependencies import start_unless_cancelled
 from executorlib.errors import ExecutorlibSocketError
-from executorlib.launch import Launch, gpu_env
+from executorlib.gpus import gpu_env
+from executorlib.launchers.protocol import Launcher, WorkerSpawner, user_import_paths
 from executorlib.resources import Resources
+
+log = logging.getLogger("executorlib")
 
 #: After a worker's process is seen to exit, how long a reply that was already on its way may still arrive.
 EXIT_GRACE_SECONDS = 0.2
@@ -62,17 +66,6 @@ def settle(future: Future[Any], reply: Result | Failure) -> None:
         future.set_exception(reply.error.rebuild())
 
 
-class WorkerSpawner(Spawner, Protocol):
-    """What the schedulers need of a worker's process: xl-spawn's Spawner and the tail of its stderr (the
-    local :class:`~xl_spawn.SubprocessSpawner`, or a batch job standing in for the process)."""
-
-    def stderr_tail(self, timeout: float = 2.0) -> str: ...
-
-
-class SpawnerFactory(Protocol):
-    def __call__(self, *, cwd: str | None, env: dict[str, str], keep_stderr: int) -> WorkerSpawner: ...
-
-
 def overtime_error(item: TaskItem) -> TimeoutError:
     """What a task killed for exceeding its ``run_time_max`` fails with."""
     return TimeoutError(
@@ -81,7 +74,7 @@ def overtime_error(item: TaskItem) -> TimeoutError:
     )
 
 
-def death_error(worker_id: int, slot: int, spawner: WorkerSpawner, what: str) -> ExecutorlibSocketError:
+def death_error(worker_id: int, worker_index: int, spawner: WorkerSpawner, what: str) -> ExecutorlibSocketError:
     code = spawner.returncode
     exit_text = describe_returncode(code) if code is not None else "an unknown status"
     hint = ""
@@ -94,64 +87,80 @@ def death_error(worker_id: int, slot: int, spawner: WorkerSpawner, what: str) ->
         )
     elif code is not None and code in (-11, 139):
         hint = " (SIGSEGV means a crash in compiled code; the worker's stderr shows the native stack)"
-    last_words = spawner.stderr_tail()  # kept only when the launch asks (srun: slurmstepd names the step's fate)
+    last_words = spawner.stderr_tail()  # kept only when the launcher asks (srun: slurmstepd names the step's fate)
     if code is not None and last_words:
         from xl_spawn import describe_srun_exit, parse_slurm_state
 
         if parse_slurm_state(last_words) is not None:
             exit_text, hint = describe_srun_exit(code, last_words), ""
     return ExecutorlibSocketError(
-        f"worker {worker_id} (executorlib_worker_id {slot}, pid {spawner.pid}) died with {exit_text}{hint} while {what}"
+        f"worker {worker_id} (executorlib_worker_id {worker_index}, pid {spawner.pid}) died with {exit_text}{hint} "
+        f"while {what}"
     )
 
 
 def start_worker(
     hub: Hub,
     worker_id: int,
-    slot: int,
+    worker_index: int,
     resources: Resources,
     *,
     one_shot: bool,
-    launch: Launch,
+    launcher: Launcher,
     gpus: Sequence[str] = (),
 ) -> WorkerSpawner:
-    """Start a worker (``python -m xl_comm.worker``, or its MPI ranks) for this hub in its own process group; the
-    caller then has the hub ``expect`` it (after recording the spawner, so exit callbacks always find it)."""
-    args = [*hub.worker_args(worker_id), "--slot", str(slot)]
+    """Start a worker (``python -m xl_comm.worker``, or its MPI ranks) for this hub through ``launcher``; the
+    caller then has the hub ``expect`` it (after recording the spawner, so exit callbacks always find it).
+    ``worker_index`` is what the task sees as ``executorlib_worker_id``."""
+    args = [*hub.worker_args(worker_id), "--worker-index", str(worker_index)]
     if one_shot:
         args.append("--one-shot")
-    # The key goes in a file the worker deletes once read; a launch whose workers may run on other hosts names
+    # The key goes in a file the worker deletes once read; a launcher whose workers may run on other hosts names
     # a shared directory for it.
-    key_env = hub.worker_env(launch.key_directory(resources))
+    key_env = hub.worker_env(launcher.key_directory(resources))
     env = {
         **key_env,
         **thread_env(resources.threads_per_core),
         **gpu_env(gpus),
         "PYTHONPATH": prepend_path(os.environ.get("PYTHONPATH"), *user_import_paths()),
     }
-    # A launch may ask to keep the tail of the worker's stderr (still copied to ours) for death_error, and may
-    # stand something else in for the process (a batch job: executorlib.schedulers.batch_workers).
-    factory: SpawnerFactory = getattr(launch, "spawner", SubprocessSpawner)
-    spawner = factory(cwd=resources.cwd, env=env, keep_stderr=getattr(launch, "keep_stderr", 0))
+    spawner = launcher.spawner(cwd=resources.cwd, env=env, keep_stderr=launcher.keep_stderr)
     try:
-        spawner.bootup(launch.argv(resources, args))
+        spawner.bootup(launcher.argv(resources, args))
     except BaseException:
         discard_key_file(key_env)  # no worker will read it
         raise
     return spawner
 
 
-def user_import_paths() -> list[str]:
-    """Where this process finds modules that a fresh interpreter would not: the caller's working directory and
-    the ``sys.path`` entries added by scripts, notebooks or pytest (multiprocessing's spawn mode hands the same to
-    its children). Installed locations are left out: the worker's interpreter has them already."""
-    installed = tuple({sys.prefix, sys.base_prefix, sys.exec_prefix})
-    paths = [os.getcwd()]
-    for entry in sys.path:
-        path = os.path.abspath(entry) if entry else os.getcwd()
-        if not path.startswith(installed) and os.path.isdir(path):
-            paths.append(path)
-    return paths
+class WorkerScheduler:
+    """The ``submit`` of the worker schedulers: the call is pickled here, on the submitting thread (so an
+    unpicklable argument fails its own Future), and queued as a :class:`TaskItem` by the subclass's
+    ``_enqueue``."""
+
+    handles_dependencies = False
+    _log_obj_size = False
+
+    def submit(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        resources: Resources,
+        extras: Mapping[str, Any],
+        future: Future[Any],
+    ) -> None:
+        try:
+            body = pack_task(fn, args, kwargs, resources.error_log_file)
+        except Exception as problem:
+            future.set_exception(problem)
+            return
+        if self._log_obj_size:
+            log.info("submit %s: %d bytes", function_name(fn), frames_nbytes(body))
+        self._enqueue(TaskItem(future, body, resources, fn))
+
+    def _enqueue(self, item: TaskItem) -> None:
+        raise NotImplementedError
 
 
 class ExitHook:

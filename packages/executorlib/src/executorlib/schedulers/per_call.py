@@ -1,7 +1,8 @@
 """One fresh worker process per task (``block_allocation=False``, the upstream default).
 
-A launcher thread starts processes as cores free up (it waits on a condition, never polls); the hub's IO thread
-sends each task when its worker says hello, completes the Future on the reply and reaps the process on exit.
+A starter thread starts processes as cores free up (it waits on a condition, never polls). The hub's callbacks
+send each task when its worker says hello, complete the Future on the reply and reap the process on exit; they run
+on the hub's IO thread or on a caller waiting in ``result()`` (never two at once: see xl_comm.hub).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import itertools
 import logging
 import threading
 from collections import deque
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,12 +20,13 @@ from xl_comm import Failure, Hello, Hub, Kind, Result
 from executorlib.accounting import fits
 from executorlib.dependencies import cancel_and_notify
 from executorlib.errors import ExecutorlibSocketError
-from executorlib.launch import Launch, gpus_needed
-from executorlib.schedulers.base import (
+from executorlib.gpus import gpus_needed
+from executorlib.launchers.protocol import Launcher, WorkerSpawner
+from executorlib.schedulers.workers import (
     EXIT_GRACE_SECONDS,
     ExitHook,
     TaskItem,
-    WorkerSpawner,
+    WorkerScheduler,
     death_error,
     overtime_error,
     settle,
@@ -38,7 +39,7 @@ log = logging.getLogger("executorlib")
 @dataclass(eq=False)
 class _Run:
     item: TaskItem
-    slot: int
+    worker_index: int
     gpus: tuple[str, ...] = ()
     spawner: WorkerSpawner | None = None
     replied: bool = False
@@ -47,45 +48,47 @@ class _Run:
     timed_out: bool = False
 
 
-class OneProcessScheduler:
+class PerCallScheduler(WorkerScheduler):
+    """A fresh worker per call, started through ``launcher`` while the calls in flight fit ``core_budget`` CPUs
+    and ``max_tasks`` calls (None: no bound). The hub binds to loopback when ``localhost``."""
+
     def __init__(
         self,
         *,
         core_budget: int | None,
         max_tasks: int | None,
         localhost: bool,
-        same_host: bool = False,
-        launch: Launch,
-        gpus: Sequence[str] | None = (),
-        enforce_run_time_max: bool = False,
+        launcher: Launcher,
+        log_obj_size: bool = False,
     ) -> None:
-        """``enforce_run_time_max``: kill a task's process once its ``run_time_max`` passes (for launches that do
-        not enforce it themselves, as srun does)."""
         self._budget = core_budget
         self._max_tasks = max_tasks
-        self._launch = launch
-        self._enforce_run_time_max = enforce_run_time_max
-        self._track_gpus = gpus is not None  # None: the launch (srun) assigns devices, nothing to count here
+        self._launcher = launcher
+        self._log_obj_size = log_obj_size
+        # kill a task's process once its run_time_max passes, unless the resource manager does (srun --time)
+        self._enforce_run_time_max = not launcher.enforces_run_time_max
+        gpus = launcher.gpus
+        self._track_gpus = gpus is not None  # None: the resource manager assigns devices, nothing to count here
         self._free_gpus = list(gpus or ())  # devices not held by a running task
-        self._hub = Hub(self, localhost=localhost, same_host=same_host)
+        self._hub = Hub(self, localhost=localhost, same_host=launcher.same_host)
         self.hub_ref = self._hub.ref
         self._cond = threading.Condition()
         self._pending: deque[TaskItem] = deque()
         self._runs: dict[int, _Run] = {}
         self._used = 0
         self._active = 0  # tasks holding cores: started and not yet answered (or dead)
-        self._free_slots: list[int] = []
-        self._next_slot = 0
+        self._free_indices: list[int] = []  # executorlib_worker_id values given back, lowest first
+        self._next_index = 0
         self._worker_ids = itertools.count(1)
         self._shutdown = False
         self._done = threading.Event()
-        self._launcher = threading.Thread(target=self._launch_loop, name="executorlib-launcher", daemon=True)
-        self._launcher.start()
+        self._starter = threading.Thread(target=self._start_loop, name="executorlib-starter", daemon=True)
+        self._starter.start()
         ExitHook.add(self)
 
     # -- caller side ------------------------------------------------------------------------------------------
 
-    def submit(self, item: TaskItem) -> None:
+    def _enqueue(self, item: TaskItem) -> None:
         with self._cond:
             if self._shutdown:
                 raise RuntimeError("cannot schedule new futures after shutdown")
@@ -101,7 +104,7 @@ class OneProcessScheduler:
             self._cond.notify()
         for item in cancelled:
             cancel_and_notify(item.future)
-        if wait and threading.current_thread() is not self._launcher and not self._hub.in_io_thread():
+        if wait and threading.current_thread() is not self._starter and not self._hub.in_io_thread():
             self._done.wait()
 
     @property
@@ -111,15 +114,15 @@ class OneProcessScheduler:
     def info(self) -> dict[str, Any]:
         return {"block_allocation": False, "max_cores": self._budget, "max_workers": self._max_tasks}
 
-    # -- launcher thread --------------------------------------------------------------------------------------
+    # -- starter thread --------------------------------------------------------------------------------------
 
-    def _launch_loop(self) -> None:
-        while self._launch_next():
+    def _start_loop(self) -> None:
+        while self._start_next():
             pass
         self._hub.close()
         self._done.set()
 
-    def _launch_next(self) -> bool:
+    def _start_next(self) -> bool:
         """Start the next task's worker once it fits; False when shut down and everything has finished."""
         with self._cond:
             while not self._can_start():
@@ -130,14 +133,14 @@ class OneProcessScheduler:
             if not item.start():
                 return True
             worker_id = next(self._worker_ids)
-            slot = heapq.heappop(self._free_slots) if self._free_slots else self._take_slot()
+            index = heapq.heappop(self._free_indices) if self._free_indices else self._new_index()
             gpus = self._take_gpus(gpus_needed(item.resources) if self._track_gpus else 0)
-            run = self._runs[worker_id] = _Run(item, slot, gpus)
-            self._used += item.resources.slots
+            run = self._runs[worker_id] = _Run(item, index, gpus)
+            self._used += item.resources.cpus
             self._active += 1
         try:
             run.spawner = start_worker(
-                self._hub, worker_id, slot, item.resources, one_shot=True, launch=self._launch, gpus=gpus
+                self._hub, worker_id, index, item.resources, one_shot=True, launcher=self._launcher, gpus=gpus
             )
             self._hub.expect(worker_id, run.spawner.sentinel)
         except Exception as problem:
@@ -150,9 +153,9 @@ class OneProcessScheduler:
             item.future.set_exception(error)
         return True
 
-    def _take_slot(self) -> int:
-        self._next_slot += 1
-        return self._next_slot - 1
+    def _new_index(self) -> int:
+        self._next_index += 1
+        return self._next_index - 1
 
     def _take_gpus(self, count: int) -> tuple[str, ...]:
         taken, self._free_gpus = self._free_gpus[:count], self._free_gpus[count:]
@@ -165,7 +168,7 @@ class OneProcessScheduler:
         # submit() checked that enough exist: wait for some to free up
         if self._track_gpus and gpus_needed(head) > len(self._free_gpus):
             return False
-        return fits(self._used, self._active, head.slots, self._budget, self._max_tasks)
+        return fits(self._used, self._active, head.cpus, self._budget, self._max_tasks)
 
     def _release(self, run: _Run) -> None:
         """Give back a task's cores and worker id: on its reply (the process is only exiting now, so the next
@@ -174,13 +177,13 @@ class OneProcessScheduler:
             if run.released:
                 return
             run.released = True
-            self._used -= run.item.resources.slots
+            self._used -= run.item.resources.cpus
             self._active -= 1
             self._free_gpus.extend(run.gpus)
-            heapq.heappush(self._free_slots, run.slot)
+            heapq.heappush(self._free_indices, run.worker_index)
             self._cond.notify()
 
-    # -- hub callbacks (IO thread) ----------------------------------------------------------------------------
+    # -- hub callbacks (IO thread, or a waiting caller) ---------------------------------------------------------------
 
     def on_hello(self, worker_id: int, hello: Hello) -> None:
         run = self._runs.get(worker_id)
@@ -230,4 +233,6 @@ class OneProcessScheduler:
         if run.spawner is not None:
             run.spawner.shutdown(wait=True)  # already exited: reaps it and anything left in its process group
         if not run.replied and not run.timed_out and run.spawner is not None:
-            run.item.future.set_exception(death_error(worker_id, run.slot, run.spawner, f"running {run.item.label}"))
+            run.item.future.set_exception(
+                death_error(worker_id, run.worker_index, run.spawner, f"running {run.item.label}")
+            )

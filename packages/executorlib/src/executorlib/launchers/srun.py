@@ -1,7 +1,7 @@
-"""SLURM job steps: for SlurmJobExecutor the srun launch, the allocation's size, and the keys SLURM cannot honour;
-for the batch jobs of SlurmClusterExecutor the step that runs a task on its ranks (:func:`batch_job_step`).
+"""SrunLauncher: each worker is an srun step (SlurmJobExecutor); also the allocation's size, the keys SLURM cannot
+honour, and for batch jobs the step that runs a task on its ranks (:func:`batch_job_step`).
 
-Pure functions and a small launch object; the executor (executors/slurm.py) wires them into the same schedulers
+Pure functions and a small launcher object; the executor (executors/slurm.py) hands it to the same schedulers
 SingleNodeExecutor uses.
 """
 
@@ -12,13 +12,13 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from xl_spawn import python_module_argv
+from xl_spawn import SubprocessSpawner, python_module_argv
 
 from executorlib.errors import ResourceDictError
-from executorlib.launch import WORKER_MODULE
-from executorlib.resources import BackendRules, Resources
+from executorlib.launchers.local import WORKER_MODULE
+from executorlib.resources import ExecutorRules, Resources
 
-SLURM_JOB_RULES = BackendRules(
+SLURM_JOB_RULES = ExecutorRules(
     executor="SlurmJobExecutor",
     unsupported={
         "priority": "srun steps have no queue priority; use FluxJobExecutor or the cluster executors",
@@ -115,7 +115,7 @@ def batch_job_step(resources: Resources, command: Sequence[str], *, pmi_mode: st
 
 
 @dataclass(frozen=True)
-class SrunLaunch:
+class SrunLauncher:
     """Each worker is one srun step: ``srun --ntasks=cores --cpus-per-task=threads_per_core --exact ...
     python -m xl_comm.worker [...] [--mpi]`` (the worker runs on every rank when cores > 1, rank 0 leading).
 
@@ -129,6 +129,12 @@ class SrunLaunch:
     overcommit: bool = False
     srun: str = "srun"
     keep_stderr: int = SRUN_STDERR_TAIL
+    same_host = False  # steps may run on any node of the allocation
+    enforces_run_time_max = True  # srun --time
+    gpus = None  # srun --gpus-per-task assigns each step its devices
+
+    def spawner(self, *, cwd: str | None, env: dict[str, str], keep_stderr: int) -> SubprocessSpawner:
+        return SubprocessSpawner(cwd=cwd, env=env, keep_stderr=keep_stderr)
 
     def check(self, resources: Resources, *, where: str) -> None:
         if resources.cores == 1:

@@ -1,12 +1,12 @@
-"""Block-allocation workers as SLURM batch jobs (``SlurmClusterExecutor(block_allocation=True)``).
+"""BatchWorkerLauncher: pool workers as SLURM batch jobs (``SlurmClusterExecutor(block_allocation=True)``).
 
-The pool is the ordinary :class:`~executorlib.schedulers.block.BlockAllocationScheduler`; only how a worker
-starts differs. :class:`BatchWorkerLaunch` is its launch: ``argv`` builds the worker's command as for a local
+The pool is the ordinary :class:`~executorlib.schedulers.pool.PoolScheduler`; only how a worker
+starts differs. :class:`BatchWorkerLauncher` is its launcher: ``argv`` builds the worker's command as for a local
 worker (``srun --ntasks=N ... --mpi`` around it for N ranks), and ``spawner`` hands out a :class:`BatchJobSpawner`,
 which submits that command as one ``sbatch`` job instead of starting a process. The worker connects back to the
 executor's hub (bound on this host's name), reading the key from a 0600 file in a private directory under the
-launch's directory (``XL_COMM_KEY_FILE``, see xl_comm.keys), never from its command line or the job's
-environment; the worker deletes the file once read. One :class:`xl_spawn.QueueWatcher` per launch asks
+launcher's directory (``XL_COMM_KEY_FILE``, see xl_comm.keys), never from its command line or the job's
+environment; the worker deletes the file once read. One :class:`xl_spawn.QueueWatcher` per launcher asks
 ``squeue`` about all worker jobs at once and, when a job ended, makes its spawner's sentinel readable: the hub
 then reports the worker's exit, and its task fails (or is retried on a new job, per ``restart_limit``) as for a
 local worker that died.
@@ -27,8 +27,9 @@ from xl_cache import log_tail
 from xl_comm import discard_key_file
 from xl_spawn import JOB_LOG_NAME
 
+from executorlib.launchers.sbatch_jobs import sbatch_variables
+from executorlib.launchers.srun import batch_job_step
 from executorlib.resources import Resources
-from executorlib.srun import batch_job_step
 
 if TYPE_CHECKING:
     from xl_spawn import JobEnd as QueueEnd
@@ -39,10 +40,13 @@ LOG_TAIL_BYTES = 4096
 _numbers = itertools.count(1)
 
 
-class BatchWorkerLaunch:
-    """A launch whose workers are batch jobs; see the module docstring."""
+class BatchWorkerLauncher:
+    """A launcher whose workers are batch jobs; see the module docstring."""
 
-    keep_stderr = 0
+    keep_stderr = 0  # a job's log (stderr_tail) stands in for the stderr of a local process
+    same_host = False
+    enforces_run_time_max = True  # the job's time limit
+    gpus = None  # the batch system assigns each job its devices
 
     def __init__(
         self,
@@ -67,7 +71,7 @@ class BatchWorkerLaunch:
         """Status queries made (squeue and sacct calls), for benchmarks and tests."""
         return self._watcher.queries
 
-    # -- the Launch protocol ----------------------------------------------------------------------------------
+    # -- the Launcher protocol ----------------------------------------------------------------------------------
 
     def check(self, resources: Resources, *, where: str) -> None:
         """Anything SLURM accepts; a job that cannot run fails through sbatch's own message."""
@@ -80,15 +84,13 @@ class BatchWorkerLaunch:
     def key_directory(self, resources: Resources) -> str | None:
         return self.directory  # shared with the compute nodes, as the job directories are
 
-    def spawner(self, *, cwd: str | None, env: Mapping[str, str], keep_stderr: int = 0) -> BatchJobSpawner:
+    def spawner(self, *, cwd: str | None, env: dict[str, str], keep_stderr: int = 0) -> BatchJobSpawner:
         return BatchJobSpawner(self, cwd=cwd, env=env)
 
     # -- submission -------------------------------------------------------------------------------------------
 
     def submit(self, spawner: BatchJobSpawner, argv: Sequence[str]) -> int:
         """Submit the worker's job; returns its id."""
-        from xl_spawn import job_script_variables
-
         resources = self._resources
         env = dict(spawner.env)  # names the key file, not the key
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
@@ -98,22 +100,12 @@ class BatchWorkerLaunch:
         if spawner.cwd:
             lines.append(f"mkdir -p {shlex.quote(spawner.cwd)} && cd {shlex.quote(spawner.cwd)}")
         lines.append(shlex.join(argv))
-        extras = dict(self._extras)
-        variables = job_script_variables(
-            job_name=str(extras.pop("job_name", "executorlib-worker")),
+        variables = sbatch_variables(
+            resources,
+            self._extras,
+            job_name="executorlib-worker",
             working_directory=job_directory,
             command="\n".join(lines),
-            cores=resources.cores,
-            run_time_max=resources.run_time_max,
-            memory_max=extras.pop("memory_max", None),
-            partition=extras.pop("partition", None),
-            extra={
-                **extras,
-                "threads_per_core": resources.threads_per_core,
-                "num_nodes": resources.num_nodes,
-                "exclusive": resources.exclusive,
-                "priority": resources.priority,
-            },
         )
         spawner.job_directory = job_directory
         job = self.queue.submit(job_directory, variables, resources.submission_template)
@@ -135,8 +127,8 @@ class BatchJobSpawner:
     """One worker's batch job, behind the interface of :class:`xl_spawn.SubprocessSpawner` the pool uses:
     ``pid`` is the job id, ``sentinel`` turns readable when the job ended, ``shutdown`` cancels it."""
 
-    def __init__(self, launch: BatchWorkerLaunch, *, cwd: str | None, env: Mapping[str, str]) -> None:
-        self._launch = launch
+    def __init__(self, launcher: BatchWorkerLauncher, *, cwd: str | None, env: Mapping[str, str]) -> None:
+        self._launcher = launcher
         self.cwd = cwd
         self.env = dict(env)
         self.job_directory: str | None = None
@@ -148,7 +140,7 @@ class BatchJobSpawner:
         self._released = False  # shutdown() was called: the fds close once the job ended
 
     def bootup(self, argv: Sequence[str]) -> None:
-        self._job = self._launch.submit(self, argv)
+        self._job = self._launcher.submit(self, argv)
 
     @property
     def pid(self) -> int:
@@ -194,7 +186,7 @@ class BatchJobSpawner:
     def shutdown(self, wait: bool = True) -> int | None:
         """Cancel the job unless it ended (``wait``: until the watcher saw it end); release the sentinel."""
         if not self._ended.is_set() and self._job is not None:
-            self._launch.cancel(self._job)
+            self._launcher.cancel(self._job)
             if wait:
                 from xl_spawn import QueueWatcher
 

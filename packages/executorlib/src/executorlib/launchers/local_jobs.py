@@ -1,4 +1,4 @@
-"""Local processes as the jobs of the file-mode scheduler (``TestClusterExecutor``).
+"""LocalJobLauncher: local processes as the jobs of the file-mode scheduler (``TestClusterExecutor``).
 
 Each task runs as ``python -m xl_cache.worker <key>_i.h5`` (under ``mpiexec -n N`` for N cores) in a session of
 its own, with its output in ``<cache>/<key>/time.out``. One watcher thread waits in ``epoll`` on a pidfd per
@@ -26,9 +26,10 @@ from typing import Any
 from xl_cache import QUEUE_ID_FILE_VARIABLE, write_queue_id_file
 from xl_spawn import pid_runs
 
-from executorlib.launch import LocalLaunch
+from executorlib.launchers.local import LocalLauncher
+from executorlib.launchers.protocol import user_import_paths
 from executorlib.resources import Resources, check_template_keys
-from executorlib.schedulers.file import FileTask, JobEnd
+from executorlib.task_file import FileTask, JobEnd
 
 WORKER_MODULE = "xl_cache.worker"
 #: After SIGTERM, how long a cancelled process may take before it gets SIGKILL.
@@ -49,13 +50,13 @@ def _variables(template: str | None) -> frozenset[str] | None:
         return None
 
 
-class LocalProcessBackend:
+class LocalJobLauncher:
     """Runs task files as local processes; reports each end from one watcher thread."""
 
     name = "local process"
 
     def __init__(self, *, openmpi_oversubscribe: bool = False) -> None:
-        self._launch = LocalLaunch(openmpi_oversubscribe)
+        self._local = LocalLauncher(openmpi_oversubscribe)  # its mpiexec command line
         self._on_end: Callable[[FileTask, JobEnd], None] | None = None
         self._lock = threading.Lock()
         self._selector: selectors.BaseSelector | None = None
@@ -71,7 +72,7 @@ class LocalProcessBackend:
         self._task_lock = lock
 
     def check(self, resources: Resources, extras: Mapping[str, Any], *, where: str) -> None:
-        self._launch.check(resources, where=where)
+        self._local.check(resources, where=where)
         if extras:
             check_template_keys(
                 extras,
@@ -119,8 +120,6 @@ class LocalProcessBackend:
         if self._env is None:
             from xl_spawn import prepend_path
 
-            from executorlib.schedulers.base import user_import_paths
-
             env = dict(os.environ)
             env["PYTHONPATH"] = prepend_path(os.environ.get("PYTHONPATH"), *user_import_paths())
             self._env = env
@@ -131,7 +130,13 @@ class LocalProcessBackend:
         return {**self._worker_env(), QUEUE_ID_FILE_VARIABLE: task.queue_id_file}
 
     def argv(self, task: FileTask) -> list[str]:
-        return self._launch.on_ranks(task.resources.cores, [sys.executable, "-m", WORKER_MODULE, task.input_file])
+        return self._local.on_ranks(task.resources.cores, [sys.executable, "-m", WORKER_MODULE, task.input_file])
+
+    def job_script(self, task: FileTask, after: Sequence[FileTask]) -> str:
+        """The command line of the task's process (started once ``after`` ended)."""
+        import shlex
+
+        return shlex.join(self.argv(task))
 
     def _spawn(self, task: FileTask) -> None:
         os.makedirs(task.job_directory, mode=0o700, exist_ok=True)

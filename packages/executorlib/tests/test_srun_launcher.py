@@ -1,4 +1,4 @@
-"""SrunLaunch maps a task's resources onto one srun command line; current_allocation reads the allocation's size."""
+"""SrunLauncher maps a task's resources onto one srun command line; current_allocation reads the allocation's size."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ import sys
 from typing import Any
 
 import pytest
-from executorlib.launch import WORKER_MODULE
+from executorlib.launchers.local import WORKER_MODULE
+from executorlib.launchers.srun import SLURM_JOB_RULES, SrunLauncher, current_allocation, single_node
 from executorlib.resources import Resources
-from executorlib.srun import SLURM_JOB_RULES, SrunLaunch, current_allocation, single_node
 from hypothesis import given
 from hypothesis import strategies as st
 
-WORKER_ARGS = ["--connect", "tcp://127.0.0.1:5555", "--worker-id", "3", "--slot", "0"]
+WORKER_ARGS = ["--connect", "tcp://127.0.0.1:5555", "--worker-id", "3", "--worker-index", "0"]
 EXTRA = ["--mem=4G", "--constraint=haswell", "--qos=low", "--account=proj", "--hint=nomultithread"]
 
 resources_strategy = st.builds(
@@ -37,7 +37,7 @@ def starting(argv: list[str], prefix: str) -> list[str]:
 def test_every_requested_resource_appears_exactly_once(
     resources: Resources, pmi_mode: str | None, overcommit: bool
 ) -> None:
-    argv = SrunLaunch(pmi_mode=pmi_mode, overcommit=overcommit).argv(resources, WORKER_ARGS)
+    argv = SrunLauncher(pmi_mode=pmi_mode, overcommit=overcommit).argv(resources, WORKER_ARGS)
     python = argv.index(sys.executable)
     flags, command = argv[1:python], argv[python:]
     assert argv[0] == "srun"
@@ -63,7 +63,7 @@ def test_every_requested_resource_appears_exactly_once(
 
 
 def test_doc_example() -> None:
-    argv = SrunLaunch(pmi_mode="pmi2").argv(Resources(cores=2, run_time_max=90), ["--x"])
+    argv = SrunLauncher(pmi_mode="pmi2").argv(Resources(cores=2, run_time_max=90), ["--x"])
     assert argv[:6] == ["srun", "--ntasks=2", "--cpus-per-task=1", "--exact", "--time=2", "--mpi=pmi2"]
     assert argv[-2:] == ["--x", "--mpi"]
 
@@ -124,7 +124,7 @@ def test_single_node() -> None:
 def test_the_key_file_of_a_step_goes_where_the_step_runs(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
     """On the one node of this allocation: this host's temporary directory; a step that may run elsewhere: its
     working directory, which srun makes the step's hosts see."""
-    launch = SrunLaunch()
+    launch = SrunLauncher()
     monkeypatch.chdir(tmp_path)
     for name in ("SLURM_JOBID", "SLURM_NNODES"):
         monkeypatch.delenv(name, raising=False)

@@ -1,0 +1,79 @@
+"""LocalLauncher: workers as local processes, under mpiexec for MPI ranks (SingleNodeExecutor)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from xl_spawn import SubprocessSpawner, python_module_argv
+
+from executorlib.errors import ResourceDictError
+from executorlib.gpus import host_gpus
+from executorlib.resources import Resources
+
+WORKER_MODULE = "xl_comm.worker"
+
+
+@dataclass
+class LocalLauncher:
+    """``python -m xl_comm.worker`` for one core; ``mpiexec -n N ... --mpi`` for N ranks. The schedulers hand out
+    this host's GPUs and enforce ``run_time_max``; nothing else would."""
+
+    openmpi_oversubscribe: bool = False
+    same_host = True
+    keep_stderr = 0
+    enforces_run_time_max = False
+    gpus: tuple[str, ...] = field(default_factory=host_gpus)
+    _mpiexec: str | None = field(default=None, init=False)
+
+    def spawner(self, *, cwd: str | None, env: dict[str, str], keep_stderr: int) -> SubprocessSpawner:
+        return SubprocessSpawner(cwd=cwd, env=env, keep_stderr=keep_stderr)
+
+    def check_oversubscribe(self) -> None:
+        """At construction: openmpi_oversubscribe with an MPICH launcher would be mpiexec's exit 255 later."""
+        if self.openmpi_oversubscribe and self._launcher() is not None:
+            self.argv(Resources(cores=2), [])  # raises the flavour's rule and fix
+
+    def check(self, resources: Resources, *, where: str) -> None:
+        if resources.cores == 1:
+            return
+        from xl_spawn import mpi4py_available, mpi_missing_message
+
+        has_mpi4py, launcher = mpi4py_available(), self._launcher()
+        if not has_mpi4py or launcher is None:
+            raise ResourceDictError(
+                f"{where}: resource_dict['cores'] = {resources.cores}: "
+                + mpi_missing_message(resources.cores, mpi4py=has_mpi4py, mpiexec=launcher is not None)
+            )
+
+    def key_directory(self, resources: Resources) -> str | None:
+        return None  # every worker runs on this host
+
+    def argv(self, resources: Resources, worker_args: Sequence[str]) -> list[str]:
+        if resources.cores == 1:
+            return python_module_argv(WORKER_MODULE, worker_args)
+        return self.on_ranks(resources.cores, python_module_argv(WORKER_MODULE, [*worker_args, "--mpi"]))
+
+    def on_ranks(self, cores: int, command: Sequence[str]) -> list[str]:
+        """``command`` as it is for one core, else under ``mpiexec -n cores`` with this machine's MPI's flags."""
+        if cores == 1:
+            return list(command)
+        from xl_spawn import detect_mpi_flavour, mpiexec_argv
+
+        launcher = self._launcher()
+        if launcher is None:
+            raise RuntimeError("no mpiexec found (pip install mpich, or put your MPI's bin directory on PATH)")
+        return mpiexec_argv(
+            cores,
+            command,
+            flavour=detect_mpi_flavour(launcher),
+            oversubscribe=self.openmpi_oversubscribe,
+            launcher=launcher,
+        )
+
+    def _launcher(self) -> str | None:
+        if self._mpiexec is None:
+            from xl_spawn import find_mpiexec
+
+            self._mpiexec = find_mpiexec()
+        return self._mpiexec

@@ -1,0 +1,97 @@
+"""A task file and its job: the record the file-mode scheduler and its job launchers share.
+
+A call becomes ``<cache>/<key>_i.h5`` (xl-cache); a job runs it and writes ``<key>_o.h5``; ``<cache>/<key>/`` is the
+job's working directory, with its script, its log and (for local processes) its ``queue_id``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+from xl_cache import QUEUE_ID_FILE_NAME
+from xl_spawn import JOB_LOG_NAME
+
+from executorlib.resources import Resources
+
+
+@dataclass(frozen=True)
+class JobEnd:
+    """How a job ended, as its job launcher saw it: ``state`` (e.g. ``COMPLETED``, ``TIMEOUT``, ``exit status 1``)
+    and an optional detail (e.g. SLURM's reason ``DependencyNeverSatisfied``)."""
+
+    state: str
+    detail: str = ""
+
+
+@dataclass(eq=False)
+class FileTask:
+    """One task file and the job that runs it."""
+
+    key: str
+    cache_directory: str
+    label: str
+    resources: Resources
+    extras: Mapping[str, Any]
+    futures: list[Future[Any]] = field(default_factory=list)
+    upstream: list[FileTask] = field(default_factory=list)
+    queue_id: int | None = None
+    ended: bool = False
+    lost: BaseException | None = None
+    """Set when the task ended without output (its job died, or an upstream job did)."""
+    _end_callbacks: list[Callable[[FileTask], None]] = field(default_factory=list)
+
+    @property
+    def input_file(self) -> str:
+        return os.path.join(self.cache_directory, f"{self.key}_i.h5")
+
+    @property
+    def output_file(self) -> str:
+        return os.path.join(self.cache_directory, f"{self.key}_o.h5")
+
+    @property
+    def job_directory(self) -> str:
+        """``<cache>/<key>/``: the job's working directory, its script and its log."""
+        return os.path.join(self.cache_directory, self.key)
+
+    @property
+    def log_file(self) -> str:
+        return os.path.join(self.job_directory, JOB_LOG_NAME)
+
+    @property
+    def queue_id_file(self) -> str:
+        """``<cache>/<key>/queue_id``: the job id as text, for job launchers that record it beside the task file
+        instead of rewriting it (see :func:`xl_cache.write_queue_id_file`)."""
+        return os.path.join(self.job_directory, QUEUE_ID_FILE_NAME)
+
+    def when_ended(self, callback: Callable[[FileTask], None], lock: threading.Lock) -> None:
+        """Call ``callback(task)`` once the task ended (now, if it has)."""
+        with lock:
+            if not self.ended:
+                self._end_callbacks.append(callback)
+                return
+        callback(self)
+
+
+def record_queue_id(task: FileTask) -> None:
+    """Write the job id into the pending task file, without racing the job: if the job already finished (its
+    output exists), a task file rewritten here would read as pending forever, so it is removed again."""
+    import xl_cache
+
+    assert task.queue_id is not None
+    if os.path.exists(task.output_file):
+        return
+    try:
+        xl_cache.record_queue_id(task.cache_directory, task.key, task.queue_id)
+    except FileNotFoundError:
+        return  # the job ran already and removed it
+    except Exception:  # the id is a convenience (get_cache_data, re-attachment); the job runs regardless
+        return
+    if os.path.exists(task.output_file):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(task.input_file)
