@@ -16,7 +16,7 @@ import pytest
 import xl_cache
 from xl_cache.cli import main as cli_main
 from xl_cache.layout import output_name, temp_name
-from xl_cache.store import host_tag
+from xl_cache.store import claim_temporary, host_tag
 
 # The writer replaces os.replace by a pause: the temporary file is complete and fsynced, the rename not done.
 _PAUSED_WRITER = textwrap.dedent(
@@ -108,8 +108,19 @@ def test_a_live_writers_temporary_is_kept(tmp_path: Path) -> None:
         assert names == ["k_o.h5", os.path.basename(temporary)]
 
 
-def test_a_dead_writers_temporary_in_a_later_slot_is_removed(tmp_path: Path) -> None:
-    # left by a writer that died while another held slot 0: nobody holds its lock
+def test_a_live_writer_holds_temporary_0_and_the_next_writer_takes_1(tmp_path: Path) -> None:
+    with _paused_writer(tmp_path) as (_, temporary):
+        assert os.path.basename(temporary) == f"k_o.h5.tmp-{host_tag()}-0"
+        fd, second, number = claim_temporary(str(tmp_path), output_name("k"))
+        try:
+            assert (os.path.basename(second), number) == (f"k_o.h5.tmp-{host_tag()}-1", 1)
+        finally:
+            os.close(fd)
+            os.unlink(second)
+
+
+def test_a_dead_writers_temporary_with_a_later_number_is_removed(tmp_path: Path) -> None:
+    # left by a writer that died while another held temporary 0: nobody holds its lock
     stale = tmp_path / temp_name(output_name("k"), host_tag(), "1")
     stale.write_bytes(b"x" * 1000)
     xl_cache.write_output(tmp_path, "k", len, ([],), output=0)

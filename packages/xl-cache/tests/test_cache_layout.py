@@ -35,12 +35,18 @@ def test_names_parse_back_to_their_key(key: str) -> None:
 
 
 @given(keys, st.from_regex(r"\A[A-Za-z0-9_.-]{1,20}\Z"), st.text("0123456789abcdef.", min_size=1, max_size=8))
-def test_temporary_names_are_never_entries(key: str, host: str, slot: str) -> None:
+def test_temporary_names_are_never_entries(key: str, host: str, number: str) -> None:
     for name in (input_name(key), output_name(key)):
-        temporary = temp_name(name, host, slot)
+        temporary = temp_name(name, host, number)
         assert parse_name(temporary) is None
         assert is_temp_name(temporary)
         assert not is_temp_name(name)
+
+
+def test_temporary_names_keep_their_on_disk_format() -> None:
+    # Writers of other versions and other hosts share a cache directory: they must agree on these bytes.
+    assert temp_name("k_o.h5", "node-1", "0") == "k_o.h5.tmp-node-1-0"
+    assert temp_name("k_i.h5", "n", "123.ab12cd34") == "k_i.h5.tmp-n-123.ab12cd34"
 
 
 @pytest.mark.parametrize("bad", ["", "a/b", "..", ".", "x\0y", "k.tmp-1-2", "a\\b"])

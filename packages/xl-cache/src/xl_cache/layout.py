@@ -2,7 +2,7 @@
 
 One HDF5 file per task, named after its key: ``<key>_i.h5`` while the task is pending or running,
 ``<key>_o.h5`` once it finished (it repeats the inputs, so it alone describes the task). Files are written
-under a temporary name ``<name>.tmp-<host>-<slot>`` and renamed, so the two final names only ever hold
+under a temporary name ``<name>.tmp-<host>-<number>`` and renamed, so the two final names only ever hold
 complete files.
 """
 
@@ -54,13 +54,14 @@ def output_name(key: str) -> str:
     return check_key(key) + OUTPUT_SUFFIX
 
 
-def temp_name(name: str, host: str, slot: str) -> str:
+def temp_name(name: str, host: str, number: str) -> str:
     """The name a file is written under before it is renamed to ``name`` (same directory, same file system).
 
-    ``slot`` is a small number that one writer at a time holds locked on ``host`` (so the next writer of ``name``
-    can tell a dead writer's leftover from a live writer's file), or a unique tag where locks do not work.
+    ``number`` tells apart the temporaries of ``name`` on ``host``: a small number whose file one writer at a
+    time holds locked (so the next writer of ``name`` can tell a dead writer's leftover from a live writer's
+    file), or a unique tag where locks do not work.
     """
-    return f"{name}{TEMP_MARK}{host}-{slot}"
+    return f"{name}{TEMP_MARK}{host}-{number}"
 
 
 def is_temp_name(filename: str) -> bool:

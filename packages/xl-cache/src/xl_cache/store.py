@@ -36,10 +36,11 @@ from xl_cache.layout import (
 )
 
 PRIVATE_MODE = 0o700
-#: Temporary slots tried per write before falling back to a unique name (more live writers of one key than this).
-MAX_SLOTS = 64
+#: Numbered temporaries tried per write before falling back to a unique name (more live writers of one key than
+#: this).
+MAX_TEMPORARIES = 64
 
-# Slots this process is writing: POSIX-emulated flock (NFS) does not exclude two threads of one process.
+# Temporaries this process is writing: POSIX-emulated flock (NFS) does not exclude two threads of one process.
 _claimed: set[str] = set()
 _claimed_lock = threading.Lock()
 
@@ -84,7 +85,7 @@ def atomic_write(path: str, data: bytes) -> None:
     """
     directory, name = os.path.split(path)
     directory = directory or "."
-    fd, temporary, slot = claim_temporary(directory, name)
+    fd, temporary, number = claim_temporary(directory, name)
     try:
         try:
             view = memoryview(data)
@@ -97,12 +98,12 @@ def atomic_write(path: str, data: bytes) -> None:
                 os.unlink(temporary)
             raise
     finally:
-        os.close(fd)  # releases the slot's lock, after the rename
+        os.close(fd)  # releases the temporary's lock, after the rename
         with _claimed_lock:
             _claimed.discard(temporary)
     _fsync_directory(directory)
-    if slot is not None:
-        remove_stale_temporaries(directory, name, first_slot=slot + 1)
+    if number is not None:
+        remove_stale_temporaries(directory, name, first_number=number + 1)
 
 
 @cache
@@ -112,45 +113,45 @@ def host_tag() -> str:
 
 
 def claim_temporary(directory: str, name: str) -> tuple[int, str, int | None]:
-    """``(fd, path, slot)`` of an empty temporary file for ``name``, open, and locked (``flock``) until closed.
+    """``(fd, path, number)`` of an empty temporary file for ``name``, open, and locked (``flock``) until closed.
 
-    Slots ``<name>.tmp-<host>-0``, ``-1``, ... are tried in turn: a slot whose lock a live writer holds is
-    skipped; a slot left by a writer that died (its lock went with it) is taken over, which removes that
-    leftover. Where the file system has no locks, a unique name is used (``slot`` is ``None``) and leftovers
-    wait for ``gc``.
+    The numbered temporaries ``<name>.tmp-<host>-0``, ``-1``, ... are tried in turn: one whose lock a live
+    writer holds is skipped; one left by a writer that died (its lock went with it) is taken over, which removes
+    that leftover. Where the file system has no locks, a unique name is used (``number`` is ``None``) and
+    leftovers wait for ``gc``.
     """
-    for slot in range(MAX_SLOTS):
-        temporary = os.path.join(directory, temp_name(name, host_tag(), str(slot)))
+    for number in range(MAX_TEMPORARIES):
+        temporary = os.path.join(directory, temp_name(name, host_tag(), str(number)))
         with _claimed_lock:
             if temporary in _claimed:
                 continue
             _claimed.add(temporary)
         try:
-            fd = _lock_slot(temporary, create=True)
+            fd = _lock_temporary(temporary, create=True)
         except _NoLocks:
             with _claimed_lock:
                 _claimed.discard(temporary)
             break
         if fd is not None:
             os.ftruncate(fd, 0)
-            return fd, temporary, slot
+            return fd, temporary, number
         with _claimed_lock:
             _claimed.discard(temporary)
     temporary = os.path.join(directory, temp_name(name, host_tag(), f"{os.getpid()}.{secrets.token_hex(4)}"))
     return os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600), temporary, None
 
 
-def remove_stale_temporaries(directory: str, name: str, *, first_slot: int = 0) -> list[str]:
-    """Delete the temporaries of ``name`` on this host whose writers are gone, from ``first_slot`` up to the
-    first free slot; return their paths. Live writers' files are kept."""
+def remove_stale_temporaries(directory: str, name: str, *, first_number: int = 0) -> list[str]:
+    """Delete the numbered temporaries of ``name`` on this host whose writers are gone, from ``first_number`` up
+    to the first number without a file; return their paths. Live writers' files are kept."""
     removed = []
-    for slot in range(first_slot, MAX_SLOTS):
-        temporary = os.path.join(directory, temp_name(name, host_tag(), str(slot)))
+    for number in range(first_number, MAX_TEMPORARIES):
+        temporary = os.path.join(directory, temp_name(name, host_tag(), str(number)))
         with _claimed_lock:
             if temporary in _claimed:
                 continue
         try:
-            fd = _lock_slot(temporary, create=False)
+            fd = _lock_temporary(temporary, create=False)
         except FileNotFoundError:
             break
         except _NoLocks:
@@ -158,7 +159,7 @@ def remove_stale_temporaries(directory: str, name: str, *, first_slot: int = 0) 
         if fd is None:
             continue
         try:
-            os.unlink(temporary)  # safe while locked: no writer renames another's slot onto this name
+            os.unlink(temporary)  # safe while locked: no writer renames another's temporary onto this name
             removed.append(temporary)
         finally:
             os.close(fd)
@@ -169,7 +170,7 @@ class _NoLocks(Exception):
     """The file system does not support ``flock``."""
 
 
-def _lock_slot(temporary: str, *, create: bool) -> int | None:
+def _lock_temporary(temporary: str, *, create: bool) -> int | None:
     """An open descriptor of ``temporary`` locked by us, or ``None`` when a live writer holds it (or it is not
     our own regular file); ``FileNotFoundError`` without ``create`` when it does not exist."""
     flags = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK | (os.O_CREAT if create else 0)
@@ -198,9 +199,9 @@ def _lock_slot(temporary: str, *, create: bool) -> int | None:
         except FileNotFoundError:
             now = None
         if now is None or (now.st_dev, now.st_ino) != (locked.st_dev, locked.st_ino):
-            os.close(fd)  # its writer renamed it into place and let go meanwhile: look at the slot again
+            os.close(fd)  # its writer renamed it into place and let go meanwhile: look at this number again
             if not create:
-                raise FileNotFoundError(errno.ENOENT, "slot is free", temporary)
+                raise FileNotFoundError(errno.ENOENT, "no temporary of this number", temporary)
             continue
         if not stat.S_ISREG(locked.st_mode) or locked.st_uid != os.geteuid() or locked.st_nlink != 1:
             os.close(fd)

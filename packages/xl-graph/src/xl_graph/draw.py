@@ -200,8 +200,8 @@ def _draw_with_matplotlib(graph: TaskGraph, fmt: str) -> bytes:
 
 def _fewer_crossings(g: Any, layers: dict[int, list[Any]], pos: dict[Any, tuple[float, float]]) -> None:
     """Reorder the nodes inside each layer by the mean x of their neighbours (a few barycentre sweeps down and
-    up), keeping the x slots that ``multipartite_layout`` gave the layer."""
-    slots = {depth: sorted(pos[node][0] for node in nodes) for depth, nodes in layers.items()}
+    up), keeping the x positions that ``multipartite_layout`` gave the layer."""
+    positions = {depth: sorted(pos[node][0] for node in nodes) for depth, nodes in layers.items()}
     for sweep in range(4):
         neighbours = g.predecessors if sweep % 2 == 0 else g.successors
         for depth in sorted(layers, reverse=sweep % 2 == 1):
@@ -211,7 +211,7 @@ def _fewer_crossings(g: Any, layers: dict[int, list[Any]], pos: dict[Any, tuple[
                 return sum(xs) / len(xs) if xs else pos[node][0]
 
             layers[depth].sort(key=barycentre)
-            for node, x in zip(layers[depth], slots[depth], strict=True):
+            for node, x in zip(layers[depth], positions[depth], strict=True):
                 pos[node] = (x, pos[node][1])
 
 

@@ -61,10 +61,11 @@ class _Collect:
 
     port: str
     kind: str
-    items: tuple[_Slot, ...]
+    items: tuple[_Argument, ...]
 
 
-_Slot = _Ref | _Value | _Collect
+#: How one argument of a task (a parameter, a position, or an item inside a container) is bound.
+_Argument = _Ref | _Value | _Collect
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ class _Task:
     fn: Callable[..., Any]
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
-    slots: tuple[_Slot, ...]
+    arguments: tuple[_Argument, ...]
 
 
 @dataclass(frozen=True)
@@ -167,25 +168,25 @@ def _producer(future: Future[Any], upstream: Mapping[int, int]) -> tuple[int, st
         current = current.future
 
 
-def _slot(port: str, value: Any, upstream: Mapping[int, int]) -> _Slot:
+def _argument(port: str, value: Any, upstream: Mapping[int, int]) -> _Argument:
     if isinstance(value, Future):
         found = _producer(value, upstream)
         if found is None:
             return _Value(port, value, external=True)
         return _Ref(port, found[0], found[1])
     if isinstance(value, dict) and has_futures(value):
-        return _Collect(port, "dict", tuple(_slot(str(k), v, upstream) for k, v in value.items()))
+        return _Collect(port, "dict", tuple(_argument(str(k), v, upstream) for k, v in value.items()))
     if isinstance(value, (list, tuple, set, frozenset)) and has_futures(value):
-        return _Collect(port, "list", tuple(_slot(str(i), v, upstream) for i, v in enumerate(value)))
+        return _Collect(port, "list", tuple(_argument(str(i), v, upstream) for i, v in enumerate(value)))
     return _Value(port, value)
 
 
-def _refs(slots: Iterable[_Slot]) -> Iterable[_Ref]:
-    for slot in slots:
-        if isinstance(slot, _Ref):
-            yield slot
-        elif isinstance(slot, _Collect):
-            yield from _refs(slot.items)
+def _refs(arguments: Iterable[_Argument]) -> Iterable[_Ref]:
+    for argument in arguments:
+        if isinstance(argument, _Ref):
+            yield argument
+        elif isinstance(argument, _Collect):
+            yield from _refs(argument.items)
 
 
 class TaskGraph:
@@ -242,18 +243,18 @@ class TaskGraph:
                     f"TaskGraph.add_task: upstream must map id(future) to an int task id, got {producer!r} for "
                     f"key {key!r}"
                 )
-        slots = tuple(_slot(port, value, upstream) for port, value in _argument_ports(fn, args, kwargs))
+        arguments = tuple(_argument(port, value, upstream) for port, value in _argument_ports(fn, args, kwargs))
         with self._lock:
             if task_id in self._tasks:
                 raise ValueError(f"TaskGraph.add_task: task id {task_id} is already in the graph")
-            self._tasks[task_id] = _Task(task_id, next(self._order), fn, args, kwargs, slots)
+            self._tasks[task_id] = _Task(task_id, next(self._order), fn, args, kwargs, arguments)
 
     def _snapshot(self) -> list[_Task]:
         with self._lock:
             tasks = list(self._tasks.values())
         known = {task.task_id for task in tasks}
         for task in tasks:
-            for ref in _refs(task.slots):
+            for ref in _refs(task.arguments):
                 if ref.producer not in known:
                     name = callable_name(task.fn)[0]
                     raise ValueError(
@@ -270,7 +271,7 @@ class TaskGraph:
         waiting_on: dict[int, int] = {}
         dependents: dict[int, list[int]] = {task.task_id: [] for task in tasks}
         for task in tasks:
-            producers = {ref.producer for ref in _refs(task.slots)}
+            producers = {ref.producer for ref in _refs(task.arguments)}
             waiting_on[task.task_id] = len(producers)
             for producer in producers:
                 dependents[producer].append(task.task_id)
@@ -302,36 +303,36 @@ class TaskGraph:
             counter = itertools.count()
 
             def emit(
-                slot: _Slot, target: NodeKey, path: str, task_id: int = task.task_id, counter: Any = counter
+                argument: _Argument, target: NodeKey, path: str, task_id: int = task.task_id, counter: Any = counter
             ) -> None:
-                if isinstance(slot, _Ref):
-                    edges.append(GraphEdge(slot.producer, target, slot.source_port, slot.port))
-                elif isinstance(slot, _Value):
+                if isinstance(argument, _Ref):
+                    edges.append(GraphEdge(argument.producer, target, argument.source_port, argument.port))
+                elif isinstance(argument, _Value):
                     key = f"input:{task_id}:{next(counter)}"
-                    text = "external Future" if slot.external else short_text(slot.value)
+                    text = "external Future" if argument.external else short_text(argument.value)
                     nodes.append(
                         GraphNode(
                             key,
                             "input",
                             text,
                             task_id=task_id,
-                            name=slot.port,
-                            value=slot.value,
-                            external=slot.external,
+                            name=argument.port,
+                            value=argument.value,
+                            external=argument.external,
                             path=path,
                         )
                     )
-                    edges.append(GraphEdge(key, target, None, slot.port))
+                    edges.append(GraphEdge(key, target, None, argument.port))
                 else:
-                    key = f"{slot.kind}:{task_id}:{next(counter)}"
-                    helper = GET_DICT if slot.kind == "dict" else GET_LIST
+                    key = f"{argument.kind}:{task_id}:{next(counter)}"
+                    helper = GET_DICT if argument.kind == "dict" else GET_LIST
                     nodes.append(GraphNode(key, "function", helper.rsplit(".", 1)[1], function=helper, task_id=task_id))
-                    edges.append(GraphEdge(key, target, None, slot.port))
-                    for item in slot.items:
-                        emit(item, key, f"{path}[{item.port!r}]" if slot.kind == "dict" else f"{path}[{item.port}]")
+                    edges.append(GraphEdge(key, target, None, argument.port))
+                    for item in argument.items:
+                        emit(item, key, f"{path}[{item.port!r}]" if argument.kind == "dict" else f"{path}[{item.port}]")
 
-            for slot in task.slots:
-                emit(slot, task.task_id, slot.port)
+            for argument in task.arguments:
+                emit(argument, task.task_id, argument.port)
         return nodes, edges
 
     def to_networkx(self) -> networkx.DiGraph:
