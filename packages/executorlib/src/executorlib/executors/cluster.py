@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from executorlib.executors.base import BaseExecutor, register_caller_module, split_resource_dict
-from executorlib.executors.options import ExecutorOptions, check_flag, check_pmi_mode
+from executorlib.executors.options import ExecutorOptions, check_pmi_mode
 from executorlib.graph_mode import NoScheduler
 from executorlib.launchers.protocol import JobLauncher
 from executorlib.resources import ExecutorRules, Resources, merge
@@ -207,7 +207,7 @@ class SlurmClusterExecutor(ClusterExecutor):
         from executorlib.launchers.sbatch_jobs import check_job_script_keys
         from executorlib.schedulers.pool import PoolScheduler
 
-        check_flag("wait", options.wait)
+        options.check()
         where = "SlurmClusterExecutor(resource_dict=...)"
         known, extras = split_resource_dict(options.resource_dict, where=where)
         resources = options.resources(SLURM_CLUSTER_RULES, known)

@@ -56,7 +56,7 @@ class LocalJobLauncher:
     name = "local process"
 
     def __init__(self, *, openmpi_oversubscribe: bool = False) -> None:
-        self._local = LocalLauncher(openmpi_oversubscribe)  # its mpiexec command line
+        self._local = LocalLauncher(openmpi_oversubscribe, gpus=())  # its mpiexec command line; jobs get no GPUs
         self._on_end: Callable[[FileTask, JobEnd], None] | None = None
         self._lock = threading.Lock()
         self._selector: selectors.BaseSelector | None = None
