@@ -159,14 +159,19 @@ def test_a_failing_query_is_retried() -> None:
 @pytest.mark.timeout(30)
 def test_pid_runs_checks_the_command_line(tmp_path: object) -> None:
     marker = f"xl-spawn-marker-{os.getpid()}"
-    proc = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()", marker], stdin=subprocess.PIPE)
+    code = "import sys; print('ready', flush=True); sys.stdin.read()"
+    proc = subprocess.Popen([sys.executable, "-c", code, marker], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     try:
+        # Once it prints, the interpreter itself runs (not a launcher that execs it): its command line is final.
+        assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
         assert pid_runs(proc.pid, marker)
         assert not pid_runs(proc.pid, marker + "-other")
     finally:
         assert proc.stdin is not None
         proc.stdin.close()
         proc.wait(timeout=20)
+        if proc.stdout is not None:
+            proc.stdout.close()
     assert not pid_runs(proc.pid, marker)  # reaped: gone
     assert not pid_runs(0, marker) and not pid_runs(-1, marker)
     with pytest.raises(ValueError, match="non-empty"):
