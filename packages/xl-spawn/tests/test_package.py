@@ -54,7 +54,7 @@ def test_imports_no_project_package_and_no_heavy_dependency() -> None:
 
 
 def test_mpi_and_slurm_names_load_on_first_use() -> None:
-    lazy = ("xl_spawn.mpi", "xl_spawn.slurm", "xl_spawn.queue", "jinja2")
+    lazy = ("xl_spawn.mpi", "xl_spawn.srun", "xl_spawn.sbatch", "jinja2")
     code = f"import sys, xl_spawn; print(sorted(m for m in {lazy!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "[]"

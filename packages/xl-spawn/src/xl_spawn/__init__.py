@@ -27,7 +27,7 @@ if TYPE_CHECKING:
         mpiexec_argv,
         parse_mpi_version_text,
     )
-    from xl_spawn.queue import (
+    from xl_spawn.sbatch import (
         DEFAULT_SLURM_TEMPLATE,
         JOB_LOG_NAME,
         JobState,
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
         render_job_script,
         template_variables,
     )
-    from xl_spawn.slurm import SrunRequest, describe_srun_exit, parse_slurm_state, srun_argv, srun_time_minutes
+    from xl_spawn.srun import SrunRequest, describe_srun_exit, parse_slurm_state, srun_argv, srun_time_minutes
     from xl_spawn.watcher import JobEnd, QueueWatcher
 
 # Logging is the caller's choice: no output unless the application configures a handler.
@@ -52,21 +52,21 @@ _LAZY = {
     "mpi_missing_message": "mpi",
     "mpiexec_argv": "mpi",
     "parse_mpi_version_text": "mpi",
-    "DEFAULT_SLURM_TEMPLATE": "queue",
-    "JOB_LOG_NAME": "queue",
-    "JobState": "queue",
-    "SlurmQueue": "queue",
-    "SubmissionError": "queue",
-    "job_script_variables": "queue",
-    "render_job_script": "queue",
-    "template_variables": "queue",
+    "DEFAULT_SLURM_TEMPLATE": "sbatch",
+    "JOB_LOG_NAME": "sbatch",
+    "JobState": "sbatch",
+    "SlurmQueue": "sbatch",
+    "SubmissionError": "sbatch",
+    "job_script_variables": "sbatch",
+    "render_job_script": "sbatch",
+    "template_variables": "sbatch",
     "JobEnd": "watcher",
     "QueueWatcher": "watcher",
-    "SrunRequest": "slurm",
-    "describe_srun_exit": "slurm",
-    "parse_slurm_state": "slurm",
-    "srun_argv": "slurm",
-    "srun_time_minutes": "slurm",
+    "SrunRequest": "srun",
+    "describe_srun_exit": "srun",
+    "parse_slurm_state": "srun",
+    "srun_argv": "srun",
+    "srun_time_minutes": "srun",
 }
 
 __all__ = [
