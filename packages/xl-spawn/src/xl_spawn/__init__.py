@@ -1,8 +1,8 @@
 """xl-spawn: turn a request for a worker into a running process, and stop it cleanly.
 
 Pure builders (argv, environment, exit-status text, mpiexec and srun command lines) and spawners that start one
-process in its own process group with a sentinel fd to wait on. Imports no other project package. The MPI and
-SLURM names load on first use.
+process in its own process group with a sentinel fd to wait on. Imports no other project package. The MPI, SLURM and
+Flux names load on first use (the flux bindings only when a flux job is built).
 """
 
 from __future__ import annotations
@@ -18,6 +18,14 @@ from xl_spawn.process import Spawner, SubprocessSpawner
 
 if TYPE_CHECKING:
     from xl_spawn.cmdline import pid_runs
+    from xl_spawn.flux import (
+        FluxJobFailure,
+        FluxJobPlan,
+        FluxJobSpawner,
+        FluxRequest,
+        flux_job_plan,
+        flux_jobspec,
+    )
     from xl_spawn.mpi import (
         MpiFlavour,
         detect_mpi_flavour,
@@ -45,6 +53,12 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 _LAZY = {
     "pid_runs": "cmdline",
+    "FluxJobFailure": "flux",
+    "FluxJobPlan": "flux",
+    "FluxJobSpawner": "flux",
+    "FluxRequest": "flux",
+    "flux_job_plan": "flux",
+    "flux_jobspec": "flux",
     "MpiFlavour": "mpi",
     "detect_mpi_flavour": "mpi",
     "find_mpiexec": "mpi",
@@ -72,6 +86,10 @@ _LAZY = {
 __all__ = [
     "DEFAULT_SLURM_TEMPLATE",
     "JOB_LOG_NAME",
+    "FluxJobFailure",
+    "FluxJobPlan",
+    "FluxJobSpawner",
+    "FluxRequest",
     "JobEnd",
     "JobState",
     "MpiFlavour",
@@ -85,6 +103,8 @@ __all__ = [
     "describe_srun_exit",
     "detect_mpi_flavour",
     "find_mpiexec",
+    "flux_job_plan",
+    "flux_jobspec",
     "job_script_variables",
     "mpi4py_available",
     "mpi_missing_message",
