@@ -26,6 +26,7 @@ if TYPE_CHECKING:
         flux_job_plan,
         flux_jobspec,
     )
+    from xl_spawn.flux_batch import DEFAULT_FLUX_TEMPLATE, FluxBatchQueue, flux_job_script_variables
     from xl_spawn.mpi import (
         MpiFlavour,
         detect_mpi_flavour,
@@ -53,6 +54,9 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 _LAZY = {
     "pid_runs": "cmdline",
+    "DEFAULT_FLUX_TEMPLATE": "flux_batch",
+    "FluxBatchQueue": "flux_batch",
+    "flux_job_script_variables": "flux_batch",
     "FluxJobFailure": "flux",
     "FluxJobPlan": "flux",
     "FluxJobSpawner": "flux",
@@ -84,8 +88,10 @@ _LAZY = {
 }
 
 __all__ = [
+    "DEFAULT_FLUX_TEMPLATE",
     "DEFAULT_SLURM_TEMPLATE",
     "JOB_LOG_NAME",
+    "FluxBatchQueue",
     "FluxJobFailure",
     "FluxJobPlan",
     "FluxJobSpawner",
@@ -104,6 +110,7 @@ __all__ = [
     "detect_mpi_flavour",
     "find_mpiexec",
     "flux_job_plan",
+    "flux_job_script_variables",
     "flux_jobspec",
     "job_script_variables",
     "mpi4py_available",
