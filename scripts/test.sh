@@ -28,6 +28,18 @@ if ! bash scripts/slurm-cluster.sh status >/dev/null 2>&1; then
         *) echo "test.sh: the SLURM test cluster did not start (rc $slurm_rc); tests/slurm will fail" >&2 ;;
     esac
 fi
+echo "== Flux for tests/flux (scripts/flux-setup.sh: /opt/flux and the bindings in .venv; the tests start the instance)"
+flux_rc=0
+flux_msg=$(bash scripts/flux-setup.sh 2>&1) || flux_rc=$?
+echo "$flux_msg"
+case $flux_rc in
+    0) ;;
+    3) export XL_FLUX_UNAVAILABLE="${flux_msg##*$'\n'}" ;; # cannot run here: tests/flux skip with this
+    *)
+        echo "test.sh: scripts/flux-setup.sh failed (rc $flux_rc); Flux should work on this machine" >&2
+        exit "$flux_rc"
+        ;;
+esac
 echo "== all test suites (real processes, real sockets)"
 # pytest exits 5 when it collects no test; set -e turns that, like any failure, into a failed run.
 $py -m pytest -q -p no:randomly packages/xl-serial/tests packages/xl-comm/tests packages/xl-spawn/tests \

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from xl_spawn.queue import FINAL_STATES  # states after which a job never changes again
+from xl_spawn.sbatch import FINAL_STATES  # states after which a job never changes again
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "slurm-cluster.sh"

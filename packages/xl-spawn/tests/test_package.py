@@ -35,6 +35,15 @@ def test_public_names() -> None:
         "JobEnd",
         "QueueWatcher",
         "pid_runs",
+        "FluxJobFailure",
+        "FluxJobPlan",
+        "FluxJobSpawner",
+        "FluxRequest",
+        "flux_job_plan",
+        "flux_jobspec",
+        "DEFAULT_FLUX_TEMPLATE",
+        "FluxBatchQueue",
+        "flux_job_script_variables",
     }
     for name in xl_spawn.__all__:
         assert getattr(xl_spawn, name) is not None
@@ -46,15 +55,24 @@ def test_imports_no_project_package_and_no_heavy_dependency() -> None:
     code = (
         "import sys, xl_spawn; [getattr(xl_spawn, n) for n in xl_spawn.__all__]; "
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
-        "{'xl_serial', 'xl_comm', 'xl_cache', 'xl_graph', 'executorlib', 'zmq', 'psutil', 'mpi4py', 'cloudpickle'}); "
+        "{'xl_serial', 'xl_comm', 'xl_cache', 'xl_graph', 'executorlib', 'zmq', 'psutil', 'mpi4py', 'cloudpickle', "
+        "'flux'}); "
         "print(bad)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "[]"
 
 
-def test_mpi_and_slurm_names_load_on_first_use() -> None:
-    lazy = ("xl_spawn.mpi", "xl_spawn.slurm", "xl_spawn.queue", "jinja2")
+def test_mpi_slurm_and_flux_names_load_on_first_use() -> None:
+    lazy = (
+        "xl_spawn.mpi",
+        "xl_spawn.srun",
+        "xl_spawn.sbatch",
+        "xl_spawn.flux",
+        "xl_spawn.flux_batch",
+        "flux",
+        "jinja2",
+    )
     code = f"import sys, xl_spawn; print(sorted(m for m in {lazy!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "[]"

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from xl_spawn import JobEnd, JobState, QueueWatcher, pid_runs
-from xl_spawn.queue import FINAL_STATES
+from xl_spawn.sbatch import FINAL_STATES
 from xl_spawn.watcher import OUTPUT_GRACE_POLLS, judge
 
 states = st.none() | st.builds(

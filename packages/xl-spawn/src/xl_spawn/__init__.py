@@ -1,8 +1,8 @@
 """xl-spawn: turn a request for a worker into a running process, and stop it cleanly.
 
 Pure builders (argv, environment, exit-status text, mpiexec and srun command lines) and spawners that start one
-process in its own process group with a sentinel fd to wait on. Imports no other project package. The MPI and
-SLURM names load on first use.
+process in its own process group with a sentinel fd to wait on. Imports no other project package. The MPI, SLURM and
+Flux names load on first use (the flux bindings only when a flux job is built).
 """
 
 from __future__ import annotations
@@ -18,6 +18,15 @@ from xl_spawn.process import Spawner, SubprocessSpawner
 
 if TYPE_CHECKING:
     from xl_spawn.cmdline import pid_runs
+    from xl_spawn.flux import (
+        FluxJobFailure,
+        FluxJobPlan,
+        FluxJobSpawner,
+        FluxRequest,
+        flux_job_plan,
+        flux_jobspec,
+    )
+    from xl_spawn.flux_batch import DEFAULT_FLUX_TEMPLATE, FluxBatchQueue, flux_job_script_variables
     from xl_spawn.mpi import (
         MpiFlavour,
         detect_mpi_flavour,
@@ -27,7 +36,7 @@ if TYPE_CHECKING:
         mpiexec_argv,
         parse_mpi_version_text,
     )
-    from xl_spawn.queue import (
+    from xl_spawn.sbatch import (
         DEFAULT_SLURM_TEMPLATE,
         JOB_LOG_NAME,
         JobState,
@@ -37,7 +46,7 @@ if TYPE_CHECKING:
         render_job_script,
         template_variables,
     )
-    from xl_spawn.slurm import SrunRequest, describe_srun_exit, parse_slurm_state, srun_argv, srun_time_minutes
+    from xl_spawn.srun import SrunRequest, describe_srun_exit, parse_slurm_state, srun_argv, srun_time_minutes
     from xl_spawn.watcher import JobEnd, QueueWatcher
 
 # Logging is the caller's choice: no output unless the application configures a handler.
@@ -45,6 +54,15 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 _LAZY = {
     "pid_runs": "cmdline",
+    "DEFAULT_FLUX_TEMPLATE": "flux_batch",
+    "FluxBatchQueue": "flux_batch",
+    "flux_job_script_variables": "flux_batch",
+    "FluxJobFailure": "flux",
+    "FluxJobPlan": "flux",
+    "FluxJobSpawner": "flux",
+    "FluxRequest": "flux",
+    "flux_job_plan": "flux",
+    "flux_jobspec": "flux",
     "MpiFlavour": "mpi",
     "detect_mpi_flavour": "mpi",
     "find_mpiexec": "mpi",
@@ -52,26 +70,32 @@ _LAZY = {
     "mpi_missing_message": "mpi",
     "mpiexec_argv": "mpi",
     "parse_mpi_version_text": "mpi",
-    "DEFAULT_SLURM_TEMPLATE": "queue",
-    "JOB_LOG_NAME": "queue",
-    "JobState": "queue",
-    "SlurmQueue": "queue",
-    "SubmissionError": "queue",
-    "job_script_variables": "queue",
-    "render_job_script": "queue",
-    "template_variables": "queue",
+    "DEFAULT_SLURM_TEMPLATE": "sbatch",
+    "JOB_LOG_NAME": "sbatch",
+    "JobState": "sbatch",
+    "SlurmQueue": "sbatch",
+    "SubmissionError": "sbatch",
+    "job_script_variables": "sbatch",
+    "render_job_script": "sbatch",
+    "template_variables": "sbatch",
     "JobEnd": "watcher",
     "QueueWatcher": "watcher",
-    "SrunRequest": "slurm",
-    "describe_srun_exit": "slurm",
-    "parse_slurm_state": "slurm",
-    "srun_argv": "slurm",
-    "srun_time_minutes": "slurm",
+    "SrunRequest": "srun",
+    "describe_srun_exit": "srun",
+    "parse_slurm_state": "srun",
+    "srun_argv": "srun",
+    "srun_time_minutes": "srun",
 }
 
 __all__ = [
+    "DEFAULT_FLUX_TEMPLATE",
     "DEFAULT_SLURM_TEMPLATE",
     "JOB_LOG_NAME",
+    "FluxBatchQueue",
+    "FluxJobFailure",
+    "FluxJobPlan",
+    "FluxJobSpawner",
+    "FluxRequest",
     "JobEnd",
     "JobState",
     "MpiFlavour",
@@ -85,6 +109,9 @@ __all__ = [
     "describe_srun_exit",
     "detect_mpi_flavour",
     "find_mpiexec",
+    "flux_job_plan",
+    "flux_job_script_variables",
+    "flux_jobspec",
     "job_script_variables",
     "mpi4py_available",
     "mpi_missing_message",

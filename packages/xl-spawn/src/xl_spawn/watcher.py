@@ -1,6 +1,7 @@
 """The one batch-queue watcher: one thread asks about *all* watched jobs in one status query.
 
-A batch scheduler offers no events, so its queue is the one place that is polled, on a schedule that grows: the
+It watches SLURM (:class:`xl_spawn.SlurmQueue`) and Flux (:class:`xl_spawn.FluxBatchQueue`) jobs alike. A batch
+scheduler offers no events, so its queue is the one place that is polled, on a schedule that grows: the
 query interval starts at ``MIN_INTERVAL`` when the watcher starts watching (or on :meth:`QueueWatcher.hurry`, or
 after a job died, which may take its dependents along) and grows by ``GROWTH`` to ``MAX_QUERY_INTERVAL``; it does
 *not* fall back when jobs complete, so a steady stream of finished jobs costs few queries. A job may also carry a
@@ -23,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from xl_spawn.queue import JobState
+from xl_spawn.sbatch import JobState
 
 __all__ = [
     "GROWTH",
@@ -47,7 +48,8 @@ OUTPUT_GRACE_POLLS = 3
 
 
 class JobStates(Protocol):
-    """What the watcher needs of a queue (:class:`xl_spawn.SlurmQueue` has both)."""
+    """What the watcher needs of a queue (:class:`xl_spawn.SlurmQueue` and :class:`xl_spawn.FluxBatchQueue` have
+    both): states named as SLURM spells them (``COMPLETED``, ``FAILED``, ``CANCELLED``, ``TIMEOUT``, ...)."""
 
     def states(self, job_ids: Sequence[int]) -> Mapping[int, JobState]: ...
 
@@ -81,7 +83,7 @@ def judge(state: JobState | None, *, has_sign: bool, misses: int) -> JobEnd | No
         if has_sign and misses + 1 <= OUTPUT_GRACE_POLLS:
             return None
         if state is None:
-            return JobEnd("UNKNOWN", "SLURM no longer knows the job")
+            return JobEnd("UNKNOWN", "the batch system no longer knows the job")
         return JobEnd(state.state)
     return None
 

@@ -1,7 +1,7 @@
 """srun argv (property and golden tests) and the SLURM state named in srun's output.
 
 Regenerate the golden argvs after a deliberate change (then review the diff):
-    .venv/bin/python packages/xl-spawn/tests/test_slurm.py --regenerate
+    .venv/bin/python packages/xl-spawn/tests/test_srun.py --regenerate
 """
 
 from __future__ import annotations

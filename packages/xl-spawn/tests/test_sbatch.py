@@ -1,7 +1,7 @@
 """Job scripts for sbatch (golden and property tests), status parsing, and the one-call status queries.
 
 Regenerate the golden scripts after a deliberate change (then review the diff):
-    .venv/bin/python packages/xl-spawn/tests/test_queue.py --regenerate
+    .venv/bin/python packages/xl-spawn/tests/test_sbatch.py --regenerate
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from xl_spawn.queue import (
+from xl_spawn.sbatch import (
     DEFAULT_SLURM_TEMPLATE,
     JobState,
     SubmissionError,
@@ -185,7 +185,7 @@ if __name__ == "__main__" and "--regenerate" in sys.argv:
 
 
 def test_template_variables_are_what_a_template_reads() -> None:
-    from xl_spawn.queue import template_variables
+    from xl_spawn.sbatch import template_variables
 
     default = template_variables(None)
     assert {"job_name", "partition", "memory_max", "cores", "threads_per_core", "run_time_max", "command"} <= default
@@ -195,7 +195,7 @@ def test_template_variables_are_what_a_template_reads() -> None:
 
 
 def test_pysqa_template_variables_read_every_queues_script(tmp_path: Path) -> None:
-    from xl_spawn.queue import SlurmQueue, pysqa_template_variables
+    from xl_spawn.sbatch import SlurmQueue, pysqa_template_variables
 
     (tmp_path / "queue.yaml").write_text(
         "queue_type: SLURM\nqueue_primary: a\nqueues:\n"

@@ -1,0 +1,229 @@
+"""Batch jobs in a Flux instance (``flux batch``) for file mode: job scripts, dependencies, states, cancellation.
+
+The same interface as :class:`xl_spawn.SlurmQueue`, so :class:`xl_spawn.QueueWatcher` watches flux jobs too:
+:meth:`FluxBatchQueue.states` asks ``flux jobs`` about all watched jobs in one call and names their states as
+the watcher knows them (``CD`` -> ``COMPLETED``, ``F`` -> ``FAILED``, ``CA`` -> ``CANCELLED``, ``TO`` ->
+``TIMEOUT``; pending and running states are not final). The default job script (:data:`DEFAULT_FLUX_TEMPLATE`)
+uses ``# flux:`` directives and pysqa's template variable names, so pysqa flux templates work unchanged; it
+writes the job's output to :data:`xl_spawn.JOB_LOG_NAME` in the job directory. A ``pysqa_config_directory``
+whose ``queue.yaml`` says ``queue_type: FLUX`` hands submission to pysqa (which needs the flux bindings).
+
+Flux ids print as ``ƒ`` plus base58 (``f58``); :func:`parse_job_id` reads that, ``f``-ASCII and decimal forms
+without the flux bindings. Differences from SLURM handled here: each upstream job is its own
+``--dependency=afterok:ID`` line; ``--time-limit`` takes seconds (no rounding to minutes); ``--exclusive``
+needs ``--nodes`` (flux refuses it otherwise, and its message reaches :class:`xl_spawn.SubmissionError`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from xl_spawn.sbatch import (
+    JOB_LOG_NAME,
+    JobState,
+    SlurmQueue,
+    SubmissionError,
+    _run,
+    job_script_variables,
+    pysqa_template_variables,
+    render_job_script,
+    template_variables,
+)
+
+__all__ = [
+    "DEFAULT_FLUX_TEMPLATE",
+    "FLUX_STATES",
+    "FluxBatchQueue",
+    "flux_batch_argv",
+    "flux_cancel_argv",
+    "flux_job_script_variables",
+    "flux_jobs_argv",
+    "parse_flux_jobs",
+    "parse_job_id",
+]
+
+#: The script of a task when no template is given (pysqa's variable names; each dependency on its own line).
+DEFAULT_FLUX_TEMPLATE = (
+    """\
+#!/bin/bash
+# flux: --job-name={{ job_name }}
+# flux: --output="""
+    + JOB_LOG_NAME
+    + """
+# flux: --nslots={{ cores }}
+{%- if threads_per_core and threads_per_core > 1 %}
+# flux: --cores-per-slot={{ threads_per_core }}
+{%- endif %}
+{%- if gpus_per_core %}
+# flux: --gpus-per-slot={{ gpus_per_core }}
+{%- endif %}
+{%- if num_nodes %}
+# flux: --nodes={{ num_nodes }}
+{%- endif %}
+{%- if exclusive %}
+# flux: --exclusive
+{%- endif %}
+{%- if run_time_max %}
+# flux: --time-limit={{ run_time_max }}s
+{%- endif %}
+{%- if priority is not none %}
+# flux: --urgency={{ priority }}
+{%- endif %}
+{%- for job in dependency %}
+# flux: --dependency=afterok:{{ job }}
+{%- endfor %}
+
+{{ command }}
+"""
+)
+
+#: ``flux jobs`` status abbreviations -> the state names the watcher knows (SLURM's spelling).
+FLUX_STATES = {
+    "D": "PENDING",  # waiting on a dependency
+    "P": "PENDING",  # priority not yet assigned
+    "S": "PENDING",  # waiting for resources
+    "PR": "PENDING",
+    "R": "RUNNING",
+    "C": "COMPLETING",  # cleanup, even of a job that succeeded: not final yet
+    "CD": "COMPLETED",
+    "F": "FAILED",
+    "CA": "CANCELLED",
+    "TO": "TIMEOUT",
+}
+
+_F58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+
+
+def parse_job_id(text: str) -> int:
+    """A flux job id as an int, from ``ƒMAjEM5``, ``fMAjEM5`` (``FLUX_F58_FORCE_ASCII``) or ``13237223424``.
+
+    >>> parse_job_id("ƒMAjEM5"), parse_job_id("fMAjEM5"), parse_job_id(" 13237223424\\n")
+    (13237223424, 13237223424, 13237223424)
+    """
+    word = text.strip()
+    if word.isdigit():
+        return int(word)
+    if len(word) > 1 and word[0] in ("ƒ", "f") and all(char in _F58 for char in word[1:]):
+        value = 0
+        for char in word[1:]:
+            value = value * 58 + _F58.index(char)
+        return value
+    raise ValueError(f"not a flux job id: {text!r} (expected ƒ<base58>, f<base58> or a decimal number)")
+
+
+def flux_job_script_variables(
+    *,
+    job_name: str,
+    working_directory: str,
+    command: str,
+    cores: int = 1,
+    dependency: Sequence[int | str] = (),
+    run_time_max: float | None = None,
+    priority: int | None = None,
+    memory_max: float | int | None = None,
+    partition: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The variables of a flux job script: :func:`xl_spawn.job_script_variables`' names, but ``dependency``
+    (and ``dependency_list``) are the upstream ids one by one (decimal), ``run_time_max`` stays in seconds, and
+    ``priority`` (flux's urgency, 0-31) is always defined."""
+    ids = [str(parse_job_id(str(item))) for item in dependency]
+    if priority is not None and (
+        isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 31
+    ):
+        raise ValueError(
+            f"priority (flux urgency) must be an int between 0 and 31 (16 is the default), got {priority!r}"
+        )
+    variables = job_script_variables(
+        job_name=job_name,
+        working_directory=working_directory,
+        command=command,
+        cores=cores,
+        run_time_max=run_time_max,  # checked there (a positive number of seconds)
+        memory_max=memory_max,
+        partition=partition,
+        extra=extra,
+    )
+    variables.update(dependency=ids, dependency_list=ids, run_time_max=run_time_max, priority=priority)
+    return variables
+
+
+def flux_batch_argv(script: str, *, flux: str = "flux") -> list[str]:
+    return [flux, "batch", script]
+
+
+def flux_jobs_argv(job_ids: Sequence[int], *, flux: str = "flux") -> list[str]:
+    """One ``flux jobs`` call for all ``job_ids`` (finished ones included: an id list shows every state)."""
+    if not job_ids:
+        raise ValueError("no job ids to ask about")
+    fields = "{id.dec}|{status_abbrev}|{exception.type}|{exception.note}"
+    return [flux, "jobs", "--no-header", f"--format={fields}", *(str(int(job)) for job in job_ids)]
+
+
+def parse_flux_jobs(text: str) -> dict[int, JobState]:
+    """``{job id: JobState}`` from :func:`flux_jobs_argv`'s output; the reason is flux's exception, if any
+    (``dependency: dependency after-success=ƒ... can never be satisfied``)."""
+    states: dict[int, JobState] = {}
+    for line in text.splitlines():
+        parts = line.strip().split("|", 3)
+        if len(parts) < 2 or not parts[0].isdigit():
+            continue
+        state = FLUX_STATES.get(parts[1].strip(), parts[1].strip())
+        kind = parts[2].strip() if len(parts) > 2 else ""
+        note = parts[3].strip() if len(parts) > 3 else ""
+        reason = f"{kind}: {note}" if kind and note else kind
+        states[int(parts[0])] = JobState(state, reason)
+    return states
+
+
+def flux_cancel_argv(job_ids: Sequence[int], *, flux: str = "flux") -> list[str]:
+    return [flux, "cancel", *(str(int(job)) for job in job_ids)]
+
+
+class FluxBatchQueue:
+    """Submits job scripts with ``flux batch`` (in the instance at ``FLUX_URI``), asks ``flux jobs`` about many
+    jobs at once, cancels them; the interface of :class:`xl_spawn.SlurmQueue`.
+
+    ``pysqa_config_directory`` hands submission to pysqa with that directory's ``queue.yaml`` (``queue_type:
+    FLUX``) and templates. Every command's failure raises :class:`xl_spawn.SubmissionError` with its output.
+    """
+
+    def __init__(self, *, pysqa_config_directory: str | None = None, timeout: float = 60.0, flux: str = "flux") -> None:
+        self.pysqa_config_directory = pysqa_config_directory
+        self.timeout = timeout
+        self.flux = flux
+        # pysqa submission is the same for every queue type: SlurmQueue's, with this directory's queue.yaml
+        self._pysqa = SlurmQueue(pysqa_config_directory=pysqa_config_directory, timeout=timeout)
+
+    def template_variables(self, template: str | None) -> frozenset[str] | None:
+        """The variables of the job script ``submit`` would render for ``template`` (see SlurmQueue)."""
+        if self.pysqa_config_directory is not None and template is None:
+            return pysqa_template_variables(self.pysqa_config_directory)
+        return template_variables(template if template is not None else DEFAULT_FLUX_TEMPLATE)
+
+    def submit(self, working_directory: str, variables: Mapping[str, Any], template: str | None = None) -> int:
+        """Write ``run_queue.sh`` into ``working_directory`` and ``flux batch`` it there; return the job id."""
+        if self.pysqa_config_directory is not None and template is None:
+            return self._pysqa.submit(working_directory, variables)
+        script = os.path.join(working_directory, "run_queue.sh")
+        with open(script, "w", encoding="utf-8") as handle:
+            handle.write(render_job_script(template if template is not None else DEFAULT_FLUX_TEMPLATE, variables))
+        out = _run(flux_batch_argv(script, flux=self.flux), cwd=working_directory, timeout=self.timeout)
+        for line in out.splitlines()[::-1]:  # the id, after any warning flux printed
+            try:
+                return parse_job_id(line)
+            except ValueError:
+                continue
+        raise SubmissionError(1, flux_batch_argv(script, flux=self.flux), output=f"flux batch printed no job id: {out}")
+
+    def states(self, job_ids: Sequence[int]) -> dict[int, JobState]:
+        """The state of every job of ``job_ids`` the instance knows (ids it does not know are left out)."""
+        if not job_ids:
+            return {}
+        return parse_flux_jobs(_run(flux_jobs_argv(job_ids, flux=self.flux), timeout=self.timeout))
+
+    def cancel(self, job_ids: Sequence[int]) -> None:
+        if job_ids:
+            _run(flux_cancel_argv(job_ids, flux=self.flux), timeout=self.timeout)
