@@ -133,7 +133,16 @@ def start_flux_instance(flux: str, *, size: int = SIZE, timeout: float = START_T
     log = Path(tempfile.mkdtemp(prefix="xl-flux-")) / "flux-start.log"
     with open(log, "wb") as log_file:
         proc = subprocess.Popen(
-            [flux, "start", f"--test-size={size}", "sh", "-c", 'echo "$FLUX_URI"; exec sleep infinity'],
+            # The initial program lives as long as this process: a test run killed by a signal (no teardown)
+            # leaves no instance behind.
+            [
+                flux,
+                "start",
+                f"--test-size={size}",
+                "sh",
+                "-c",
+                f'echo "$FLUX_URI"; exec tail --pid={os.getpid()} -f /dev/null',
+            ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=log_file,

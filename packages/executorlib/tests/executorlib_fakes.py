@@ -164,8 +164,8 @@ class FakeLauncher:
     def argv(self, resources: Resources, worker_args: Sequence[str]) -> list[str]:
         return ["fake-worker", "--fake-cpus", str(resources.cpus), *worker_args]
 
-    def spawner(self, *, cwd: str | None, env: dict[str, str], keep_stderr: int) -> FakeSpawner:
-        return FakeSpawner(self._world, cwd=cwd, env=env, keep_stderr=keep_stderr)
+    def spawner(self, resources: Resources, *, env: dict[str, str], keep_stderr: int) -> FakeSpawner:
+        return FakeSpawner(self._world, cwd=resources.cwd, env=env, keep_stderr=keep_stderr)
 
 
 class FakeHub:

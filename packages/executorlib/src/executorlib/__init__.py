@@ -15,6 +15,8 @@ logging.getLogger("executorlib").addHandler(logging.NullHandler())
 
 _LAZY = {
     "BaseExecutor": "executorlib.executors.base",
+    "FluxClusterExecutor": "executorlib.executors.flux",
+    "FluxJobExecutor": "executorlib.executors.flux",
     "SingleNodeExecutor": "executorlib.executors.single",
     "SlurmClusterExecutor": "executorlib.executors.cluster",
     "terminate_tasks_in_cache": "executorlib.terminate",
@@ -27,6 +29,8 @@ _LAZY = {
 
 __all__ = [
     "BaseExecutor",
+    "FluxClusterExecutor",
+    "FluxJobExecutor",
     "SingleNodeExecutor",
     "SlurmClusterExecutor",
     "SlurmJobExecutor",

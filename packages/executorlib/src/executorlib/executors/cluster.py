@@ -17,6 +17,7 @@ from typing import Any
 from executorlib.executors.base import BaseExecutor, register_caller_module, split_resource_dict
 from executorlib.executors.options import ExecutorOptions, check_pmi_mode
 from executorlib.graph_mode import NoScheduler
+from executorlib.launchers.batch_jobs import BatchJobLauncher, BatchSystem
 from executorlib.launchers.protocol import JobLauncher
 from executorlib.resources import ExecutorRules, Resources, merge
 from executorlib.schedulers.protocol import Scheduler
@@ -24,8 +25,7 @@ from executorlib.schedulers.task_files import DEFAULT_CACHE_DIRECTORY, TaskFileS
 
 
 class ClusterExecutor(BaseExecutor):
-    """What the cluster executors share: task files run by a job launcher, or (SLURM only) a pool of batch-job
-    workers.
+    """What the cluster executors share: task files run by a job launcher, or a pool of batch-job workers.
 
     In file mode ``shutdown(wait=True)`` waits until every job ended; ``wait=False`` returns at once and leaves
     the jobs running (a later executor on the same cache directory collects their results);
@@ -83,9 +83,61 @@ class ClusterExecutor(BaseExecutor):
             wait=options.wait,
         )
 
+    def _compose_worker_jobs(self, options: ExecutorOptions, rules: ExecutorRules, system: BatchSystem) -> None:
+        """``block_allocation=True``: a pool of ``max_workers`` workers, each one batch job of ``system``, fed over
+        sockets by the same scheduler as every other pool; their job directories and key files live in
+        ``<cache_directory>/workers`` (private, 0700). Results are cached only when ``cache_directory`` is given."""
+        from executorlib.accounting import pool_size
+        from executorlib.launchers.batch_jobs import check_job_script_keys
+        from executorlib.launchers.batch_workers import BatchWorkerLauncher
+        from executorlib.schedulers.pool import PoolScheduler
+
+        options.check()
+        where = f"{rules.executor}(resource_dict=...)"
+        known, extras = split_resource_dict(options.resource_dict, where=where)
+        resources = options.resources(rules, known)
+        directory = os.path.abspath(resources.cache_directory or DEFAULT_CACHE_DIRECTORY)
+        max_workers, max_cores = options.max_workers, options.max_cores
+        workers = pool_size(max_workers, max_cores, resources.cpus, max_workers or max_cores or 1)
+        launcher = BatchWorkerLauncher(
+            os.path.join(directory, "workers"), system=system, resources=resources, extras=extras
+        )
+        check_job_script_keys(system, resources, extras, where=where)
+        register_caller_module(depth=2)
+        scheduler = PoolScheduler(
+            workers=workers,
+            resources=resources,
+            init_function=options.init_function,
+            restart_limit=0,
+            localhost=bool(options.hostname_localhost),  # the jobs may run on other nodes: the host name by default
+            launcher=launcher,
+            log_obj_size=options.log_obj_size,
+        )
+        BaseExecutor.__init__(
+            self,
+            scheduler,
+            resources=resources,
+            rules=rules,
+            fixed_resources=True,
+            disable_dependencies=options.disable_dependencies,
+            wait=options.wait,
+        )
+
     def _check_task(self, resources: Resources, extras: Mapping[str, Any], *, where: str) -> None:
         if self._job_launcher is not None:
             self._job_launcher.check(resources, extras, where=where)
+
+    def dry_run(
+        self, fn: Callable[..., Any], /, *args: Any, resource_dict: Mapping[str, Any] | None = None, **kwargs: Any
+    ) -> str:
+        """The job script ``submit`` would hand to the batch system for this call (nothing is written or
+        submitted)."""
+        scheduler = self._scheduler
+        if not isinstance(scheduler, TaskFileScheduler):
+            raise RuntimeError("dry_run() shows the job script of a call in file mode (block_allocation=False)")
+        known, extras = split_resource_dict(resource_dict, where="dry_run(..., resource_dict=...)")
+        resources = merge(self._resources, known)
+        return scheduler.job_script(fn, args, kwargs, resources, {**self._extras, **extras})
 
 
 TEST_CLUSTER_RULES = ExecutorRules(executor="TestClusterExecutor", unsupported={})
@@ -189,66 +241,12 @@ class SlurmClusterExecutor(ClusterExecutor):
         check_pmi_mode(pmi_mode)
         config = os.fspath(pysqa_config_directory) if pysqa_config_directory is not None else None
         options = ExecutorOptions.of(locals())
+        from executorlib.launchers.sbatch_jobs import slurm_batch_system
+
+        def system() -> BatchSystem:
+            return slurm_batch_system(pysqa_config_directory=config, pmi_mode=pmi_mode)
+
         if block_allocation and options.graph() is None:
-            self._compose_worker_jobs(options, config=config, pmi_mode=pmi_mode)
-            return
-        from executorlib.launchers.sbatch_jobs import SbatchJobLauncher
-
-        self._compose_task_files(
-            options, SLURM_CLUSTER_RULES, lambda: SbatchJobLauncher(pysqa_config_directory=config, pmi_mode=pmi_mode)
-        )
-
-    def _compose_worker_jobs(self, options: ExecutorOptions, *, config: str | None, pmi_mode: str | None) -> None:
-        """``block_allocation=True``: a pool of ``max_workers`` workers, each one batch job, fed over sockets by
-        the same scheduler as every other pool; their job directories and key files live in
-        ``<cache_directory>/workers`` (private, 0700). Results are cached only when ``cache_directory`` is given."""
-        from executorlib.accounting import pool_size
-        from executorlib.launchers.batch_workers import BatchWorkerLauncher
-        from executorlib.launchers.sbatch_jobs import check_job_script_keys
-        from executorlib.schedulers.pool import PoolScheduler
-
-        options.check()
-        where = "SlurmClusterExecutor(resource_dict=...)"
-        known, extras = split_resource_dict(options.resource_dict, where=where)
-        resources = options.resources(SLURM_CLUSTER_RULES, known)
-        directory = os.path.abspath(resources.cache_directory or DEFAULT_CACHE_DIRECTORY)
-        max_workers, max_cores = options.max_workers, options.max_cores
-        workers = pool_size(max_workers, max_cores, resources.cpus, max_workers or max_cores or 1)
-        launcher = BatchWorkerLauncher(
-            os.path.join(directory, "workers"),
-            resources=resources,
-            extras=extras,
-            pysqa_config_directory=config,
-            pmi_mode=pmi_mode,
-        )
-        check_job_script_keys(launcher.queue, resources, extras, where=where)
-        register_caller_module(depth=2)
-        scheduler = PoolScheduler(
-            workers=workers,
-            resources=resources,
-            init_function=options.init_function,
-            restart_limit=0,
-            localhost=bool(options.hostname_localhost),  # the jobs may run on other nodes: the host name by default
-            launcher=launcher,
-            log_obj_size=options.log_obj_size,
-        )
-        BaseExecutor.__init__(
-            self,
-            scheduler,
-            resources=resources,
-            rules=SLURM_CLUSTER_RULES,
-            fixed_resources=True,
-            disable_dependencies=options.disable_dependencies,
-            wait=options.wait,
-        )
-
-    def dry_run(
-        self, fn: Callable[..., Any], /, *args: Any, resource_dict: Mapping[str, Any] | None = None, **kwargs: Any
-    ) -> str:
-        """The job script ``submit`` would hand to sbatch for this call (nothing is written or submitted)."""
-        scheduler = self._scheduler
-        if not isinstance(scheduler, TaskFileScheduler):
-            raise RuntimeError("dry_run() shows the job script of a call in file mode (block_allocation=False)")
-        known, extras = split_resource_dict(resource_dict, where="dry_run(..., resource_dict=...)")
-        resources = merge(self._resources, known)
-        return scheduler.job_script(fn, args, kwargs, resources, {**self._extras, **extras})
+            self._compose_worker_jobs(options, SLURM_CLUSTER_RULES, system())
+        else:
+            self._compose_task_files(options, SLURM_CLUSTER_RULES, lambda: BatchJobLauncher(system()))

@@ -1,15 +1,15 @@
-"""BatchWorkerLauncher: pool workers as SLURM batch jobs (``SlurmClusterExecutor(block_allocation=True)``).
+"""BatchWorkerLauncher: pool workers as batch jobs (``SlurmClusterExecutor``/``FluxClusterExecutor`` with
+``block_allocation=True``).
 
-The pool is the ordinary :class:`~executorlib.schedulers.pool.PoolScheduler`; only how a worker
-starts differs. :class:`BatchWorkerLauncher` is its launcher: ``argv`` builds the worker's command as for a local
-worker (``srun --ntasks=N ... --mpi`` around it for N ranks), and ``spawner`` hands out a :class:`BatchJobSpawner`,
-which submits that command as one ``sbatch`` job instead of starting a process. The worker connects back to the
-executor's hub (bound on this host's name), reading the key from a 0600 file in a private directory under the
-launcher's directory (``XL_COMM_KEY_FILE``, see xl_comm.keys), never from its command line or the job's
-environment; the worker deletes the file once read. One :class:`xl_spawn.QueueWatcher` per launcher asks
-``squeue`` about all worker jobs at once and, when a job ended, makes its spawner's sentinel readable: the hub
-then reports the worker's exit, and its task fails (or is retried on a new job, per ``restart_limit``) as for a
-local worker that died.
+The pool is the ordinary :class:`~executorlib.schedulers.pool.PoolScheduler`; only how a worker starts differs.
+:class:`BatchWorkerLauncher` is its launcher: ``argv`` builds the worker's command as for a local worker
+(``srun``/``flux run`` around it for N ranks), and ``spawner`` hands out a :class:`BatchJobSpawner`, which submits
+that command as one batch job (``sbatch``, ``flux batch``) instead of starting a process. The worker connects back
+to the executor's hub (bound on this host's name), reading the key from a 0600 file in a private directory under the
+launcher's directory (``XL_COMM_KEY_FILE``, see xl_comm.keys), never from its command line or the job's environment;
+the worker deletes the file once read. One :class:`xl_spawn.QueueWatcher` per launcher asks the queue about all
+worker jobs at once and, when a job ended, makes its spawner's sentinel readable: the hub then reports the worker's
+exit, and its task fails (or is retried on a new job, per ``restart_limit``) as for a local worker that died.
 """
 
 from __future__ import annotations
@@ -27,8 +27,7 @@ from xl_cache import log_tail
 from xl_comm import discard_key_file
 from xl_spawn import JOB_LOG_NAME
 
-from executorlib.launchers.sbatch_jobs import sbatch_variables
-from executorlib.launchers.srun import batch_job_step
+from executorlib.launchers.batch_jobs import BatchSystem
 from executorlib.resources import Resources
 
 if TYPE_CHECKING:
@@ -52,40 +51,39 @@ class BatchWorkerLauncher:
         self,
         directory: str,
         *,
+        system: BatchSystem,
         resources: Resources,
         extras: Mapping[str, Any],
-        pysqa_config_directory: str | None = None,
-        pmi_mode: str | None = None,
     ) -> None:
-        from xl_spawn import QueueWatcher, SlurmQueue
+        from xl_spawn import QueueWatcher
 
-        self.queue = SlurmQueue(pysqa_config_directory=pysqa_config_directory)
+        self.system = system
+        self.queue = system.queue
         self.directory = directory
         self._extras = dict(extras)
-        self._pmi_mode = pmi_mode
         self._resources = resources  # the pool's: every worker job asks for the same
-        self._watcher = QueueWatcher(self.queue, name="executorlib-slurm-workers")
+        self._watcher = QueueWatcher(self.queue, name=f"executorlib-{system.name.lower()}-workers")
 
     @property
     def queries(self) -> int:
-        """Status queries made (squeue and sacct calls), for benchmarks and tests."""
+        """Status queries made (squeue and sacct, or flux jobs, calls), for benchmarks and tests."""
         return self._watcher.queries
 
     # -- the Launcher protocol ----------------------------------------------------------------------------------
 
     def check(self, resources: Resources, *, where: str) -> None:
-        """Anything SLURM accepts; a job that cannot run fails through sbatch's own message."""
+        """Anything the queue accepts; a job that cannot run fails through the submission's own message."""
 
     def argv(self, resources: Resources, worker_args: Sequence[str]) -> list[str]:
         ranks = ["--mpi"] if resources.cores > 1 else []
         command = [sys.executable, "-m", "xl_comm.worker", *worker_args, *ranks]
-        return batch_job_step(resources, command, pmi_mode=self._pmi_mode)
+        return self.system.step(resources, command)
 
     def key_directory(self, resources: Resources) -> str | None:
         return self.directory  # shared with the compute nodes, as the job directories are
 
-    def spawner(self, *, cwd: str | None, env: dict[str, str], keep_stderr: int = 0) -> BatchJobSpawner:
-        return BatchJobSpawner(self, cwd=cwd, env=env)
+    def spawner(self, resources: Resources, *, env: dict[str, str], keep_stderr: int = 0) -> BatchJobSpawner:
+        return BatchJobSpawner(self, cwd=resources.cwd, env=env)
 
     # -- submission -------------------------------------------------------------------------------------------
 
@@ -100,7 +98,7 @@ class BatchWorkerLauncher:
         if spawner.cwd:
             lines.append(f"mkdir -p {shlex.quote(spawner.cwd)} && cd {shlex.quote(spawner.cwd)}")
         lines.append(shlex.join(argv))
-        variables = sbatch_variables(
+        variables = self.system.variables(
             resources,
             self._extras,
             job_name="executorlib-worker",
@@ -153,7 +151,7 @@ class BatchJobSpawner:
         return self._read
 
     def ended(self, state: str) -> None:
-        """Called by the watcher: the job is over (``state`` as SLURM reports it)."""
+        """Called by the watcher: the job is over (``state`` in SLURM's words, which FluxBatchQueue uses too)."""
         self._state = state
         discard_key_file(self.env)  # gone already unless the job ended before its worker read it
         with self._fd_lock:
@@ -178,7 +176,7 @@ class BatchJobSpawner:
         import subprocess
 
         if not self._ended.wait(timeout):
-            raise subprocess.TimeoutExpired(f"SLURM job {self._job}", timeout or 0.0)
+            raise subprocess.TimeoutExpired(f"{self._launcher.system.name} job {self._job}", timeout or 0.0)
         code = self.returncode
         assert code is not None
         return code
@@ -204,10 +202,10 @@ class BatchJobSpawner:
         return 0 if self._state == "COMPLETED" else 1
 
     def describe(self) -> str:
-        return f"SLURM job {self._job} ({self._state or 'running'})"
+        return f"{self._launcher.system.name} job {self._job} ({self._state or 'running'})"
 
     def stderr_tail(self, timeout: float = 2.0) -> str:
-        """The end of the job's log, where slurmstepd names a job's fate (time limit, memory, cancellation)."""
+        """The end of the job's log, where the resource manager names a job's fate (time limit, memory, cancel)."""
         if self.job_directory is None:
             return ""
         return log_tail(os.path.join(self.job_directory, JOB_LOG_NAME), max_bytes=LOG_TAIL_BYTES)

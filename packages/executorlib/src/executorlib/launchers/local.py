@@ -26,8 +26,8 @@ class LocalLauncher:
     gpus: tuple[str, ...] = field(default_factory=host_gpus)
     _mpiexec: str | None = field(default=None, init=False)
 
-    def spawner(self, *, cwd: str | None, env: dict[str, str], keep_stderr: int) -> SubprocessSpawner:
-        return SubprocessSpawner(cwd=cwd, env=env, keep_stderr=keep_stderr)
+    def spawner(self, resources: Resources, *, env: dict[str, str], keep_stderr: int) -> SubprocessSpawner:
+        return SubprocessSpawner(cwd=resources.cwd, env=env, keep_stderr=keep_stderr)
 
     def check_oversubscribe(self) -> None:
         """At construction: openmpi_oversubscribe with an MPICH launcher would be mpiexec's exit 255 later."""

@@ -57,8 +57,9 @@ class Launcher(Protocol):
         """Where the worker's key file is made (see xl_comm.keys): a directory its host sees, or None for this
         host's temporary directory."""
 
-    def spawner(self, *, cwd: str | None, env: dict[str, str], keep_stderr: int) -> WorkerSpawner:
-        """A spawner for one worker (not started yet: the scheduler calls ``bootup(argv)``)."""
+    def spawner(self, resources: Resources, *, env: dict[str, str], keep_stderr: int) -> WorkerSpawner:
+        """A spawner for one worker with ``resources``, in ``resources.cwd`` (not started yet: the scheduler calls
+        ``bootup(argv)``)."""
 
 
 class JobLauncher(Protocol):

@@ -133,8 +133,8 @@ class SrunLauncher:
     enforces_run_time_max = True  # srun --time
     gpus = None  # srun --gpus-per-task assigns each step its devices
 
-    def spawner(self, *, cwd: str | None, env: dict[str, str], keep_stderr: int) -> SubprocessSpawner:
-        return SubprocessSpawner(cwd=cwd, env=env, keep_stderr=keep_stderr)
+    def spawner(self, resources: Resources, *, env: dict[str, str], keep_stderr: int) -> SubprocessSpawner:
+        return SubprocessSpawner(cwd=resources.cwd, env=env, keep_stderr=keep_stderr)
 
     def check(self, resources: Resources, *, where: str) -> None:
         if resources.cores == 1:

@@ -87,15 +87,20 @@ def death_error(worker_id: int, worker_index: int, spawner: WorkerSpawner, what:
         )
     elif code is not None and code in (-11, 139):
         hint = " (SIGSEGV means a crash in compiled code; the worker's stderr shows the native stack)"
-    last_words = spawner.stderr_tail()  # kept only when the launcher asks (srun: slurmstepd names the step's fate)
+    # Kept only when the launcher asks: slurmstepd names a step's fate, a flux job ends with flux's exception.
+    last_words = spawner.stderr_tail()
+    process = f"pid {spawner.pid}"
     if code is not None and last_words:
         from xl_spawn import describe_srun_exit, parse_slurm_state
 
+        from executorlib.launchers.flux import flux_exception, flux_job_name
+
         if parse_slurm_state(last_words) is not None:
             exit_text, hint = describe_srun_exit(code, last_words), ""
+        elif (exception := flux_exception(last_words)) is not None:
+            exit_text, hint, process = f"{exit_text}: {exception}", "", f"flux job {flux_job_name(spawner.pid)}"
     return ExecutorlibSocketError(
-        f"worker {worker_id} (executorlib_worker_id {worker_index}, pid {spawner.pid}) died with {exit_text}{hint} "
-        f"while {what}"
+        f"worker {worker_id} (executorlib_worker_id {worker_index}, {process}) died with {exit_text}{hint} while {what}"
     )
 
 
@@ -124,7 +129,7 @@ def start_worker(
         **gpu_env(gpus),
         "PYTHONPATH": prepend_path(os.environ.get("PYTHONPATH"), *user_import_paths()),
     }
-    spawner = launcher.spawner(cwd=resources.cwd, env=env, keep_stderr=launcher.keep_stderr)
+    spawner = launcher.spawner(resources, env=env, keep_stderr=launcher.keep_stderr)
     try:
         spawner.bootup(launcher.argv(resources, args))
     except BaseException:
