@@ -41,6 +41,7 @@ def test_public_names() -> None:
         "FluxRequest",
         "flux_job_plan",
         "flux_jobspec",
+        "flux_jobspec_dict",
         "DEFAULT_FLUX_TEMPLATE",
         "FluxBatchQueue",
         "flux_job_script_variables",

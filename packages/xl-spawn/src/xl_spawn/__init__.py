@@ -25,6 +25,7 @@ if TYPE_CHECKING:
         FluxRequest,
         flux_job_plan,
         flux_jobspec,
+        flux_jobspec_dict,
     )
     from xl_spawn.flux_batch import DEFAULT_FLUX_TEMPLATE, FluxBatchQueue, flux_job_script_variables
     from xl_spawn.mpi import (
@@ -63,6 +64,7 @@ _LAZY = {
     "FluxRequest": "flux",
     "flux_job_plan": "flux",
     "flux_jobspec": "flux",
+    "flux_jobspec_dict": "flux",
     "MpiFlavour": "mpi",
     "detect_mpi_flavour": "mpi",
     "find_mpiexec": "mpi",
@@ -112,6 +114,7 @@ __all__ = [
     "flux_job_plan",
     "flux_job_script_variables",
     "flux_jobspec",
+    "flux_jobspec_dict",
     "job_script_variables",
     "mpi4py_available",
     "mpi_missing_message",

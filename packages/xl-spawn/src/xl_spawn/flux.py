@@ -2,7 +2,8 @@
 
 :class:`FluxRequest` is what one job asks of the instance, checked against flux's own rules when it is made.
 :func:`flux_job_plan` turns it, a command and an environment into a :class:`FluxJobPlan` (pure, no flux needed),
-and :func:`flux_jobspec` applies that plan to a ``flux.job.JobspecV1``. :class:`FluxJobSpawner` submits the
+:func:`flux_jobspec_dict` renders that plan as the jobspec dict flux gets (pure), and :func:`flux_jobspec` makes a
+``flux.job.JobspecV1`` of it. :class:`FluxJobSpawner` submits the
 jobspec through a ``flux.job.FluxExecutor`` and behaves like :class:`xl_spawn.SubprocessSpawner`: a sentinel fd
 that becomes readable when the job ends, ``poll``/``wait``/``shutdown``, an exit status, a description.
 
@@ -40,6 +41,7 @@ __all__ = [
     "FluxRequest",
     "flux_job_plan",
     "flux_jobspec",
+    "flux_jobspec_dict",
     "import_flux",
 ]
 
@@ -263,29 +265,73 @@ def flux_job_plan(
     )
 
 
+def _resource(kind: str, count: int, children: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    resource: dict[str, Any] = {"type": kind, "count": count}
+    if children:
+        resource["with"] = children
+    return resource
+
+
+def flux_jobspec_dict(plan: FluxJobPlan) -> dict[str, Any]:
+    """The version-1 jobspec (RFC 14/25) of ``plan`` as a JSON-ready dict (pure, no flux needed).
+
+    It is what ``JobspecV1.from_command`` (``from_nest_command`` when ``plan.nested``) builds and the setters for
+    cwd, environment, duration, shell options and output files add: ``slot`` ("task") with ``core`` and ``gpu``
+    children, inside ``node`` when there is a node count; one task per slot, or a ``total`` when the tasks do
+    not divide evenly over the nodes; ``attributes.system`` with ``duration`` (0 is no limit), ``cwd``,
+    ``environment`` and ``shell.options``. Urgency is not part of a jobspec: it goes with the submission
+    (:meth:`FluxJobPlan.submit_kwargs`). tests/flux compares this dict with the bindings' own.
+    """
+    children = [_resource("core", plan.cores_per_task)]
+    if plan.gpus_per_task:
+        children.append(_resource("gpu", plan.gpus_per_task))
+    count: dict[str, int] = {"per_slot": 1}
+    if plan.num_nodes is None:
+        top = {**_resource("slot", plan.num_tasks, children), "label": "task"}
+    else:
+        # flux spreads the slots over the nodes; an uneven split keeps the exact task count as a total
+        slots = -(-plan.num_tasks // plan.num_nodes)
+        if plan.num_tasks % plan.num_nodes:
+            count = {"total": plan.num_tasks}
+        top = _resource("node", plan.num_nodes, [{**_resource("slot", slots, children), "label": "task"}])
+        if plan.exclusive:
+            top["exclusive"] = True
+    options: dict[str, Any] = {}
+    command = list(plan.command)
+    if plan.nested:  # a flux instance of its own: one broker per node, its initial program is the command
+        command = ["flux", "broker", *command]
+        options.update({"per-resource": {"type": "node"}, "mpi": "none", "exit-timeout": "none"})
+    for key, value in plan.shell_options:  # a dotted key nests, as JobspecV1.setattr_shell_option does
+        *parents, leaf = key.split(".")
+        branch = options
+        for part in parents:
+            branch = branch.setdefault(part, {})
+        branch[leaf] = value
+    output = {
+        name: {"type": "file", "path": path}
+        for name, path in (("stdout", plan.stdout), ("stderr", plan.stderr))
+        if path is not None
+    }
+    if output:
+        options["output"] = output
+    system: dict[str, Any] = {
+        "duration": 0 if plan.duration is None else float(plan.duration),
+        "cwd": plan.cwd,
+        "environment": dict(plan.environment),
+    }
+    if options:
+        system["shell"] = {"options": options}
+    return {
+        "resources": [top],
+        "tasks": [{"command": command, "slot": "task", "count": count}],
+        "attributes": {"system": system},
+        "version": 1,
+    }
+
+
 def flux_jobspec(plan: FluxJobPlan) -> Any:
-    """A ``flux.job.JobspecV1`` made from ``plan`` (needs the flux bindings)."""
-    flux = import_flux()
-    build = flux.job.JobspecV1.from_nest_command if plan.nested else flux.job.JobspecV1.from_command
-    slots = {"num_slots": plan.num_tasks, "cores_per_slot": plan.cores_per_task, "gpus_per_slot": plan.gpus_per_task}
-    tasks = {"num_tasks": plan.num_tasks, "cores_per_task": plan.cores_per_task, "gpus_per_task": plan.gpus_per_task}
-    jobspec = build(
-        list(plan.command),
-        num_nodes=plan.num_nodes,
-        exclusive=plan.exclusive,
-        **(slots if plan.nested else tasks),
-    )
-    jobspec.cwd = plan.cwd
-    jobspec.environment = dict(plan.environment)
-    if plan.duration is not None:
-        jobspec.duration = plan.duration
-    for name, value in plan.shell_options:
-        jobspec.setattr_shell_option(name, value)
-    if plan.stdout is not None:
-        jobspec.stdout = plan.stdout
-    if plan.stderr is not None:
-        jobspec.stderr = plan.stderr
-    return jobspec
+    """A ``flux.job.JobspecV1`` of :func:`flux_jobspec_dict` (needs the flux bindings, which validate it)."""
+    return import_flux().job.JobspecV1(**flux_jobspec_dict(plan))
 
 
 @dataclass(frozen=True)
