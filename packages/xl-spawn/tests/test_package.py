@@ -69,6 +69,7 @@ def test_mpi_slurm_and_flux_names_load_on_first_use() -> None:
         "xl_spawn.mpi",
         "xl_spawn.srun",
         "xl_spawn.sbatch",
+        "xl_spawn.batch",
         "xl_spawn.flux",
         "xl_spawn.flux_batch",
         "flux",

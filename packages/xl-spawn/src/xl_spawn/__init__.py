@@ -17,6 +17,7 @@ from xl_spawn.exitcodes import describe_returncode
 from xl_spawn.process import Spawner, SubprocessSpawner
 
 if TYPE_CHECKING:
+    from xl_spawn.batch import JOB_LOG_NAME, JobState, SubmissionError
     from xl_spawn.cmdline import pid_runs
     from xl_spawn.flux import (
         FluxJobFailure,
@@ -39,10 +40,7 @@ if TYPE_CHECKING:
     )
     from xl_spawn.sbatch import (
         DEFAULT_SLURM_TEMPLATE,
-        JOB_LOG_NAME,
-        JobState,
         SlurmQueue,
-        SubmissionError,
         job_script_variables,
         render_job_script,
         template_variables,
@@ -73,10 +71,10 @@ _LAZY = {
     "mpiexec_argv": "mpi",
     "parse_mpi_version_text": "mpi",
     "DEFAULT_SLURM_TEMPLATE": "sbatch",
-    "JOB_LOG_NAME": "sbatch",
-    "JobState": "sbatch",
+    "JOB_LOG_NAME": "batch",
+    "JobState": "batch",
     "SlurmQueue": "sbatch",
-    "SubmissionError": "sbatch",
+    "SubmissionError": "batch",
     "job_script_variables": "sbatch",
     "render_job_script": "sbatch",
     "template_variables": "sbatch",
