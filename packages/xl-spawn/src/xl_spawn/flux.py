@@ -18,6 +18,7 @@ come with flux-core (conda-forge ``flux-core``/``flux-python``, spack), not from
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import math
@@ -26,6 +27,8 @@ import shlex
 import signal
 import subprocess
 import threading
+import time
+import weakref
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
@@ -62,6 +65,8 @@ EXCEPTION_RETURNCODES = {"timeout": 128 + signal.SIGALRM, "cancel": 128 + signal
 OTHER_FAILURE_RETURNCODE = 1
 #: Seconds ``bootup`` waits for flux to accept a submitted job (it takes milliseconds).
 SUBMIT_TIMEOUT = 60.0
+#: Seconds the exit hook waits, in all, for the jobs it cancels and for the shared FluxExecutor's threads.
+EXIT_TIMEOUT = 5.0
 #: Bytes of the job's stderr ``stderr_tail`` returns when the spawner was not told how many to keep.
 DEFAULT_STDERR_TAIL = 8192
 
@@ -355,6 +360,8 @@ def _failure(error: BaseException) -> FluxJobFailure:
 
 _shared_lock = threading.Lock()
 _shared_executor: Any = None
+_live_spawners: weakref.WeakSet[FluxJobSpawner] = weakref.WeakSet()  # submitted, not shut down yet
+_exit_hook_registered = False
 
 
 def _shared_flux_executor() -> Any:
@@ -364,6 +371,49 @@ def _shared_flux_executor() -> Any:
         if _shared_executor is None:
             _shared_executor = import_flux().job.FluxExecutor(thread_name_prefix="xl-spawn-flux")
         return _shared_executor
+
+
+def _track(spawner: FluxJobSpawner) -> None:
+    """Remember a submitted job for the exit hook, registering the hook on the first one.
+
+    The hook is registered after the FluxExecutor that submitted exists, so it runs before the executor's own
+    exit finalizer (atexit runs last-registered first), which would otherwise join its threads until every job
+    has ended: a process leaving a worker job behind would wait for it, however long it runs."""
+    global _exit_hook_registered
+    with _shared_lock:
+        _live_spawners.add(spawner)
+        if not _exit_hook_registered:
+            atexit.register(_stop_at_exit)
+            _exit_hook_registered = True
+
+
+def _stop_at_exit() -> None:
+    """At interpreter exit: cancel the jobs of spawners nobody shut down and stop the shared FluxExecutor,
+    waiting :data:`EXIT_TIMEOUT` seconds in all; whatever has not ended by then is left to flux."""
+    deadline = time.monotonic() + EXIT_TIMEOUT
+    with _shared_lock:
+        spawners = [spawner for spawner in list(_live_spawners) if not spawner._ended.is_set()]
+        executor = _shared_executor
+    for spawner in spawners:
+        try:
+            spawner._signal("cancel")
+        except Exception as problem:  # the bindings or the instance broke: the others still get theirs
+            logger.warning("could not cancel %s at exit: %r", spawner.describe(), problem)
+    for spawner in spawners:
+        if not spawner._ended.wait(max(0.0, deadline - time.monotonic())):
+            logger.warning("%s did not end within %.1f s of exit; flux keeps it", spawner.describe(), EXIT_TIMEOUT)
+    if executor is None:
+        return
+    # FluxExecutor.shutdown(wait=True) joins until every job it watches has ended: run it where it can be left.
+    stopper = threading.Thread(target=executor.shutdown, name="xl-spawn-flux-exit", daemon=True)
+    stopper.start()
+    stopper.join(max(0.0, deadline - time.monotonic()))
+    if stopper.is_alive():
+        # Its finalizer (flux's private weakref.finalize) would join the same threads at exit without a bound.
+        finalizer = getattr(executor, "_finalizer", None)
+        if finalizer is not None:
+            finalizer.detach()
+        logger.warning("the shared FluxExecutor still watches jobs %.1f s after exit; not waiting", EXIT_TIMEOUT)
 
 
 class FluxJobSpawner:
@@ -471,6 +521,7 @@ class FluxJobSpawner:
             self._shutdown_called = True
             self._close_sentinel()
             raise
+        _track(self)
         logger.debug("submitted %s", self.describe())
 
     def _on_done(self, future: Future[int]) -> None:
@@ -613,6 +664,8 @@ class FluxJobSpawner:
                     self._ended.wait()
             self._close_sentinel()
             self._stopped = True
+        with _shared_lock:
+            _live_spawners.discard(self)
         logger.debug("%s ended", self.describe())
 
     def _signal(self, how: str) -> None:
