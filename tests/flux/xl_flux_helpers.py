@@ -1,10 +1,11 @@
 """A real Flux instance for tests: ``flux start --test-size=2`` (two brokers on this machine, two simulated nodes).
 
-``ensure_flux()`` makes flux usable (running ``scripts/flux-setup.sh`` once when ``/opt/flux`` or the bindings
-are missing) and returns the ``flux`` command; it raises ``FluxUnavailable`` only when ``XL_FLUX_UNAVAILABLE`` is
-set (scripts/test.sh sets it when the installer says flux cannot run on this machine), else ``FluxMissing``:
-tests fail, they do not skip, when flux should work and does not. ``start_flux_instance()`` starts one instance and
-always stops it: ``flux shutdown``, then SIGKILL to its process group. Every blocking call has a timeout.
+``ensure_flux()`` makes flux usable (a conda environment's flux on PATH with its bindings, else running
+``scripts/flux-setup.sh`` once when ``/opt/flux`` or the bindings are missing) and returns the ``flux`` command; it
+raises ``FluxUnavailable`` only when ``XL_FLUX_UNAVAILABLE`` is set (scripts/test.sh sets it when the installer
+says flux cannot run on this machine), else ``FluxMissing``: tests fail, they do not skip, when flux should work
+and does not. ``start_flux_instance()`` starts one instance and always stops it: ``flux shutdown``, then SIGKILL to
+its process group. Every blocking call has a timeout.
 Facts behind the steps: /work/shared/notes/flux.md.
 """
 
@@ -14,6 +15,7 @@ import contextlib
 import importlib
 import os
 import select
+import shutil
 import signal
 import site
 import subprocess
@@ -57,10 +59,14 @@ def _bindings_directory() -> Path | None:
 
 
 def ensure_flux() -> str:
-    """The ``flux`` command, with ``import flux.job`` working in this process."""
+    """The ``flux`` command, with ``import flux.job`` working in this process: /opt/flux's, else a ``flux`` on
+    PATH whose bindings this python imports (a conda environment: ``pixi run -e flux test-flux``)."""
     reason = os.environ.get("XL_FLUX_UNAVAILABLE")
     if reason:
         raise FluxUnavailable(reason)
+    on_path = shutil.which("flux")
+    if not FLUX.is_file() and on_path is not None and bindings_importable():
+        return on_path
     if not (FLUX.is_file() and bindings_importable()):
         try:
             proc = subprocess.run(["bash", str(SETUP)], capture_output=True, text=True, timeout=SETUP_TIMEOUT)

@@ -17,6 +17,7 @@ from xl_spawn.exitcodes import describe_returncode
 from xl_spawn.process import Spawner, SubprocessSpawner
 
 if TYPE_CHECKING:
+    from xl_spawn.batch import JOB_LOG_NAME, JobState, SubmissionError
     from xl_spawn.cmdline import pid_runs
     from xl_spawn.flux import (
         FluxJobFailure,
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
         FluxRequest,
         flux_job_plan,
         flux_jobspec,
+        flux_jobspec_dict,
         import_flux,
     )
     from xl_spawn.flux_batch import DEFAULT_FLUX_TEMPLATE, FluxBatchQueue, flux_job_script_variables
@@ -39,10 +41,7 @@ if TYPE_CHECKING:
     )
     from xl_spawn.sbatch import (
         DEFAULT_SLURM_TEMPLATE,
-        JOB_LOG_NAME,
-        JobState,
         SlurmQueue,
-        SubmissionError,
         job_script_variables,
         render_job_script,
         template_variables,
@@ -64,6 +63,7 @@ _LAZY = {
     "FluxRequest": "flux",
     "flux_job_plan": "flux",
     "flux_jobspec": "flux",
+    "flux_jobspec_dict": "flux",
     "import_flux": "flux",
     "MpiFlavour": "mpi",
     "detect_mpi_flavour": "mpi",
@@ -73,10 +73,10 @@ _LAZY = {
     "mpiexec_argv": "mpi",
     "parse_mpi_version_text": "mpi",
     "DEFAULT_SLURM_TEMPLATE": "sbatch",
-    "JOB_LOG_NAME": "sbatch",
-    "JobState": "sbatch",
+    "JOB_LOG_NAME": "batch",
+    "JobState": "batch",
     "SlurmQueue": "sbatch",
-    "SubmissionError": "sbatch",
+    "SubmissionError": "batch",
     "job_script_variables": "sbatch",
     "render_job_script": "sbatch",
     "template_variables": "sbatch",
@@ -114,6 +114,7 @@ __all__ = [
     "flux_job_plan",
     "flux_job_script_variables",
     "flux_jobspec",
+    "flux_jobspec_dict",
     "import_flux",
     "job_script_variables",
     "mpi4py_available",

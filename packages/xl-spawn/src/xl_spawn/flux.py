@@ -2,7 +2,8 @@
 
 :class:`FluxRequest` is what one job asks of the instance, checked against flux's own rules when it is made.
 :func:`flux_job_plan` turns it, a command and an environment into a :class:`FluxJobPlan` (pure, no flux needed),
-and :func:`flux_jobspec` applies that plan to a ``flux.job.JobspecV1``. :class:`FluxJobSpawner` submits the
+:func:`flux_jobspec_dict` renders that plan as the jobspec dict flux gets (pure), and :func:`flux_jobspec` makes a
+``flux.job.JobspecV1`` of it. :class:`FluxJobSpawner` submits the
 jobspec through a ``flux.job.FluxExecutor`` and behaves like :class:`xl_spawn.SubprocessSpawner`: a sentinel fd
 that becomes readable when the job ends, ``poll``/``wait``/``shutdown``, an exit status, a description.
 
@@ -17,6 +18,7 @@ come with flux-core (conda-forge ``flux-core``/``flux-python``, spack), not from
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import math
@@ -25,6 +27,8 @@ import shlex
 import signal
 import subprocess
 import threading
+import time
+import weakref
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
@@ -40,6 +44,7 @@ __all__ = [
     "FluxRequest",
     "flux_job_plan",
     "flux_jobspec",
+    "flux_jobspec_dict",
     "import_flux",
 ]
 
@@ -60,6 +65,8 @@ EXCEPTION_RETURNCODES = {"timeout": 128 + signal.SIGALRM, "cancel": 128 + signal
 OTHER_FAILURE_RETURNCODE = 1
 #: Seconds ``bootup`` waits for flux to accept a submitted job (it takes milliseconds).
 SUBMIT_TIMEOUT = 60.0
+#: Seconds the exit hook waits, in all, for the jobs it cancels and for the shared FluxExecutor's threads.
+EXIT_TIMEOUT = 5.0
 #: Bytes of the job's stderr ``stderr_tail`` returns when the spawner was not told how many to keep.
 DEFAULT_STDERR_TAIL = 8192
 
@@ -263,29 +270,73 @@ def flux_job_plan(
     )
 
 
+def _resource(kind: str, count: int, children: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    resource: dict[str, Any] = {"type": kind, "count": count}
+    if children:
+        resource["with"] = children
+    return resource
+
+
+def flux_jobspec_dict(plan: FluxJobPlan) -> dict[str, Any]:
+    """The version-1 jobspec (RFC 14/25) of ``plan`` as a JSON-ready dict (pure, no flux needed).
+
+    It is what ``JobspecV1.from_command`` (``from_nest_command`` when ``plan.nested``) builds and the setters for
+    cwd, environment, duration, shell options and output files add: ``slot`` ("task") with ``core`` and ``gpu``
+    children, inside ``node`` when there is a node count; one task per slot, or a ``total`` when the tasks do
+    not divide evenly over the nodes; ``attributes.system`` with ``duration`` (0 is no limit), ``cwd``,
+    ``environment`` and ``shell.options``. Urgency is not part of a jobspec: it goes with the submission
+    (:meth:`FluxJobPlan.submit_kwargs`). tests/flux compares this dict with the bindings' own.
+    """
+    children = [_resource("core", plan.cores_per_task)]
+    if plan.gpus_per_task:
+        children.append(_resource("gpu", plan.gpus_per_task))
+    count: dict[str, int] = {"per_slot": 1}
+    if plan.num_nodes is None:
+        top = {**_resource("slot", plan.num_tasks, children), "label": "task"}
+    else:
+        # flux spreads the slots over the nodes; an uneven split keeps the exact task count as a total
+        slots = -(-plan.num_tasks // plan.num_nodes)
+        if plan.num_tasks % plan.num_nodes:
+            count = {"total": plan.num_tasks}
+        top = _resource("node", plan.num_nodes, [{**_resource("slot", slots, children), "label": "task"}])
+        if plan.exclusive:
+            top["exclusive"] = True
+    options: dict[str, Any] = {}
+    command = list(plan.command)
+    if plan.nested:  # a flux instance of its own: one broker per node, its initial program is the command
+        command = ["flux", "broker", *command]
+        options.update({"per-resource": {"type": "node"}, "mpi": "none", "exit-timeout": "none"})
+    for key, value in plan.shell_options:  # a dotted key nests, as JobspecV1.setattr_shell_option does
+        *parents, leaf = key.split(".")
+        branch = options
+        for part in parents:
+            branch = branch.setdefault(part, {})
+        branch[leaf] = value
+    output = {
+        name: {"type": "file", "path": path}
+        for name, path in (("stdout", plan.stdout), ("stderr", plan.stderr))
+        if path is not None
+    }
+    if output:
+        options["output"] = output
+    system: dict[str, Any] = {
+        "duration": 0 if plan.duration is None else float(plan.duration),
+        "cwd": plan.cwd,
+        "environment": dict(plan.environment),
+    }
+    if options:
+        system["shell"] = {"options": options}
+    return {
+        "resources": [top],
+        "tasks": [{"command": command, "slot": "task", "count": count}],
+        "attributes": {"system": system},
+        "version": 1,
+    }
+
+
 def flux_jobspec(plan: FluxJobPlan) -> Any:
-    """A ``flux.job.JobspecV1`` made from ``plan`` (needs the flux bindings)."""
-    flux = import_flux()
-    build = flux.job.JobspecV1.from_nest_command if plan.nested else flux.job.JobspecV1.from_command
-    slots = {"num_slots": plan.num_tasks, "cores_per_slot": plan.cores_per_task, "gpus_per_slot": plan.gpus_per_task}
-    tasks = {"num_tasks": plan.num_tasks, "cores_per_task": plan.cores_per_task, "gpus_per_task": plan.gpus_per_task}
-    jobspec = build(
-        list(plan.command),
-        num_nodes=plan.num_nodes,
-        exclusive=plan.exclusive,
-        **(slots if plan.nested else tasks),
-    )
-    jobspec.cwd = plan.cwd
-    jobspec.environment = dict(plan.environment)
-    if plan.duration is not None:
-        jobspec.duration = plan.duration
-    for name, value in plan.shell_options:
-        jobspec.setattr_shell_option(name, value)
-    if plan.stdout is not None:
-        jobspec.stdout = plan.stdout
-    if plan.stderr is not None:
-        jobspec.stderr = plan.stderr
-    return jobspec
+    """A ``flux.job.JobspecV1`` of :func:`flux_jobspec_dict` (needs the flux bindings, which validate it)."""
+    return import_flux().job.JobspecV1(**flux_jobspec_dict(plan))
 
 
 @dataclass(frozen=True)
@@ -309,6 +360,8 @@ def _failure(error: BaseException) -> FluxJobFailure:
 
 _shared_lock = threading.Lock()
 _shared_executor: Any = None
+_live_spawners: weakref.WeakSet[FluxJobSpawner] = weakref.WeakSet()  # submitted, not shut down yet
+_exit_hook_registered = False
 
 
 def _shared_flux_executor() -> Any:
@@ -318,6 +371,49 @@ def _shared_flux_executor() -> Any:
         if _shared_executor is None:
             _shared_executor = import_flux().job.FluxExecutor(thread_name_prefix="xl-spawn-flux")
         return _shared_executor
+
+
+def _track(spawner: FluxJobSpawner) -> None:
+    """Remember a submitted job for the exit hook, registering the hook on the first one.
+
+    The hook is registered after the FluxExecutor that submitted exists, so it runs before the executor's own
+    exit finalizer (atexit runs last-registered first), which would otherwise join its threads until every job
+    has ended: a process leaving a worker job behind would wait for it, however long it runs."""
+    global _exit_hook_registered
+    with _shared_lock:
+        _live_spawners.add(spawner)
+        if not _exit_hook_registered:
+            atexit.register(_stop_at_exit)
+            _exit_hook_registered = True
+
+
+def _stop_at_exit() -> None:
+    """At interpreter exit: cancel the jobs of spawners nobody shut down and stop the shared FluxExecutor,
+    waiting :data:`EXIT_TIMEOUT` seconds in all; whatever has not ended by then is left to flux."""
+    deadline = time.monotonic() + EXIT_TIMEOUT
+    with _shared_lock:
+        spawners = [spawner for spawner in list(_live_spawners) if not spawner._ended.is_set()]
+        executor = _shared_executor
+    for spawner in spawners:
+        try:
+            spawner._signal("cancel")
+        except Exception as problem:  # the bindings or the instance broke: the others still get theirs
+            logger.warning("could not cancel %s at exit: %r", spawner.describe(), problem)
+    for spawner in spawners:
+        if not spawner._ended.wait(max(0.0, deadline - time.monotonic())):
+            logger.warning("%s did not end within %.1f s of exit; flux keeps it", spawner.describe(), EXIT_TIMEOUT)
+    if executor is None:
+        return
+    # FluxExecutor.shutdown(wait=True) joins until every job it watches has ended: run it where it can be left.
+    stopper = threading.Thread(target=executor.shutdown, name="xl-spawn-flux-exit", daemon=True)
+    stopper.start()
+    stopper.join(max(0.0, deadline - time.monotonic()))
+    if stopper.is_alive():
+        # Its finalizer (flux's private weakref.finalize) would join the same threads at exit without a bound.
+        finalizer = getattr(executor, "_finalizer", None)
+        if finalizer is not None:
+            finalizer.detach()
+        logger.warning("the shared FluxExecutor still watches jobs %.1f s after exit; not waiting", EXIT_TIMEOUT)
 
 
 class FluxJobSpawner:
@@ -425,6 +521,7 @@ class FluxJobSpawner:
             self._shutdown_called = True
             self._close_sentinel()
             raise
+        _track(self)
         logger.debug("submitted %s", self.describe())
 
     def _on_done(self, future: Future[int]) -> None:
@@ -567,6 +664,8 @@ class FluxJobSpawner:
                     self._ended.wait()
             self._close_sentinel()
             self._stopped = True
+        with _shared_lock:
+            _live_spawners.discard(self)
         logger.debug("%s ended", self.describe())
 
     def _signal(self, how: str) -> None:

@@ -20,16 +20,17 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from xl_spawn.sbatch import (
+from xl_spawn.batch import (
     JOB_LOG_NAME,
     JobState,
-    SlurmQueue,
+    PysqaSubmitter,
     SubmissionError,
-    _run,
-    job_script_variables,
+    base_script_variables,
+    check_run_time_max,
     pysqa_template_variables,
-    render_job_script,
-    template_variables,
+    render_template,
+    run_queue_command,
+    template_names,
 )
 
 __all__ = [
@@ -136,17 +137,20 @@ def flux_job_script_variables(
         raise ValueError(
             f"priority (flux urgency) must be an int between 0 and 31 (16 is the default), got {priority!r}"
         )
-    variables = job_script_variables(
+    variables = base_script_variables(
         job_name=job_name,
         working_directory=working_directory,
         command=command,
         cores=cores,
-        run_time_max=run_time_max,  # checked there (a positive number of seconds)
+        dependency=ids,
+        run_time_max=run_time_max,  # in seconds, as flux --time-limit=...s takes it
         memory_max=memory_max,
         partition=partition,
         extra=extra,
     )
-    variables.update(dependency=ids, dependency_list=ids, run_time_max=run_time_max, priority=priority)
+    if run_time_max is not None:
+        check_run_time_max(run_time_max)
+    variables["priority"] = priority
     return variables
 
 
@@ -194,23 +198,27 @@ class FluxBatchQueue:
         self.pysqa_config_directory = pysqa_config_directory
         self.timeout = timeout
         self.flux = flux
-        # pysqa submission is the same for every queue type: SlurmQueue's, with this directory's queue.yaml
-        self._pysqa = SlurmQueue(pysqa_config_directory=pysqa_config_directory, timeout=timeout)
+        # pysqa reads queue_type (FLUX) from this directory's queue.yaml
+        self._pysqa = (
+            None
+            if pysqa_config_directory is None
+            else PysqaSubmitter(pysqa_config_directory, timeout=timeout, command="flux batch")
+        )
 
     def template_variables(self, template: str | None) -> frozenset[str] | None:
         """The variables of the job script ``submit`` would render for ``template`` (see SlurmQueue)."""
         if self.pysqa_config_directory is not None and template is None:
             return pysqa_template_variables(self.pysqa_config_directory)
-        return template_variables(template if template is not None else DEFAULT_FLUX_TEMPLATE)
+        return template_names(template if template is not None else DEFAULT_FLUX_TEMPLATE)
 
     def submit(self, working_directory: str, variables: Mapping[str, Any], template: str | None = None) -> int:
         """Write ``run_queue.sh`` into ``working_directory`` and ``flux batch`` it there; return the job id."""
-        if self.pysqa_config_directory is not None and template is None:
+        if self._pysqa is not None and template is None:
             return self._pysqa.submit(working_directory, variables)
         script = os.path.join(working_directory, "run_queue.sh")
         with open(script, "w", encoding="utf-8") as handle:
-            handle.write(render_job_script(template if template is not None else DEFAULT_FLUX_TEMPLATE, variables))
-        out = _run(flux_batch_argv(script, flux=self.flux), cwd=working_directory, timeout=self.timeout)
+            handle.write(render_template(template if template is not None else DEFAULT_FLUX_TEMPLATE, variables))
+        out = run_queue_command(flux_batch_argv(script, flux=self.flux), cwd=working_directory, timeout=self.timeout)
         for line in out.splitlines()[::-1]:  # the id, after any warning flux printed
             try:
                 return parse_job_id(line)
@@ -222,8 +230,8 @@ class FluxBatchQueue:
         """The state of every job of ``job_ids`` the instance knows (ids it does not know are left out)."""
         if not job_ids:
             return {}
-        return parse_flux_jobs(_run(flux_jobs_argv(job_ids, flux=self.flux), timeout=self.timeout))
+        return parse_flux_jobs(run_queue_command(flux_jobs_argv(job_ids, flux=self.flux), timeout=self.timeout))
 
     def cancel(self, job_ids: Sequence[int]) -> None:
         if job_ids:
-            _run(flux_cancel_argv(job_ids, flux=self.flux), timeout=self.timeout)
+            run_queue_command(flux_cancel_argv(job_ids, flux=self.flux), timeout=self.timeout)

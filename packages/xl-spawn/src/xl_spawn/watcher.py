@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from xl_spawn.sbatch import JobState
+from xl_spawn.batch import JobState
 
 __all__ = [
     "GROWTH",
