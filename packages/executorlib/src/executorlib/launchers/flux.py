@@ -81,16 +81,6 @@ def flux_exception(stderr_tail: str) -> str | None:
     return found[-1] if found else None
 
 
-def flux_job_name(job_id: int) -> str:
-    """How flux prints a job id (``ƒ2X5Zyb``); the number when the bindings cannot say."""
-    try:
-        from xl_spawn import import_flux
-
-        return str(import_flux().job.JobID(job_id).f58)
-    except Exception:  # no bindings: the number still identifies the job
-        return str(job_id)
-
-
 def flux_job_step(resources: Resources, command: Sequence[str], *, pmi_mode: str | None) -> list[str]:
     """``command`` as a flux batch job sized for ``resources`` runs it: as is for one core, else under ``flux run``
     on every rank of the batch job's own instance.

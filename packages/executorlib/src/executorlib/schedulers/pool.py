@@ -31,6 +31,7 @@ from executorlib.schedulers.workers import (
     WorkerScheduler,
     death_error,
     overtime_error,
+    process_name,
     settle,
     start_worker,
 )
@@ -340,9 +341,9 @@ class PoolScheduler(WorkerScheduler):
         elif self._restarts_left[worker.worker_index] > 0:
             self._restarts_left[worker.worker_index] -= 1
             log.warning(
-                "worker %d (pid %s) %s; starting another in its place (%d of restart_limit=%d restarts left)",
+                "worker %d (%s) %s; starting another in its place (%d of restart_limit=%d restarts left)",
                 worker_id,
-                worker.spawner.pid,
+                process_name(worker.spawner),
                 "was killed: its task exceeded run_time_max" if worker.doomed else "died",
                 self._restarts_left[worker.worker_index],
                 self._restart_limit,
@@ -370,7 +371,7 @@ class PoolScheduler(WorkerScheduler):
             return
         error = ExecutorlibSocketError(
             f"all {self._size} workers of this executor died (restart_limit={self._restart_limit}); "
-            f"the last was worker {worker_id} with pid {worker.spawner.pid}. Create a new executor, or raise "
+            f"the last was worker {worker_id} ({process_name(worker.spawner)}). Create a new executor, or raise "
             "restart_limit to restart workers that die"
         )
         if problem is not None:

@@ -74,6 +74,11 @@ def overtime_error(item: TaskItem) -> TimeoutError:
     )
 
 
+def process_name(spawner: WorkerSpawner) -> str:
+    """What a worker runs as, in messages: ``pid 1234``, ``flux job ƒ2X5Zyb``, ``SLURM job 17``."""
+    return spawner.describe().split(" (")[0]
+
+
 def death_error(worker_id: int, worker_index: int, spawner: WorkerSpawner, what: str) -> ExecutorlibSocketError:
     code = spawner.returncode
     exit_text = describe_returncode(code) if code is not None else "an unknown status"
@@ -89,16 +94,16 @@ def death_error(worker_id: int, worker_index: int, spawner: WorkerSpawner, what:
         hint = " (SIGSEGV means a crash in compiled code; the worker's stderr shows the native stack)"
     # Kept only when the launcher asks: slurmstepd names a step's fate, a flux job ends with flux's exception.
     last_words = spawner.stderr_tail()
-    process = f"pid {spawner.pid}"
+    process = process_name(spawner)
     if code is not None and last_words:
         from xl_spawn import describe_srun_exit, parse_slurm_state
 
-        from executorlib.launchers.flux import flux_exception, flux_job_name
+        from executorlib.launchers.flux import flux_exception
 
         if parse_slurm_state(last_words) is not None:
             exit_text, hint = describe_srun_exit(code, last_words), ""
         elif (exception := flux_exception(last_words)) is not None:
-            exit_text, hint, process = f"{exit_text}: {exception}", "", f"flux job {flux_job_name(spawner.pid)}"
+            exit_text, hint = f"{exit_text}: {exception}", ""
     return ExecutorlibSocketError(
         f"worker {worker_id} (executorlib_worker_id {worker_index}, {process}) died with {exit_text}{hint} while {what}"
     )
