@@ -7,6 +7,7 @@ and, for the worker schedulers, Future arguments (parked here until done) and th
 from __future__ import annotations
 
 import logging
+import queue
 import sys
 import sysconfig
 import threading
@@ -264,8 +265,26 @@ class BaseExecutor(Executor):
         self.shutdown(wait=True, cancel_futures=exc_type is KeyboardInterrupt)
 
     def __len__(self) -> int:
-        """Tasks queued and not yet handed to a worker."""
-        return self._scheduler.queued
+        """Tasks not yet handed on (1.x: the size of ``future_queue``); 0 after shutdown."""
+        if self._is_shutdown:
+            return 0
+        with self._shutdown_lock:
+            parked = len(self._parked)
+        return parked + self._scheduler.queued
+
+    @property
+    def future_queue(self) -> queue.Queue[dict[str, Any]] | None:
+        """executorlib 1.x's queue of tasks not yet handed on, None after shutdown. Here it is a snapshot, one
+        ``{"future": f}`` per task, tasks waiting for Future arguments first: putting into it runs nothing, and
+        cancelling its Futures (``executorlib.api.cancel_items_in_queue``) cancels those tasks."""
+        if self._is_shutdown:
+            return None
+        with self._shutdown_lock:
+            futures = [parked.future for parked in self._parked]
+        snapshot: queue.Queue[dict[str, Any]] = queue.Queue()
+        for future in [*futures, *self._scheduler.pending()]:
+            snapshot.put({"future": future})
+        return snapshot
 
     def __bool__(self) -> bool:
         return True
