@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 from concurrent.futures import CancelledError, Future
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -93,3 +94,34 @@ def test_future_queue_and_len_count_the_tasks_not_handed_on() -> None:
         upstream.set_result(-1)
         exe.shutdown(wait=True)
     assert exe.future_queue is None and len(exe) == 0
+
+
+def wants_resources(x: int, resource_dict: dict[str, Any]) -> int:
+    return x
+
+
+def wants_resources_by_keyword(x: int, *, resource_dict: dict[str, Any] | None = None) -> int:
+    return x
+
+
+class Callable1x:
+    def __call__(self, resource_dict: dict[str, Any]) -> None:
+        pass
+
+
+@pytest.mark.timeout(60)
+def test_a_function_with_a_resource_dict_parameter_is_rejected_at_submit(tmp_path: Path) -> None:
+    from executorlib.api import TestClusterExecutor
+
+    with SingleNodeExecutor() as exe:
+        for fn in (wants_resources, wants_resources_by_keyword, Callable1x()):
+            with pytest.raises(ValueError, match=r"parameter named 'resource_dict'.*rename that parameter"):
+                exe.submit(fn, 1, resource_dict={})
+        with pytest.raises(ValueError, match="resource_dict"):
+            exe.submit(wants_resources, 1, {})
+        assert exe.submit(max, 1, 2).result(timeout=30) == 2  # no signature to read: accepted
+    with TestClusterExecutor() as exe, pytest.raises(ValueError, match="resource_dict"):
+        exe.submit(wants_resources, 1, resource_dict={})
+    graph = SingleNodeExecutor(plot_dependency_graph_filename=str(tmp_path / "graph.dot"))
+    with graph as exe, pytest.raises(ValueError, match="resource_dict"):
+        exe.submit(wants_resources, 1, resource_dict={})
