@@ -38,3 +38,25 @@ def test_terminate_stops_a_local_process_left_running(tmp_path: Path) -> None:
     assert not pending.exists()
     assert future.exception(timeout=TIMEOUT) is not None  # its end, seen through the pidfd: the process is gone
     assert not pid_runs(pid, pending.name)
+
+
+@pytest.mark.timeout(120)
+def test_terminate_task_in_cache_stops_only_the_named_task(tmp_path: Path) -> None:
+    from executorlib.api import TestClusterExecutor
+    from executorlib.terminate import terminate_task_in_cache, terminate_tasks_in_cache
+
+    cache = tmp_path / "cache"
+    exe = TestClusterExecutor(cache_directory=str(cache))
+    first = exe.submit(sleep_long, 600, resource_dict={"cache_key": "first"})
+    second = exe.submit(sleep_long, 601, resource_dict={"cache_key": "second"})
+    exe.shutdown(wait=False)
+
+    stopped = terminate_task_in_cache(str(cache), "first", pysqa_config_directory=None, backend=None)
+
+    assert [record["cache_key"] for record in stopped] == ["first"]
+    assert not (cache / "first_i.h5").exists() and (cache / "second_i.h5").exists()
+    assert first.exception(timeout=TIMEOUT) is not None
+    assert [record["cache_key"] for record in terminate_tasks_in_cache(str(cache), pysqa_config_directory=None)] == [
+        "second"
+    ]
+    assert second.exception(timeout=TIMEOUT) is not None

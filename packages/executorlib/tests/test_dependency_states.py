@@ -58,6 +58,9 @@ class RecordingScheduler:
     def queued(self) -> int:
         return 0
 
+    def pending(self) -> list[Future[Any]]:
+        return []
+
     def info(self) -> dict[str, Any]:
         return {}
 

@@ -15,6 +15,7 @@ from xl_comm.framing import (
     ProtocolError,
     new_key,
     open_body,
+    open_frames,
     open_header,
     pack_body,
     seal,
@@ -123,7 +124,7 @@ def test_body_that_does_not_unpickle_names_its_task() -> None:
 
 def test_directions_do_not_share_kinds() -> None:
     assert not (TO_WORKER & TO_EXECUTOR)
-    assert set(Kind) == TO_WORKER | TO_EXECUTOR
+    assert set(Kind) == TO_WORKER | TO_EXECUTOR | {Kind.API_DICT}  # API_DICT: executorlib.api, both ways
 
 
 big_buffers = st.lists(st.integers(70_000, 140_000), min_size=1, max_size=3)
@@ -204,3 +205,17 @@ def test_received_zmq_frames_of_any_envelope_size_open(size: int) -> None:
     tampered[HEADER_BYTES + size // 2] ^= 1
     with pytest.raises(AuthenticationError):
         open_header(KEY, [zmq.Frame(bytes(tampered))])
+
+
+@given(values, st.integers(1, 2**64 - 1))
+def test_open_frames_returns_the_verified_body_unpickled_by_nobody(value: Any, seq: int) -> None:
+    from xl_serial import dumps, loads
+
+    header = Header(Kind.API_DICT, 0, seq, 0)
+    frames = _raw(seal(KEY, header, dumps({"x": value})))
+    opened, body = open_frames(KEY, frames)
+    assert opened == header
+    assert loads(body) == {"x": value}
+    tampered = [frames[0][:-1] + bytes([frames[0][-1] ^ 1]), *frames[1:]]
+    with pytest.raises(AuthenticationError):
+        open_frames(KEY, tampered)

@@ -1,29 +1,30 @@
-"""The names other libraries may build on (semver-stable)."""
+"""The names other libraries may build on (semver-stable): executorlib 1.x's ``executorlib.api``, plus ours."""
 
 from __future__ import annotations
 
-from xl_serial import register_by_value
-from xl_spawn import SubprocessSpawner
-
-from executorlib.errors import ExecutorlibSocketError, ResourceDictError
+from executorlib.compat.helpers import cancel_items_in_queue, cloudpickle_register, get_command_path
+from executorlib.compat.interface import SocketInterface, interface_bootup
+from executorlib.compat.spawners import MpiExecSpawner, SubprocessSpawner
+from executorlib.compat.wire import interface_connect, interface_receive, interface_send, interface_shutdown
+from executorlib.errors import AuthenticationError, ExecutorlibSocketError, ResourceDictError
 from executorlib.executors.cluster import TestClusterExecutor
 from executorlib.resources import Resources
 
-
-def cloudpickle_register(ind: int = 0) -> None:
-    """Pickle by value the functions of the module ``ind`` frames above the caller (executorlib 1.x helper)."""
-    import sys
-
-    module_name = sys._getframe(ind + 1).f_globals.get("__name__")
-    if isinstance(module_name, str) and module_name in sys.modules:
-        register_by_value(module_name)
-
-
 __all__ = [
+    "AuthenticationError",
     "ExecutorlibSocketError",
+    "MpiExecSpawner",
     "ResourceDictError",
     "Resources",
+    "SocketInterface",
     "SubprocessSpawner",
     "TestClusterExecutor",
+    "cancel_items_in_queue",
     "cloudpickle_register",
+    "get_command_path",
+    "interface_bootup",
+    "interface_connect",
+    "interface_receive",
+    "interface_send",
+    "interface_shutdown",
 ]

@@ -26,3 +26,8 @@ class JobFailedError(RuntimeError):
         self.state = state
         self.queue_id = queue_id
         self.log_file = log_file
+
+
+class AuthenticationError(ExecutorlibSocketError):
+    """A message of ``executorlib.api``'s socket interface that was not sealed with this process tree's key
+    (``EXECUTORLIB_API_KEY``) or that repeats an earlier one. It was refused before anything was unpickled."""

@@ -95,6 +95,9 @@ class NoScheduler:
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         pass
 
+    def pending(self) -> list[Future[Any]]:
+        return []
+
     def info(self) -> dict[str, Any]:
         return {"plot_dependency_graph": True}
 

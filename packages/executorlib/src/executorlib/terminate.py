@@ -1,4 +1,5 @@
-"""``terminate_tasks_in_cache``: stop the jobs of every pending task in a cache directory (executorlib 1.x)."""
+"""``terminate_tasks_in_cache`` and ``terminate_task_in_cache``: stop the jobs of the pending tasks in a cache
+directory (executorlib 1.x)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,48 @@ from typing import Any
 
 
 def terminate_tasks_in_cache(
-    cache_directory: str | os.PathLike[str], config_directory: str | None = None, backend: str | None = None
+    cache_directory: str | os.PathLike[str],
+    pysqa_config_directory: str | None = None,
+    backend: str | None = None,
+    *,
+    config_directory: str | None = None,
 ) -> list[dict[str, Any]]:
     """Cancel the job of every pending task (``<key>_i.h5`` with a recorded ``queue_id``) and delete its task
     file; return the entries that were stopped. ``backend="slurm"`` cancels with one ``scancel`` call;
     ``None`` means local processes (``TestClusterExecutor``), each checked to be that task's worker before it is
-    signalled. Finished results stay in the cache."""
+    signalled. Finished results stay in the cache. ``config_directory`` is our older name of
+    ``pysqa_config_directory`` (1.x's)."""
+    return _terminate(cache_directory, None, _config(pysqa_config_directory, config_directory), backend)
+
+
+def terminate_task_in_cache(
+    cache_directory: str | os.PathLike[str],
+    cache_key: str,
+    pysqa_config_directory: str | None = None,
+    backend: str | None = None,
+    *,
+    config_directory: str | None = None,
+) -> list[dict[str, Any]]:
+    """:func:`terminate_tasks_in_cache` for the one task ``cache_key``."""
+    return _terminate(cache_directory, cache_key, _config(pysqa_config_directory, config_directory), backend)
+
+
+def _config(pysqa_config_directory: str | None, config_directory: str | None) -> str | None:
+    if (
+        pysqa_config_directory is not None
+        and config_directory is not None
+        and (pysqa_config_directory != config_directory)
+    ):
+        raise ValueError(
+            f"pysqa_config_directory={pysqa_config_directory!r} and config_directory={config_directory!r} name the "
+            "same setting (config_directory is the older name); pass only pysqa_config_directory"
+        )
+    return pysqa_config_directory if pysqa_config_directory is not None else config_directory
+
+
+def _terminate(
+    cache_directory: str | os.PathLike[str], cache_key: str | None, config_directory: str | None, backend: str | None
+) -> list[dict[str, Any]]:
     from xl_cache import QUEUE_ID_FILE_NAME, job_directory, list_entries, read_queue_id_file
     from xl_spawn import pid_runs
 
@@ -22,7 +59,7 @@ def terminate_tasks_in_cache(
         raise ValueError(f"backend must be None (local processes) or 'slurm', got {backend!r}")
     stopped: list[tuple[Any, int]] = []
     for entry in list_entries(cache_directory):
-        if entry.status != "pending":
+        if entry.status != "pending" or (cache_key is not None and entry.key != cache_key):
             continue
         # a batch job's id is in the task file; a local process's pid in the sidecar beside it
         sidecar = os.path.join(job_directory(os.path.dirname(entry.path), entry.key), QUEUE_ID_FILE_NAME)

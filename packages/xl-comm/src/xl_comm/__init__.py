@@ -12,15 +12,29 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from xl_comm.assist import AssistedFuture
-    from xl_comm.framing import PROTOCOL_VERSION, AuthenticationError, ProtocolError, pack_task
+    from xl_comm.framing import (
+        KEY_BYTES,
+        PROTOCOL_VERSION,
+        AuthenticationError,
+        Header,
+        ProtocolError,
+        open_frames,
+        pack_task,
+        seal,
+    )
     from xl_comm.hub import Hub, HubHandler
     from xl_comm.keys import KEY_FILE_ENV, discard_key_file
     from xl_comm.messages import Failure, Hello, Init, Kind, Result, Shutdown, Task
     from xl_comm.team import EXIT_TEAM_ABORTED
+    from xl_comm.worker_loop import ExecutorGuard
 
 _LAZY = {
     "AssistedFuture": "assist",
+    "KEY_BYTES": "framing",
     "PROTOCOL_VERSION": "framing",
+    "Header": "framing",
+    "open_frames": "framing",
+    "seal": "framing",
     "AuthenticationError": "framing",
     "ProtocolError": "framing",
     "pack_task": "framing",
@@ -36,15 +50,19 @@ _LAZY = {
     "Shutdown": "messages",
     "Task": "messages",
     "EXIT_TEAM_ABORTED": "team",
+    "ExecutorGuard": "worker_loop",
 }
 
 __all__ = [
     "EXIT_TEAM_ABORTED",
+    "KEY_BYTES",
     "KEY_FILE_ENV",
     "PROTOCOL_VERSION",
     "AssistedFuture",
     "AuthenticationError",
+    "ExecutorGuard",
     "Failure",
+    "Header",
     "Hello",
     "Hub",
     "HubHandler",
@@ -55,7 +73,9 @@ __all__ = [
     "Shutdown",
     "Task",
     "discard_key_file",
+    "open_frames",
     "pack_task",
+    "seal",
 ]
 
 

@@ -167,6 +167,13 @@ def open_header(key: bytes, frames: Sequence[Any]) -> Header:
     return Header(message_kind, worker_id, seq, task_id)
 
 
+def open_frames(key: bytes, frames: Sequence[Any]) -> tuple[Header, list[Any]]:
+    """Verify frames like :func:`open_header`; return the header and the body frames (the pickle stream, then
+    the out-of-band buffers) for a receiver that unpickles them itself. Nothing is unpickled here."""
+    header = open_header(key, frames)
+    return header, [_stream(frames[0]), *frames[1:]]
+
+
 def open_body(header: Header, frames: Sequence[Any]) -> Message:
     """Unpickle the body of frames whose header already verified; BodyError if that fails."""
     return _decode(header, [_stream(frames[0]), *frames[1:]])

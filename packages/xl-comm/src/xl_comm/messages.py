@@ -26,6 +26,9 @@ class Kind(enum.IntEnum):
     RESULT = 66
     FAILURE = 67
     REPLIES = 68  # several Result/Failure messages in one
+    # A dict of executorlib's 1.x-compatible socket API (executorlib.api): it travels both ways on a PAIR
+    # socket under a key of its own, never on a Hub's sockets, so it is in neither direction's set.
+    API_DICT = 96
 
 
 TO_WORKER = frozenset({Kind.INIT, Kind.TASK, Kind.SHUTDOWN, Kind.BATCH, Kind.SETTLED})

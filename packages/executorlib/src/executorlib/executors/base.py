@@ -6,10 +6,13 @@ and, for the worker schedulers, Future arguments (parked here until done) and th
 
 from __future__ import annotations
 
+import inspect
 import logging
+import queue
 import sys
 import sysconfig
 import threading
+import types
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import CancelledError, Executor, Future
@@ -81,6 +84,12 @@ class BaseExecutor(Executor):
         """Schedule ``fn(*args, **kwargs)``; ``resource_dict`` overrides the executor's resources for this call."""
         if not callable(fn):
             raise TypeError(f"submit() needs a callable as its first argument, got {type(fn).__name__} {fn!r}")
+        if takes_resource_dict(fn):
+            raise ValueError(
+                f"submit({function_name(fn)}, ...): the function has a parameter named 'resource_dict', a name "
+                "executorlib reserves for the resources of a call (submit(fn, resource_dict=...)), so the function "
+                "could never receive it (executorlib 1.x rejects it too); rename that parameter"
+            )
         if self._is_shutdown:  # read without the lock: the scheduler checks again under its own
             raise RuntimeError("cannot schedule new futures after shutdown")
         resources, extras = self._task_resources(resource_dict) if resource_dict else (self._resources, self._extras)
@@ -264,8 +273,26 @@ class BaseExecutor(Executor):
         self.shutdown(wait=True, cancel_futures=exc_type is KeyboardInterrupt)
 
     def __len__(self) -> int:
-        """Tasks queued and not yet handed to a worker."""
-        return self._scheduler.queued
+        """Tasks not yet handed on (1.x: the size of ``future_queue``); 0 after shutdown."""
+        if self._is_shutdown:
+            return 0
+        with self._shutdown_lock:
+            parked = len(self._parked)
+        return parked + self._scheduler.queued
+
+    @property
+    def future_queue(self) -> queue.Queue[dict[str, Any]] | None:
+        """executorlib 1.x's queue of tasks not yet handed on, None after shutdown. Here it is a snapshot, one
+        ``{"future": f}`` per task, tasks waiting for Future arguments first: putting into it runs nothing, and
+        cancelling its Futures (``executorlib.api.cancel_items_in_queue``) cancels those tasks."""
+        if self._is_shutdown:
+            return None
+        with self._shutdown_lock:
+            futures = [parked.future for parked in self._parked]
+        snapshot: queue.Queue[dict[str, Any]] = queue.Queue()
+        for future in [*futures, *self._scheduler.pending()]:
+            snapshot.put({"future": future})
+        return snapshot
 
     def __bool__(self) -> bool:
         return True
@@ -278,6 +305,18 @@ class BaseExecutor(Executor):
     def max_workers(self) -> int | None:
         value = self._scheduler.info().get("max_workers")
         return value if isinstance(value, int) else None
+
+
+def takes_resource_dict(fn: Callable[..., Any]) -> bool:
+    """Whether ``fn`` declares a parameter named ``resource_dict`` (False when it has no signature to read, as
+    some builtins). A plain function's code object answers without building a signature (on every submit)."""
+    code = getattr(fn, "__code__", None)
+    if type(fn) is types.FunctionType and code is not None:
+        return "resource_dict" in code.co_varnames[: code.co_argcount + code.co_kwonlyargcount]
+    try:
+        return "resource_dict" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def register_caller_module(depth: int = 1) -> None:

@@ -37,6 +37,16 @@ def check_flag(name: str, value: Any) -> None:
         raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
 
 
+def check_wait_true(wait: bool, executor: str) -> None:
+    """``wait`` is in the interactive executors' signatures for executorlib 1.x's positional order only."""
+    if not wait:
+        raise ValueError(
+            f"{executor}(wait=False): only the cluster executors can leave their jobs running at shutdown; "
+            f"{executor}'s workers are processes of this executor and stop with it. Drop wait=False, and call "
+            "shutdown(wait=False) to return without waiting for the tasks"
+        )
+
+
 def check_executor_options(
     *,
     max_workers: Any,

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from executorlib.accounting import available_cores, core_budget, pool_size
-from executorlib.executors.options import ExecutorOptions
+from executorlib.executors.options import ExecutorOptions, check_wait_true
 from executorlib.executors.socket import SocketExecutor
 from executorlib.gpus import check_gpus
 from executorlib.launchers.local import LocalLauncher
@@ -42,6 +42,10 @@ class SingleNodeExecutor(SocketExecutor):
     later call with the same key, in this run or another, gets the stored result without starting a worker.
     Failures are not cached (as in executorlib 1.x): a call that raised runs again. See :mod:`executorlib.caching`.
 
+    The parameters keep executorlib 1.x's order, so positional 1.x calls work. ``wait`` is there for that order only:
+    True changes nothing, False is an error (only the cluster executors leave jobs running at shutdown). Later
+    parameters (``record_dependency_graph``) are keyword-only.
+
     >>> with SingleNodeExecutor() as exe:
     ...     exe.submit(sum, [1, 2]).result()
     3
@@ -62,12 +66,15 @@ class SingleNodeExecutor(SocketExecutor):
         plot_dependency_graph_filename: str | None = None,
         export_workflow_filename: str | None = None,
         log_obj_size: bool = False,
-        openmpi_oversubscribe: bool = False,
+        wait: bool = True,
         restart_limit: int = 0,
+        openmpi_oversubscribe: bool = False,
+        *,
         record_dependency_graph: bool = False,
     ) -> None:
         options = ExecutorOptions.of(locals())
         options.check()
+        check_wait_true(wait, "SingleNodeExecutor")
         resources = options.resources(SINGLE_NODE_RULES)
         self._budget = core_budget(max_workers, max_cores, available_cores())
         self._launcher = LocalLauncher(openmpi_oversubscribe)

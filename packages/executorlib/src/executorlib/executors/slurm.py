@@ -9,7 +9,7 @@ from typing import Any
 
 from executorlib.accounting import available_cores, core_budget, pool_size
 from executorlib.errors import ResourceDictError
-from executorlib.executors.options import ExecutorOptions, check_pmi_mode
+from executorlib.executors.options import ExecutorOptions, check_pmi_mode, check_wait_true
 from executorlib.executors.socket import SocketExecutor
 from executorlib.launchers.srun import SLURM_JOB_RULES, Allocation, SrunLauncher, current_allocation, single_node
 from executorlib.resources import Resources
@@ -62,12 +62,15 @@ class SlurmJobExecutor(SocketExecutor):
         plot_dependency_graph_filename: str | None = None,
         export_workflow_filename: str | None = None,
         log_obj_size: bool = False,
-        openmpi_oversubscribe: bool = False,
+        wait: bool = True,
         restart_limit: int = 0,
+        openmpi_oversubscribe: bool = False,
+        *,
         record_dependency_graph: bool = False,
     ) -> None:
         options = ExecutorOptions.of(locals())
         options.check()
+        check_wait_true(wait, "SlurmJobExecutor")
         check_pmi_mode(pmi_mode)
         resources = options.resources(SLURM_JOB_RULES)
         self._launcher = SrunLauncher(pmi_mode=pmi_mode, overcommit=openmpi_oversubscribe)

@@ -12,6 +12,7 @@ import itertools
 import logging
 import threading
 from collections import deque
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,6 +111,10 @@ class PerCallScheduler(WorkerScheduler):
     @property
     def queued(self) -> int:
         return len(self._pending)
+
+    def pending(self) -> list[Future[Any]]:
+        with self._cond:
+            return [item.future for item in self._pending]
 
     def info(self) -> dict[str, Any]:
         return {"block_allocation": False, "max_cores": self._budget, "max_workers": self._max_tasks}

@@ -14,6 +14,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -182,6 +183,10 @@ class PoolScheduler(WorkerScheduler):
     @property
     def queued(self) -> int:
         return len(self._pending)
+
+    def pending(self) -> list[Future[Any]]:
+        with self._lock:
+            return [item.future for item in self._pending]
 
     def info(self) -> dict[str, Any]:
         return {

@@ -47,4 +47,7 @@ class Scheduler(Protocol):
     def queued(self) -> int:
         """Calls accepted and not yet handed to a worker or a job."""
 
+    def pending(self) -> list[Future[Any]]:
+        """The Futures of those calls, in order (a snapshot)."""
+
     def info(self) -> dict[str, Any]: ...

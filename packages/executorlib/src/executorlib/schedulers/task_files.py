@@ -359,6 +359,11 @@ class TaskFileScheduler:
         with self._lock:
             return len(self._in_flight) + len(self._waiting)
 
+    def pending(self) -> list[Future[Any]]:
+        with self._lock:
+            tasks = [future for task in self._in_flight.values() for future in task.futures]
+            return tasks + [parked.future for parked in self._waiting]
+
     def info(self) -> dict[str, Any]:
         return {"launcher": self._launcher.name, **self._launcher.info()}
 
