@@ -19,6 +19,7 @@ _LAZY = {
     "FluxJobExecutor": "executorlib.executors.flux",
     "SingleNodeExecutor": "executorlib.executors.single",
     "SlurmClusterExecutor": "executorlib.executors.cluster",
+    "terminate_task_in_cache": "executorlib.terminate",
     "terminate_tasks_in_cache": "executorlib.terminate",
     "SlurmJobExecutor": "executorlib.executors.slurm",
     "get_cache_data": "xl_cache",
@@ -56,4 +57,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+    return sorted({*globals(), *__all__, *_LAZY})

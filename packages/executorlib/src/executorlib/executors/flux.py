@@ -10,7 +10,7 @@ from typing import Any
 from executorlib.accounting import core_budget, pool_size
 from executorlib.errors import ResourceDictError
 from executorlib.executors.cluster import ClusterExecutor
-from executorlib.executors.options import ExecutorOptions
+from executorlib.executors.options import ExecutorOptions, check_wait_true
 from executorlib.executors.socket import SocketExecutor
 from executorlib.launchers.batch_jobs import BatchJobLauncher, BatchSystem
 from executorlib.launchers.flux import FLUX_JOB_RULES, FluxInstance, FluxLauncher, current_instance
@@ -103,11 +103,7 @@ class FluxJobExecutor(SocketExecutor):
     ) -> None:
         options = ExecutorOptions.of(locals())
         options.check()
-        if not wait:
-            raise ValueError(
-                "FluxJobExecutor(wait=False): only the cluster executors leave jobs running at shutdown; a "
-                "FluxJobExecutor's workers talk to this process and end with it. Use FluxClusterExecutor"
-            )
+        check_wait_true(wait, "FluxJobExecutor")
         check_flux_pmi_mode(pmi_mode)
         check_no_oversubscribe("FluxJobExecutor", openmpi_oversubscribe)
         for name, flag in (("flux_executor_nesting", flux_executor_nesting), ("flux_log_files", flux_log_files)):
