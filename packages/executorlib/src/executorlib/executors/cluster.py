@@ -103,6 +103,7 @@ class ClusterExecutor(BaseExecutor):
             os.path.join(directory, "workers"), system=system, resources=resources, extras=extras
         )
         check_job_script_keys(system, resources, extras, where=where)
+        launcher.check(resources, where=where)
         register_caller_module(depth=2)
         scheduler = PoolScheduler(
             workers=workers,
@@ -120,6 +121,7 @@ class ClusterExecutor(BaseExecutor):
             rules=rules,
             fixed_resources=True,
             disable_dependencies=options.disable_dependencies,
+            record_dependency_graph=options.record_dependency_graph,
             wait=options.wait,
         )
 

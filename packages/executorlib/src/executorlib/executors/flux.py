@@ -232,14 +232,20 @@ class FluxClusterExecutor(ClusterExecutor):
         config = os.fspath(pysqa_config_directory) if pysqa_config_directory is not None else None
         options = ExecutorOptions.of(locals())
         graph_only = options.graph() is not None
-        if not graph_only:
-            current_instance("FluxClusterExecutor")  # a clear error outside any instance, before any file is written
+        # Outside any instance: a clear error before any file is written (graph mode runs nothing, needs none).
+        self._instance = None if graph_only else current_instance("FluxClusterExecutor")
         from executorlib.launchers.flux_jobs import flux_batch_system
 
         def system() -> BatchSystem:
-            return flux_batch_system(pysqa_config_directory=config, pmi_mode=pmi_mode)
+            assert self._instance is not None
+            return flux_batch_system(self._instance, pysqa_config_directory=config, pmi_mode=pmi_mode)
 
         if block_allocation and not graph_only:
             self._compose_worker_jobs(options, FLUX_CLUSTER_RULES, system())
         else:
             self._compose_task_files(options, FLUX_CLUSTER_RULES, lambda: BatchJobLauncher(system()))
+
+    @property
+    def instance(self) -> FluxInstance | None:
+        """The flux instance the batch jobs run in (None in graph mode, which runs nothing)."""
+        return self._instance

@@ -68,6 +68,8 @@ class BatchSystem:
     variables: ScriptVariables
     default_template: str  # the job script when no template is given
     default_template_name: str  # how messages name it
+    #: rejects at construction or submit() a request the system can never run (e.g. larger than the instance)
+    check_request: Callable[[Resources, str], None] = lambda resources, where: None
 
     def render(self, template: str | None, variables: Mapping[str, Any]) -> str:
         from xl_spawn import render_job_script
@@ -125,6 +127,7 @@ class BatchJobLauncher:
                 ) from problem
             self._valid_templates.add(template)
         check_job_script_keys(self.system, resources, extras, where=where)
+        self.system.check_request(resources, where)
 
     def info(self) -> dict[str, Any]:
         return {"watched": len(self._watcher), "status_queries": self.queries}

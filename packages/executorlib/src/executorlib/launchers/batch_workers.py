@@ -72,7 +72,9 @@ class BatchWorkerLauncher:
     # -- the Launcher protocol ----------------------------------------------------------------------------------
 
     def check(self, resources: Resources, *, where: str) -> None:
-        """Anything the queue accepts; a job that cannot run fails through the submission's own message."""
+        """What the batch system can run at all; else a job that cannot run fails through the submission's own
+        message."""
+        self.system.check_request(resources, where)
 
     def argv(self, resources: Resources, worker_args: Sequence[str]) -> list[str]:
         ranks = ["--mpi"] if resources.cores > 1 else []
