@@ -22,10 +22,12 @@ class Resources:
     each executor rejects, naming the fix, the keys it cannot honour.
 
     Args:
-        cores: MPI ranks of the call, the function running on each (rank 0's result is returned); more than 1
-            needs mpi4py and an MPI launcher. Default 1.
+        cores: MPI ranks of the call, the function running on each; the call's value is the list of every
+            rank's value, in rank order. More than 1 needs mpi4py (``executorlib[mpi]``) and an MPI launcher.
+            Default 1.
         threads_per_core: CPUs for each rank; a call occupies ``cores`` x ``threads_per_core`` of the core budget
-            (srun ``--cpus-per-task``, flux cores per task). Default 1.
+            (locally ``OMP_NUM_THREADS`` and the BLAS thread variables, srun ``--cpus-per-task``, flux cores per
+            task). Default 1.
         gpus_per_core: GPUs for each rank (srun ``--gpus-per-task``, flux GPUs per task; locally the visible GPUs
             are split among the workers). Default 0.
         cwd: Working directory the function runs in. None (default): the executor's default.
