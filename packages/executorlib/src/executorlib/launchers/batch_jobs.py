@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from executorlib.errors import missing_extra
 from executorlib.launchers.protocol import user_import_paths
 from executorlib.resources import Resources, check_template_keys
 from executorlib.task_file import FileTask, JobEnd, record_queue_id
@@ -77,6 +78,17 @@ class BatchSystem:
         return render_job_script(template if template is not None else self.default_template, variables)
 
 
+def require_cluster_extra(system: BatchSystem) -> None:
+    """At construction, not at the first submit: job scripts are jinja2 templates, and a pysqa_config_directory is
+    read by pysqa; both come with ``executorlib[cluster]``."""
+    import importlib.util
+
+    if importlib.util.find_spec("jinja2") is None:
+        raise missing_extra(f"{system.name} batch jobs (their job scripts are jinja2 templates)", "jinja2", "cluster")
+    if system.queue.pysqa_config_directory is not None and importlib.util.find_spec("pysqa") is None:
+        raise missing_extra("pysqa_config_directory", "pysqa", "cluster")
+
+
 def check_job_script_keys(system: BatchSystem, resources: Resources, extras: Mapping[str, Any], *, where: str) -> None:
     """Reject a ``resource_dict`` key that the job script in use would not read (a misspelt resource, mostly)."""
     if not extras:
@@ -99,6 +111,7 @@ class BatchJobLauncher:
     def __init__(self, system: BatchSystem) -> None:
         from xl_spawn import QueueWatcher
 
+        require_cluster_extra(system)
         self.system = system
         self.name = system.name
         self.queue = system.queue
@@ -121,6 +134,8 @@ class BatchJobLauncher:
         if template is not None and template not in self._valid_templates:
             try:
                 render_job_script(template, {})
+            except ImportError:
+                raise
             except Exception as problem:
                 raise ValueError(
                     f"{where}: resource_dict['submission_template'] is not a valid jinja2 template: {problem}"

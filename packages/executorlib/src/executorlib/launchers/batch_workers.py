@@ -27,7 +27,7 @@ from xl_cache import log_tail
 from xl_comm import discard_key_file
 from xl_spawn import JOB_LOG_NAME
 
-from executorlib.launchers.batch_jobs import BatchSystem
+from executorlib.launchers.batch_jobs import BatchSystem, require_cluster_extra
 from executorlib.resources import Resources
 
 if TYPE_CHECKING:
@@ -57,6 +57,7 @@ class BatchWorkerLauncher:
     ) -> None:
         from xl_spawn import QueueWatcher
 
+        require_cluster_extra(system)
         self.system = system
         self.queue = system.queue
         self.directory = directory
