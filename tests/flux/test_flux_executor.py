@@ -395,3 +395,40 @@ def test_cluster_gpus_per_core_is_honoured_not_dropped(tmp_path: Path) -> None:
 def test_cluster_unknown_key_is_rejected_at_construction(tmp_path: Path) -> None:
     with pytest.raises(ResourceDictError, match="core"):
         FluxClusterExecutor(cache_directory=str(tmp_path / "cache"), resource_dict={"core": 2})
+
+
+FLUX_QUEUE_TEMPLATE = """#!/bin/bash
+# flux: --job-name={{job_name}}
+# flux: --output=time.out
+# flux: --nslots={{cores}}
+{%- if run_time_max %}
+# flux: --time-limit={{run_time_max}}s
+{%- endif %}
+{%- if dependency %}
+{%- for jobid in dependency %}
+# flux: --dependency=afterok:{{jobid}}
+{%- endfor %}
+{%- endif %}
+
+{{command}}
+"""
+
+
+def test_cluster_with_a_pysqa_config_directory(executors: list[Any], tmp_path: Path) -> None:
+    """A pysqa configuration directory (``queue_type: FLUX``): pysqa submits with its template; the dependency
+    reaches the template (as ``dependency``, the name executorlib's docs use)."""
+    queues = tmp_path / "queues"
+    queues.mkdir()
+    (queues / "queue.yaml").write_text(
+        "queue_type: FLUX\nqueue_primary: flux\nqueues:\n"
+        "  flux: {cores_max: 4, cores_min: 1, run_time_max: 3600, script: flux.sh}\n"
+    )
+    (queues / "flux.sh").write_text(FLUX_QUEUE_TEMPLATE)
+    cache = tmp_path / "cache"
+    exe = FluxClusterExecutor(cache_directory=str(cache), pysqa_config_directory=str(queues))
+    executors.append(exe)
+    first = exe.submit(sleep_then, 2)
+    second = exe.submit(memory, first, 3)
+    assert second.result(timeout=TIMEOUT) == 5 and first.result(timeout=TIMEOUT) == 2
+    [script] = cache.glob("memory*/run_queue.sh")
+    assert "# flux: --dependency=afterok:" in script.read_text()
