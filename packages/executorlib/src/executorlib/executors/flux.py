@@ -51,6 +51,8 @@ class FluxJobExecutor(SocketExecutor):
     (0-31, 16 is flux's default), ``cwd`` -> the job's working directory (default: this process's, never the
     broker's). ``slurm_cmd_args`` and ``submission_template`` are rejected. A request larger than the instance
     (cores, nodes or GPUs) is an error at ``submit()`` naming the instance's size, never a job queued forever.
+    With ``block_allocation=True`` the jobs are the workers, so ``run_time_max`` is each worker's lifetime (as in
+    executorlib 1.x and SlurmJobExecutor), not a limit per call.
 
     Outside any flux instance the constructor raises, naming ``FLUX_URI`` and ``flux start``. Closing the
     executor cancels the jobs it submitted; if this process is killed, its workers notice the lost connection
