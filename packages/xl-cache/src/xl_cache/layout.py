@@ -23,8 +23,21 @@ TEMP_MARK = ".tmp-"
 #: The HDF5 attribute that holds the metadata stamp (JSON) of every file.
 META_ATTRIBUTE = "xl_cache"
 
-#: Datasets holding cloudpickle bytes (upstream names), and the small ones holding plain values.
-PICKLED = ("function", "input_args", "input_kwargs", "resource_dict", "output", "error")
+#: Datasets holding cloudpickle bytes (upstream names; ``runtime``, ``queue_id`` and ``error_log_file`` too, as
+#: 1.x writes them), and the task's inputs among them. ``error_traceback`` is ours: the remote traceback of
+#: ``error``, which holds the bare exception so that 1.x can read it.
+PICKLED = (
+    "function",
+    "input_args",
+    "input_kwargs",
+    "resource_dict",
+    "output",
+    "error",
+    "error_traceback",
+    "runtime",
+    "queue_id",
+    "error_log_file",
+)
 INPUTS = ("function", "input_args", "input_kwargs", "resource_dict")
 
 Kind = Literal["input", "output"]
@@ -103,6 +116,8 @@ def incompatibility(found: Stamp, running: Stamp) -> str | None:
     Code objects change between Python minor versions and cloudpickle's format between its minor versions;
     patch releases keep both, so they do not invalidate a cache.
     """
+    if found.format == 0:
+        return None  # executorlib 1.x wrote no versions: a pickle that does not load says so when it is read
     if found.format != running.format:
         return f"cache format {found.format} (this xl-cache reads format {running.format})"
     if _major_minor(found.python) != _major_minor(running.python):

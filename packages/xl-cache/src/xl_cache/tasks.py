@@ -11,7 +11,9 @@ from typing import Any, Literal
 import xl_serial
 
 from xl_cache.errors import CacheCorruptError, CachePendingError
-from xl_cache.layout import INPUTS, input_name, output_name
+from xl_cache.h5image import H5Reader
+from xl_cache.layout import INPUTS, Meta, input_name, output_name
+from xl_cache.legacy import LEGACY_FORMAT
 from xl_cache.store import (
     check_versions,
     error_summary,
@@ -21,6 +23,7 @@ from xl_cache.store import (
     read_meta,
     read_pickled,
     unpack,
+    unpack_from,
     write_file,
 )
 
@@ -108,7 +111,12 @@ def write_result_file(
     queue_id: int | None = None,
 ) -> str:
     """:func:`write_output` with the inputs already pickled (the file-mode worker copies them from ``_i.h5``)."""
-    result = {"output": pack(output)} if error is None else {"error": pack(xl_serial.capture(error))}
+    if error is None:
+        result = {"output": pack(output)}
+    else:
+        # the bare exception, as executorlib 1.x stores it (and reads it); its traceback beside it
+        captured = xl_serial.capture(error)
+        result = {"error": pack(captured.exception), "error_traceback": pack((captured.traceback, captured.origin))}
     write_file(
         path,
         key=key,
@@ -121,6 +129,15 @@ def write_result_file(
         error=None if error is None else error_summary(error),
     )
     return path
+
+
+def read_error(reader: H5Reader, meta: Meta) -> BaseException:
+    """The exception stored in the open file ``reader``, with its remote traceback attached when it has one."""
+    stored = unpack_from(meta, reader.path, read_pickled(reader, meta, "error"))
+    if isinstance(stored, BaseException) and "error_traceback" in meta.checksums:
+        text, origin = unpack(read_pickled(reader, meta, "error_traceback"))
+        stored = xl_serial.RemoteError(exception=stored, traceback=text, origin=origin)
+    return as_exception(stored)
 
 
 def as_exception(stored: Any) -> BaseException:
@@ -170,18 +187,21 @@ def load_result(cache_directory: str | os.PathLike[str], key: str) -> Outcome | 
     except FileNotFoundError:
         return None
     with reader:
-        meta = read_meta(reader)
+        meta = read_meta(reader, key=key)
+        if meta.stamp.format == LEGACY_FORMAT and meta.status == "pending":
+            raise CacheCorruptError(
+                f"cache file {path} (written by executorlib 1.x) holds neither an output nor an error: its writer "
+                "stopped before it finished; delete it, and the task runs again"
+            )
         if meta.key != key or meta.status == "pending":
             raise CacheCorruptError(
                 f"cache file {path} holds the {meta.status} task {meta.key!r}, not the result of {key!r}; it was "
                 "renamed or damaged; delete it"
             )
         check_versions(meta, path)
-        failed = meta.status == "error"
-        data = read_pickled(reader, meta, "error" if failed else "output")
-    value = unpack(data)
-    if failed:
-        return Outcome(key, "error", as_exception(value), meta.runtime)
+        if meta.status == "error":
+            return Outcome(key, "error", read_error(reader, meta), meta.runtime)
+        value = unpack_from(meta, path, read_pickled(reader, meta, "output"))
     return Outcome(key, "done", value, meta.runtime)
 
 
