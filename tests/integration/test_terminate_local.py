@@ -60,3 +60,38 @@ def test_terminate_task_in_cache_stops_only_the_named_task(tmp_path: Path) -> No
         "second"
     ]
     assert second.exception(timeout=TIMEOUT) is not None
+
+
+@pytest.mark.timeout(120)
+def test_terminate_deletes_queued_task_files_without_a_job_id_too(tmp_path: Path) -> None:
+    """1.x deletes every pending task file: those still queued (no job id yet) would otherwise run later."""
+    import xl_cache
+    from executorlib import terminate_tasks_in_cache
+    from executorlib.api import TestClusterExecutor
+
+    cache = tmp_path / "cache"
+    xl_cache.write_input(cache, "queued", sleep_long, (1,))  # no job yet
+    xl_cache.write_input(cache, "runs/queued", sleep_long, (2,))  # a key with sub-folders
+    xl_cache.write_output(cache, "finished", sleep_long, (0,), output=0)
+    exe = TestClusterExecutor(cache_directory=str(cache))
+    running = exe.submit(sleep_long, 600, resource_dict={"cache_key": "runs/running"})
+    exe.shutdown(wait=False)
+
+    stopped = {record["cache_key"]: record["queue_id"] for record in terminate_tasks_in_cache(str(cache))}
+
+    assert set(stopped) == {"queued", "runs/queued", "runs/running"}
+    assert stopped["queued"] is None and stopped["runs/running"] is not None
+    assert sorted(p.name for p in cache.rglob("*_i.h5")) == []
+    assert (cache / "finished_o.h5").exists()  # results stay
+    pid = stopped["runs/running"]
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline and _runs(pid):
+        time.sleep(0.05)
+    assert not _runs(pid)
+    assert running.done()
+
+
+def _runs(pid: int) -> bool:
+    from xl_spawn import pid_runs
+
+    return pid_runs(pid, "running_i.h5")

@@ -101,6 +101,26 @@ def test_basic_and_dependencies(executor: Any, cache: Path) -> None:
     assert sum("--dependency=afterok:" in s.read_text() for s in scripts) == 3
 
 
+def where() -> str:
+    import os
+
+    return os.getcwd()
+
+
+def test_the_job_runs_in_its_cwd_resolved_at_submit_or_in_its_key_folder(
+    executor: Any, cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """compat-1x.md §5.1: the job script and its log go to abspath(cwd), and the job runs there; without a cwd,
+    to <cache>/<key>/."""
+    monkeypatch.chdir(tmp_path)
+    assert executor.submit(where, resource_dict={"cwd": "work", "cache_key": "inwork"}).result(timeout=TIMEOUT) == str(
+        tmp_path / "work"
+    )
+    assert sorted(p.name for p in (tmp_path / "work").iterdir()) == ["run_queue.sh", "time.out"]
+    assert executor.submit(where, resource_dict={"cache_key": "own"}).result(timeout=TIMEOUT) == str(cache / "own")
+    assert sorted(p.name for p in cache.iterdir()) == ["inwork_o.h5", "own", "own_o.h5"]  # no stray <key>/work
+
+
 def test_docs_template_with_resource_dict(executor: Any, slurm_cluster: SlurmCluster) -> None:
     resource_dict = {"submission_template": DOCS_TEMPLATE, "run_time_max": 180, "partition": slurm_cluster.partition}
     first = executor.submit(sum, [4, 4], resource_dict=resource_dict)

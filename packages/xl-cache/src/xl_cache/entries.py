@@ -183,8 +183,10 @@ def scan(cache_directory: str | os.PathLike[str], *, recursive: bool = True) -> 
     A key with both files is listed once, by its output. Temporary files of unfinished writes are not entries.
     Sub-directories (job working directories, per-task cache directories) are searched when ``recursive``.
     """
-    for _, files in walk(cache_directory, recursive=recursive):
+    root = os.path.abspath(cache_directory)
+    for directory, files in walk(root, recursive=recursive):
         names = {item.name for item in files}
+        folder = os.path.relpath(directory, root)
         for item in files:
             parsed = parse_name(item.name)
             if parsed is None or is_temp_name(item.name):
@@ -192,8 +194,8 @@ def scan(cache_directory: str | os.PathLike[str], *, recursive: bool = True) -> 
             key, kind = parsed
             if kind == "input" and output_name(key) in names:
                 continue
-            try:
-                yield read_entry(item.path)
+            try:  # the key relative to the root, as a key with '/' names it (files without our stamp need it)
+                yield read_entry(item.path, key=key if folder == "." else f"{folder}/{key}")
             except (CacheError, OSError) as problem:
                 yield DamagedFile(item.path, problem)
 

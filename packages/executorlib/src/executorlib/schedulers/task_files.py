@@ -17,6 +17,7 @@ launcher, cancellations through the Futures' done-callbacks, and ``shutdown(wait
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import threading
 import weakref
@@ -175,6 +176,7 @@ class TaskFileScheduler:
 
         directory = os.path.abspath(resources.cache_directory or DEFAULT_CACHE_DIRECTORY)
         key = resources.cache_key or task_key(fn, args, kwargs)
+        resources = _absolute_cwd(resources)
         with self._lock:
             task = self._in_flight.get((directory, key))
             if task is not None:  # the same call is already running here: share its job
@@ -246,7 +248,6 @@ class TaskFileScheduler:
             resource_dict={**task_resource_dict(task.resources), **task.extras},
             error_log_file=task.resources.error_log_file,
         )
-        os.makedirs(task.job_directory, mode=0o700, exist_ok=True)
         with self._lock:
             after = [up for up in task.upstream if not up.ended]
         self._launcher.start(task, after)
@@ -300,14 +301,20 @@ class TaskFileScheduler:
     def _lost_error(self, task: FileTask, end: JobEnd) -> JobFailedError:
         job = f"{self._launcher.name} job {task.queue_id}" if task.queue_id is not None else "its job"
         detail = f" ({end.detail})" if end.detail else ""
+        log_file: str | None = task.log_file
         tail = log_tail(task.log_file, lines=LOG_TAIL_LINES)
-        log = f"; the last lines of its log {task.log_file}:\n{tail}" if tail else f"; its log is {task.log_file}"
+        if tail:
+            log = f"; the last lines of its log {task.log_file}:\n{tail}"
+        elif os.path.exists(task.log_file):
+            log = f"; its log is {task.log_file}"
+        else:  # a local process prints to this process's stdout and stderr, as in executorlib 1.x
+            log, log_file = "; its output and traceback, if any, went to this process's stdout and stderr", None
         return JobFailedError(
             f"task {task.key} ({task.label}): {job} ended {end.state}{detail} without writing "
             f"the output {task.output_file}{log}",
             state=end.state,
             queue_id=task.queue_id,
-            log_file=task.log_file,
+            log_file=log_file,
         )
 
     def _future_done(self, task: FileTask, future: Future[Any]) -> None:
@@ -382,8 +389,15 @@ class TaskFileScheduler:
         args, kwargs, upstream, _ = self._link_arguments(args, kwargs)
         directory = os.path.abspath(resources.cache_directory or DEFAULT_CACHE_DIRECTORY)
         key = resources.cache_key or task_key(fn, args, kwargs)
-        task = FileTask(key, directory, function_name(fn), resources, extras)
+        task = FileTask(key, directory, function_name(fn), _absolute_cwd(resources), extras)
         return self._launcher.job_script(task, [up for up in upstream if not up.ended])
+
+
+def _absolute_cwd(resources: Resources) -> Resources:
+    """A relative ``cwd`` is the submitter's, now: the job (and the worker's chdir) gets the absolute path."""
+    if not resources.cwd or os.path.isabs(resources.cwd):
+        return resources
+    return dataclasses.replace(resources, cwd=os.path.abspath(resources.cwd))
 
 
 def _error_of(outcome: Any) -> BaseException | None:
