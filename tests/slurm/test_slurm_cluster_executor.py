@@ -261,6 +261,33 @@ def test_shutdown_table(slurm_cluster: SlurmCluster, cache: Path) -> None:
     _wait_state(job, "CANCELLED")
 
 
+def count_and_sleep(marker: str, seconds: float, value: Any) -> Any:
+    with open(marker, "a") as handle:
+        handle.write("ran\n")
+    time.sleep(seconds)
+    return value
+
+
+def test_detaching_cancels_the_futures_and_the_job_writes_its_output(
+    slurm_cluster: SlurmCluster, cache: Path, tmp_path: Path
+) -> None:
+    """compat-1x.md §6: shutdown(wait=False) cancels the Future at once without scancel; the job goes on, and a
+    new executor on the same cache directory gets the result from the cache without a second job."""
+    from executorlib import SlurmClusterExecutor
+
+    marker = tmp_path / "ran"
+    exe = SlurmClusterExecutor(cache_directory=str(cache))
+    future = exe.submit(count_and_sleep, str(marker), 1, 7)
+    job = _wait_running(future, exe)
+    exe.shutdown(wait=False)
+    assert future.cancelled()
+    _wait_state(job, "COMPLETED")
+    with SlurmClusterExecutor(cache_directory=str(cache)) as again:
+        cached = again.submit(count_and_sleep, str(marker), 1, 7)
+        assert cached.done() and cached.result(timeout=0) == 7
+    assert marker.read_text() == "ran\n"
+
+
 def test_disconnect_and_reconnect_from_a_second_process(
     slurm_cluster: SlurmCluster, cache: Path, tmp_path: Path
 ) -> None:

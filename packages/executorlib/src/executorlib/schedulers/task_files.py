@@ -318,29 +318,42 @@ class TaskFileScheduler:
         )
 
     def _future_done(self, task: FileTask, future: Future[Any]) -> None:
-        """A Future cancelled by its user: once every Future of the task is cancelled, stop its job."""
+        """A Future cancelled by its user: once every Future of the task is cancelled, stop its job. Futures a
+        detaching shutdown cancelled leave their jobs running."""
         if not future.cancelled():
             return
         with self._lock:
-            if task.ended or not all(f.cancelled() for f in task.futures):
+            if self._detached or task.ended or not all(f.cancelled() for f in task.futures):
                 return
         self._launcher.cancel(task)
 
     # -- executor surface ------------------------------------------------------------------------------------
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        """``wait``: until every job ended. ``cancel_futures``: cancel the Futures (also of calls waiting for
-        another executor's Futures) and stop their jobs. ``wait=False`` without ``cancel_futures`` detaches:
-        jobs go on, and complete their Futures while this process lives; a later executor on the same cache
-        directory gets their results. From a done-callback on the thread that reports job ends it cannot wait
-        (those ends would never be reported): it returns at once and the jobs finish on their own. After a
-        detaching shutdown, a later one (the exit hook's) leaves the jobs alone unless it cancels them."""
+        """As executorlib 1.x's file mode:
+
+        - ``wait=False`` without ``cancel_futures`` detaches: every call already is a task file and a job (submit
+          made them), the Futures whose output exists are completed from it and every other one is **cancelled
+          without stopping its job**. The jobs go on and write their outputs; a later executor on the same cache
+          directory gets them (or re-attaches to the jobs still running), as does ``get_future_from_cache``.
+          Calls still waiting for another executor's Futures are cancelled: they never became task files.
+        - ``cancel_futures`` cancels the Futures not done and stops their jobs (also after a detaching shutdown);
+          ``wait`` then waits until those jobs ended.
+        - ``wait=True`` waits until every job ended. From a done-callback on the thread that reports job ends it
+          cannot wait (those ends would never be reported): it returns at once and the jobs finish on their own.
+        """
         with self._lock:
-            detached, self._detached = self._detached, self._detached or not wait
+            detached, self._detached = self._detached, self._detached or (not wait and not cancel_futures)
             if detached and not cancel_futures:
                 return
             tasks = list(self._in_flight.values())
             waiting = list(self._waiting)
+        if not wait and not cancel_futures:
+            self._detach(tasks, waiting)
+            with self._idle:
+                self._closed = True
+            self._launcher.close(False)
+            return
         for parked in waiting:
             if cancel_futures:
                 cancel_and_notify(parked.future)  # releases it, even if its upstream never completes
@@ -350,12 +363,31 @@ class TaskFileScheduler:
             for task in tasks:
                 for future in list(task.futures):
                     cancel_and_notify(future)  # the done-callback stops the job
+                if detached and not task.ended:  # its Futures were cancelled by the detach, its job left running
+                    self._launcher.cancel(task)
         wait = wait and not getattr(self._delivering, "depth", 0)
         with self._idle:
             if wait:  # calls released meanwhile from waiting still start (the executor takes no new ones)
                 self._idle.wait_for(lambda: not self._in_flight and not self._waiting)
             self._closed = True
         self._launcher.close(wait)
+
+    def _detach(self, tasks: list[FileTask], waiting: list[Parked]) -> None:
+        """Complete from the cache what is there, cancel every other Future, stop nothing."""
+        import xl_cache
+
+        for parked in waiting:
+            cancel_and_notify(parked.future)
+        for task in tasks:
+            outcome = None
+            with contextlib.suppress(Exception):  # unreadable or absent: the Future is cancelled like the others
+                outcome = xl_cache.load_result(task.cache_directory, task.key)
+            for future in list(task.futures):
+                if outcome is None:
+                    cancel_and_notify(future)
+                else:
+                    value = outcome.value if outcome.status == "done" else None
+                    _settle(future, result=value, error=_error_of(outcome))
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         with self._idle:
