@@ -98,9 +98,15 @@ def _text(value: Any) -> str | None:
 
 
 def _cache_key(value: Any) -> str | None:
+    from xl_cache import check_key
+
     if not isinstance(value, str) or not value:
         return "must be a non-empty str"
-    return "must not contain a path separator" if os.sep in value or "/" in value else None
+    try:
+        check_key(value)
+    except ValueError as problem:  # names the rule: a relative path that stays inside the cache directory
+        return f"is not a valid cache key ({problem})"
+    return None
 
 
 def _bool(value: Any) -> str | None:
@@ -121,7 +127,7 @@ _RULES: dict[str, tuple[Callable[[Any], str | None], str]] = {
     "threads_per_core": (_positive_int, 'threads per rank, e.g. {"threads_per_core": 4}'),
     "gpus_per_core": (_non_negative_int, 'GPUs per rank, e.g. {"gpus_per_core": 1}'),
     "cwd": (_optional(_path), 'the working directory, e.g. {"cwd": "/scratch/run1"}'),
-    "cache_key": (_optional(_cache_key), 'a file-name-safe key, e.g. {"cache_key": "run-4"}'),
+    "cache_key": (_optional(_cache_key), 'a key, "/" making sub-folders, e.g. {"cache_key": "runs/r4"}'),
     "cache_directory": (_optional(_path), 'a directory, e.g. {"cache_directory": "./cache"}'),
     "num_nodes": (_optional(_positive_int), 'the number of nodes, e.g. {"num_nodes": 2}'),
     "exclusive": (_bool, 'e.g. {"exclusive": True}'),

@@ -27,8 +27,10 @@ from executorlib.schedulers.task_files import DEFAULT_CACHE_DIRECTORY, TaskFileS
 class ClusterExecutor(BaseExecutor):
     """What the cluster executors share: task files run by a job launcher, or a pool of batch-job workers.
 
-    In file mode ``shutdown(wait=True)`` waits until every job ended; ``wait=False`` returns at once and leaves
-    the jobs running (a later executor on the same cache directory collects their results);
+    In file mode ``shutdown(wait=True)`` waits until every job ended; ``wait=False`` (or the constructor's
+    ``wait=False``, for every shutdown) returns at once, completes the Futures whose outputs exist and cancels
+    the others **without stopping their jobs**, as executorlib 1.x does: the jobs write their outputs, which come
+    back through the cache (``get_future_from_cache``, or submitting the same call again);
     ``cancel_futures=True`` cancels the Futures not done and stops their jobs (``scancel``, or terminating the
     local process)."""
 

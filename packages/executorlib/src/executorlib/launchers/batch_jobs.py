@@ -158,8 +158,8 @@ class BatchJobLauncher:
         return self.system.variables(
             task.resources,
             task.extras,
-            job_name=os.path.basename(task.cache_directory),
-            working_directory=task.job_directory,
+            job_name=os.path.basename(os.path.dirname(task.working_directory)),
+            working_directory=task.working_directory,
             command=self.command(task),
             dependency=after,
         )
@@ -167,7 +167,8 @@ class BatchJobLauncher:
     def start(self, task: FileTask, after: Sequence[FileTask]) -> None:
         dependency = [up.queue_id for up in after if up.queue_id is not None]
         variables = self.script_variables(task, dependency)
-        task.queue_id = self.queue.submit(task.job_directory, variables, task.resources.submission_template)
+        os.makedirs(task.working_directory, mode=0o700, exist_ok=True)
+        task.queue_id = self.queue.submit(task.working_directory, variables, task.resources.submission_template)
         record_queue_id(task)  # in the task file, where get_cache_data shows it while the job is queued
         self._watch(task)
 
