@@ -275,6 +275,9 @@ class PoolScheduler(WorkerScheduler):
         worker = self._workers.get(worker_id)
         if worker is None:
             return
+        if self._stopping:  # it was still starting when the pool stopped: now it can be told to stop in order
+            self._hub.send(worker_id, Shutdown())
+            return
         if self._init is not None:
             self._hub.send(worker_id, self._init)
         with self._lock:
@@ -401,8 +404,11 @@ class PoolScheduler(WorkerScheduler):
         for worker_id, worker in list(self._workers.items()):
             if worker.ready:
                 self._hub.send(worker_id, Shutdown())
-            else:
-                worker.spawner.shutdown(wait=False)
+            elif not self._launcher.same_host:
+                worker.spawner.shutdown(wait=False)  # a step or batch job still queued may never start
+            # else a local worker still starting is told to stop once it says hello (on_hello): SIGTERM now would
+            # make mpiexec print its "BAD TERMINATION" banner, and an orderly shutdown prints nothing. One that
+            # never says hello is killed with the rest after STOP_TIMEOUT_SECONDS.
         self._hub.call_later(STOP_TIMEOUT_SECONDS, self._kill_all)
 
     def _kill_all(self) -> None:
