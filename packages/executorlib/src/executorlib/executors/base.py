@@ -89,6 +89,8 @@ class BaseExecutor(Executor):
         self._finalizer = weakref.finalize(self, scheduler.shutdown, False)
         self._finalizer.atexit = False  # at exit ExitHook shuts down in order: waiting tasks first
         ExitHook.add_executor(self)
+        if log.isEnabledFor(logging.INFO):
+            log.info("%s ready: %s", type(self).__name__, scheduler.info())
 
     def submit(  # type: ignore[override]
         self, fn: Callable[..., Any], /, *args: Any, resource_dict: Mapping[str, Any] | None = None, **kwargs: Any

@@ -148,6 +148,7 @@ class PerCallScheduler(WorkerScheduler):
                 self._hub, worker_id, index, item.resources, one_shot=True, launcher=self._launcher, gpus=gpus
             )
             self._hub.expect(worker_id, run.spawner.sentinel)
+            log.debug("worker %d started for %s: %s", worker_id, item.label, run.spawner.describe())
         except Exception as problem:
             error = ExecutorlibSocketError(f"could not start a worker for {item.label}: {problem}")
             error.__cause__ = problem

@@ -12,6 +12,7 @@ import itertools
 import logging
 import threading
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
@@ -117,6 +118,7 @@ class PoolScheduler(WorkerScheduler):
         self._workers: dict[int, _Worker] = {}
         self._restarts_left = dict.fromkeys(range(workers), restart_limit)
         self._restart_limit = restart_limit
+        self._warned_restart = False  # the first restart is a warning the user sees; later ones only logged
         self._worker_ids = itertools.count(1)
         self._shutdown = False
         self._stopping = False
@@ -214,6 +216,7 @@ class PoolScheduler(WorkerScheduler):
         )
         with self._lock:  # submit() walks the workers from the caller's thread
             self._workers[worker_id] = _Worker(index, spawner, timed=self._time_limit is not None)
+        log.debug("started worker %d (executorlib_worker_id %d): %s", worker_id, index, spawner.describe())
         self._hub.expect(worker_id, spawner.sentinel)
 
     def _dispatch(self) -> None:
@@ -283,6 +286,7 @@ class PoolScheduler(WorkerScheduler):
         with self._lock:
             worker.ready = True
             worker.last_reply = time.monotonic()
+        log.debug("worker %d is ready (pid %d on %s)", worker_id, hello.pid, hello.host)
         self._dispatch()
 
     def on_reply(self, worker_id: int, task_id: int, reply: Result | Failure) -> None:
@@ -348,14 +352,7 @@ class PoolScheduler(WorkerScheduler):
                 self._retire(worker_id, worker, None, problem)
         elif self._restarts_left[worker.worker_index] > 0:
             self._restarts_left[worker.worker_index] -= 1
-            log.warning(
-                "worker %d (%s) %s; starting another in its place (%d of restart_limit=%d restarts left)",
-                worker_id,
-                process_name(worker.spawner),
-                "was killed: its task exceeded run_time_max" if worker.doomed else "died",
-                self._restarts_left[worker.worker_index],
-                self._restart_limit,
-            )
+            self._restarted(worker_id, worker)
             if lost is not None:
                 with self._lock:
                     self._pending.appendleft(lost)  # retried on the restarted worker (upstream semantics)
@@ -369,6 +366,23 @@ class PoolScheduler(WorkerScheduler):
         else:
             self._retire(worker_id, worker, lost, None)
         self._dispatch()
+
+    def _restarted(self, worker_id: int, worker: _Worker) -> None:
+        """Log a restart; the first one of this pool is also a warning, since a task that crashed its worker and
+        then succeeded on another would otherwise pass unnoticed."""
+        message = (
+            f"worker {worker_id} ({process_name(worker.spawner)}) "
+            f"{'was killed: its task exceeded run_time_max' if worker.doomed else 'died'}; starting another in its "
+            f"place ({self._restarts_left[worker.worker_index]} of restart_limit={self._restart_limit} restarts left)"
+        )
+        log.warning("%s", message)
+        if not self._warned_restart:
+            self._warned_restart = True
+            warnings.warn(
+                f"{message}. Further restarts of this executor are only logged (executorlib.log_to_stderr())",
+                UserWarning,
+                stacklevel=2,
+            )
 
     def _retire(self, worker_id: int, worker: _Worker, lost: TaskItem | None, problem: Exception | None) -> None:
         if lost is not None and not lost.future.done():
@@ -398,6 +412,7 @@ class PoolScheduler(WorkerScheduler):
         if self._stopping:
             return
         self._stopping = True
+        log.info("stopping the pool's %d workers", len(self._workers))
         if not self._workers:
             self._finish()
             return
