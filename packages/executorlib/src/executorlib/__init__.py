@@ -32,6 +32,7 @@ _LAZY = {
     "get_future_from_cache": "xl_cache",
     "get_item_from_future": "xl_graph",
     "log_to_stderr": "executorlib.logs",
+    "progress": "executorlib.progress_bar",
     "split_future": "xl_graph",
 }
 
@@ -46,6 +47,7 @@ __all__ = [
     "get_future_from_cache",
     "get_item_from_future",
     "log_to_stderr",
+    "progress",
     "split_future",
     "terminate_tasks_in_cache",
 ]

@@ -19,7 +19,6 @@ from concurrent.futures import CancelledError, Executor, Future
 from types import TracebackType
 from typing import Any
 
-from xl_comm import AssistedFuture
 from xl_graph import GraphPicture
 from xl_serial import function_name, register_by_value
 
@@ -29,6 +28,7 @@ from executorlib.graph_mode import GraphRecorder, LiveGraph
 from executorlib.resources import KEYS, ExecutorRules, Resources, merge, parse_resource_dict
 from executorlib.schedulers.protocol import Scheduler
 from executorlib.schedulers.workers import ExitHook
+from executorlib.status import ExecutorStatus, TaskFuture, TaskTally, executor_html, executor_text
 
 log = logging.getLogger("executorlib")
 
@@ -85,6 +85,7 @@ class BaseExecutor(Executor):
         self._releasing = threading.local()  # .parked: the task this thread is releasing (its Future's callbacks)
         self._deferred_shutdown: tuple[bool, bool] | None = None
         self._cache = ResultCache()
+        self._tally = TaskTally()
         # An executor dropped without shutdown() still lets its workers finish and go.
         self._finalizer = weakref.finalize(self, scheduler.shutdown, False)
         self._finalizer.atexit = False  # at exit ExitHook shuts down in order: waiting tasks first
@@ -117,12 +118,12 @@ class BaseExecutor(Executor):
                 "disable_dependencies"
             )
         if self._scheduler.handles_dependencies:  # task files: the scheduler links and caches the call itself
-            future: Future[Any] = AssistedFuture()
+            future: Future[Any] = TaskFuture(fn, self._tally)
             if self._live_graph is not None:
                 self._live_graph.record(fn, args, kwargs, future)
             self._scheduler.submit(fn, args, kwargs, resources, extras, future)
             return future
-        future = CachedFuture() if resources.cache_directory is not None else AssistedFuture()
+        future = CachedFuture(fn, self._tally) if resources.cache_directory is not None else TaskFuture(fn, self._tally)
         if self._hub_ref is not None:
             future.hub_ref = self._hub_ref
         if self._live_graph is not None:
@@ -310,6 +311,31 @@ class BaseExecutor(Executor):
 
     def __bool__(self) -> bool:
         return True
+
+    def _status(self) -> ExecutorStatus:
+        """A snapshot for the repr: the scheduler's state and the tasks counted by their outcome."""
+        state = self._scheduler.state()
+        with self._shutdown_lock:
+            parked = len(self._parked)
+        submitted, done, failed, cancelled = self._tally.snapshot()
+        queued = parked + state.queued
+        return ExecutorStatus(
+            executor=type(self).__name__,
+            scheduler=state,
+            queued=queued,
+            running=max(0, submitted - done - failed - cancelled - queued),
+            done=done,
+            failed=failed,
+            cancelled=cancelled,
+            cache_directory=self._resources.cache_directory,
+            shut_down=self._is_shutdown,
+        )
+
+    def __repr__(self) -> str:
+        return executor_text(self._status())
+
+    def _repr_html_(self) -> str:
+        return executor_html(self._status())
 
     @property
     def info(self) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from executorlib.schedulers.workers import (
     settle,
     start_worker,
 )
+from executorlib.status import SchedulerState
 
 log = logging.getLogger("executorlib")
 
@@ -118,6 +119,12 @@ class PerCallScheduler(WorkerScheduler):
 
     def info(self) -> dict[str, Any]:
         return {"block_allocation": False, "max_cores": self._budget, "max_workers": self._max_tasks}
+
+    def state(self) -> SchedulerState:
+        with self._cond:
+            alive = len(self._runs)
+            queued = sum(1 for item in self._pending if not item.future.cancelled())  # dropped only when started
+        return SchedulerState("a worker per call", type(self._launcher).__name__, alive, "workers", queued)
 
     # -- starter thread --------------------------------------------------------------------------------------
 

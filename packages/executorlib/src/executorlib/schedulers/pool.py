@@ -37,6 +37,7 @@ from executorlib.schedulers.workers import (
     settle,
     start_worker,
 )
+from executorlib.status import SchedulerState
 
 log = logging.getLogger("executorlib")
 
@@ -199,6 +200,13 @@ class PoolScheduler(WorkerScheduler):
             "cwd": self._resources.cwd,
             "restart_limit": self._restart_limit,
         }
+
+    def state(self) -> SchedulerState:
+        with self._lock:
+            alive = sum(1 for worker in self._workers.values() if not worker.exited)
+            queued = sum(1 for item in self._pending if not item.future.cancelled())  # dropped only at dispatch
+        mode = f"a pool of {self._size} worker{'s' if self._size != 1 else ''}"
+        return SchedulerState(mode, type(self._launcher).__name__, alive, "workers", queued)
 
     # -- hub callbacks (IO thread, or a waiting caller) ---------------------------------------------------------------
 
