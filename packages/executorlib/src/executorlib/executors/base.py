@@ -254,6 +254,31 @@ class BaseExecutor(Executor):
         hub = self._hub_ref() if self._hub_ref is not None else None
         return (hub is not None and hub.in_io_thread()) or self._cache.in_writer_thread()
 
+    def _status(self) -> ExecutorStatus:
+        """A snapshot for the repr: the scheduler's state and the tasks counted by their outcome."""
+        state = self._scheduler.state()
+        with self._shutdown_lock:
+            parked = len(self._parked)
+        submitted, done, failed, cancelled = self._tally.snapshot()
+        queued = parked + state.queued
+        return ExecutorStatus(
+            executor=type(self).__name__,
+            scheduler=state,
+            queued=queued,
+            running=max(0, submitted - done - failed - cancelled - queued),
+            done=done,
+            failed=failed,
+            cancelled=cancelled,
+            cache_directory=self._resources.cache_directory,
+            shut_down=self._is_shutdown,
+        )
+
+    def __repr__(self) -> str:
+        return executor_text(self._status())
+
+    def _repr_html_(self) -> str:
+        return executor_html(self._status())
+
     def dependency_graph(self, filename: str | None = None) -> GraphPicture:
         """The picture of the tasks submitted so far (needs ``record_dependency_graph=True``); shown inline in
         Jupyter, written to ``filename`` when given (format from the extension: .svg, .png, .pdf, .dot, ...)."""
@@ -311,31 +336,6 @@ class BaseExecutor(Executor):
 
     def __bool__(self) -> bool:
         return True
-
-    def _status(self) -> ExecutorStatus:
-        """A snapshot for the repr: the scheduler's state and the tasks counted by their outcome."""
-        state = self._scheduler.state()
-        with self._shutdown_lock:
-            parked = len(self._parked)
-        submitted, done, failed, cancelled = self._tally.snapshot()
-        queued = parked + state.queued
-        return ExecutorStatus(
-            executor=type(self).__name__,
-            scheduler=state,
-            queued=queued,
-            running=max(0, submitted - done - failed - cancelled - queued),
-            done=done,
-            failed=failed,
-            cancelled=cancelled,
-            cache_directory=self._resources.cache_directory,
-            shut_down=self._is_shutdown,
-        )
-
-    def __repr__(self) -> str:
-        return executor_text(self._status())
-
-    def _repr_html_(self) -> str:
-        return executor_html(self._status())
 
     @property
     def info(self) -> dict[str, Any]:
