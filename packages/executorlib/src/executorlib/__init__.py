@@ -9,9 +9,15 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 logging.getLogger("executorlib").addHandler(logging.NullHandler())
+
+if os.environ.get("EXECUTORLIB_LOG"):  # the one switch for a log on stderr (see executorlib.logs)
+    from executorlib.logs import configure_from_environment
+
+    configure_from_environment()
 
 _LAZY = {
     "BaseExecutor": "executorlib.executors.base",
@@ -25,6 +31,8 @@ _LAZY = {
     "get_cache_data": "xl_cache",
     "get_future_from_cache": "xl_cache",
     "get_item_from_future": "xl_graph",
+    "log_to_stderr": "executorlib.logs",
+    "progress": "executorlib.progress_bar",
     "split_future": "xl_graph",
 }
 
@@ -38,6 +46,8 @@ __all__ = [
     "get_cache_data",
     "get_future_from_cache",
     "get_item_from_future",
+    "log_to_stderr",
+    "progress",
     "split_future",
     "terminate_tasks_in_cache",
 ]

@@ -20,11 +20,10 @@ from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 from typing import Any
 
-from xl_comm import AssistedFuture
-
 from executorlib.dependencies import start_unless_cancelled
 from executorlib.errors import ResourceDictError
 from executorlib.resources import DEFAULTS, Resources
+from executorlib.status import TaskFuture
 
 log = logging.getLogger("executorlib")
 
@@ -52,7 +51,7 @@ def task_resource_dict(resources: Resources) -> dict[str, Any]:
     }
 
 
-class CachedFuture(AssistedFuture):
+class CachedFuture(TaskFuture):
     """The Future of a task with a cache directory: its first successful result is written to the cache (in the
     executor's writer thread) before the Future completes. Exceptions pass straight through, uncached."""
 
@@ -90,6 +89,8 @@ class ResultCache:
         assert directory is not None
         try:
             key = resources.cache_key or task_key(fn, args, kwargs)
+            if isinstance(future, TaskFuture):
+                future.cache_key = key
             outcome = load_result(directory, key)
         except Exception as problem:  # a damaged entry (CacheError), or arguments that cannot be pickled
             if start_unless_cancelled(future):

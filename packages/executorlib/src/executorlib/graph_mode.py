@@ -17,6 +17,7 @@ from typing import Any
 from xl_graph import FutureSelector, TaskGraph, find_futures, render, to_workflow_json
 
 from executorlib.errors import MissingExtraError
+from executorlib.status import SchedulerState
 
 
 def producers(args: tuple[Any, ...], kwargs: dict[str, Any], task_of: Mapping[Future[Any], int]) -> dict[int, int]:
@@ -105,6 +106,9 @@ class NoScheduler:
 
     def info(self) -> dict[str, Any]:
         return {"plot_dependency_graph": True}
+
+    def state(self) -> SchedulerState:
+        return SchedulerState("graph mode (records, runs nothing)", "none", None, "workers", 0)
 
 
 class LiveGraph:

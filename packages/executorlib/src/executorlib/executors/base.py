@@ -19,7 +19,6 @@ from concurrent.futures import CancelledError, Executor, Future
 from types import TracebackType
 from typing import Any
 
-from xl_comm import AssistedFuture
 from xl_graph import GraphPicture
 from xl_serial import function_name, register_by_value
 
@@ -29,6 +28,7 @@ from executorlib.graph_mode import GraphRecorder, LiveGraph
 from executorlib.resources import KEYS, ExecutorRules, Resources, merge, parse_resource_dict
 from executorlib.schedulers.protocol import Scheduler
 from executorlib.schedulers.workers import ExitHook
+from executorlib.status import ExecutorStatus, TaskFuture, TaskTally, executor_html, executor_text
 
 log = logging.getLogger("executorlib")
 
@@ -85,10 +85,13 @@ class BaseExecutor(Executor):
         self._releasing = threading.local()  # .parked: the task this thread is releasing (its Future's callbacks)
         self._deferred_shutdown: tuple[bool, bool] | None = None
         self._cache = ResultCache()
+        self._tally = TaskTally()
         # An executor dropped without shutdown() still lets its workers finish and go.
         self._finalizer = weakref.finalize(self, scheduler.shutdown, False)
         self._finalizer.atexit = False  # at exit ExitHook shuts down in order: waiting tasks first
         ExitHook.add_executor(self)
+        if log.isEnabledFor(logging.INFO):
+            log.info("%s ready: %s", type(self).__name__, scheduler.info())
 
     def submit(  # type: ignore[override]
         self, fn: Callable[..., Any], /, *args: Any, resource_dict: Mapping[str, Any] | None = None, **kwargs: Any
@@ -115,12 +118,12 @@ class BaseExecutor(Executor):
                 "disable_dependencies"
             )
         if self._scheduler.handles_dependencies:  # task files: the scheduler links and caches the call itself
-            future: Future[Any] = AssistedFuture()
+            future: Future[Any] = TaskFuture(fn, self._tally)
             if self._live_graph is not None:
                 self._live_graph.record(fn, args, kwargs, future)
             self._scheduler.submit(fn, args, kwargs, resources, extras, future)
             return future
-        future = CachedFuture() if resources.cache_directory is not None else AssistedFuture()
+        future = CachedFuture(fn, self._tally) if resources.cache_directory is not None else TaskFuture(fn, self._tally)
         if self._hub_ref is not None:
             future.hub_ref = self._hub_ref
         if self._live_graph is not None:
@@ -250,6 +253,31 @@ class BaseExecutor(Executor):
         """Whether the caller runs on a thread this executor's Futures are completed from."""
         hub = self._hub_ref() if self._hub_ref is not None else None
         return (hub is not None and hub.in_io_thread()) or self._cache.in_writer_thread()
+
+    def _status(self) -> ExecutorStatus:
+        """A snapshot for the repr: the scheduler's state and the tasks counted by their outcome."""
+        state = self._scheduler.state()
+        with self._shutdown_lock:
+            parked = len(self._parked)
+        submitted, done, failed, cancelled = self._tally.snapshot()
+        queued = parked + state.queued
+        return ExecutorStatus(
+            executor=type(self).__name__,
+            scheduler=state,
+            queued=queued,
+            running=max(0, submitted - done - failed - cancelled - queued),
+            done=done,
+            failed=failed,
+            cancelled=cancelled,
+            cache_directory=self._resources.cache_directory,
+            shut_down=self._is_shutdown,
+        )
+
+    def __repr__(self) -> str:
+        return executor_text(self._status())
+
+    def _repr_html_(self) -> str:
+        return executor_html(self._status())
 
     def dependency_graph(self, filename: str | None = None) -> GraphPicture:
         """The picture of the tasks submitted so far (needs ``record_dependency_graph=True``); shown inline in

@@ -33,6 +33,7 @@ from executorlib.schedulers.workers import (
     settle,
     start_worker,
 )
+from executorlib.status import SchedulerState
 
 log = logging.getLogger("executorlib")
 
@@ -119,6 +120,12 @@ class PerCallScheduler(WorkerScheduler):
     def info(self) -> dict[str, Any]:
         return {"block_allocation": False, "max_cores": self._budget, "max_workers": self._max_tasks}
 
+    def state(self) -> SchedulerState:
+        with self._cond:
+            alive = len(self._runs)
+            queued = sum(1 for item in self._pending if not item.future.cancelled())  # dropped only when started
+        return SchedulerState("a worker per call", type(self._launcher).__name__, alive, "workers", queued)
+
     # -- starter thread --------------------------------------------------------------------------------------
 
     def _start_loop(self) -> None:
@@ -148,6 +155,7 @@ class PerCallScheduler(WorkerScheduler):
                 self._hub, worker_id, index, item.resources, one_shot=True, launcher=self._launcher, gpus=gpus
             )
             self._hub.expect(worker_id, run.spawner.sentinel)
+            log.debug("worker %d started for %s: %s", worker_id, item.label, run.spawner.describe())
         except Exception as problem:
             error = ExecutorlibSocketError(f"could not start a worker for {item.label}: {problem}")
             error.__cause__ = problem

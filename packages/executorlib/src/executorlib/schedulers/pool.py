@@ -12,6 +12,7 @@ import itertools
 import logging
 import threading
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
@@ -36,6 +37,7 @@ from executorlib.schedulers.workers import (
     settle,
     start_worker,
 )
+from executorlib.status import SchedulerState
 
 log = logging.getLogger("executorlib")
 
@@ -117,6 +119,7 @@ class PoolScheduler(WorkerScheduler):
         self._workers: dict[int, _Worker] = {}
         self._restarts_left = dict.fromkeys(range(workers), restart_limit)
         self._restart_limit = restart_limit
+        self._warned_restart = False  # the first restart is a warning the user sees; later ones only logged
         self._worker_ids = itertools.count(1)
         self._shutdown = False
         self._stopping = False
@@ -198,6 +201,13 @@ class PoolScheduler(WorkerScheduler):
             "restart_limit": self._restart_limit,
         }
 
+    def state(self) -> SchedulerState:
+        with self._lock:
+            alive = sum(1 for worker in self._workers.values() if not worker.exited)
+            queued = sum(1 for item in self._pending if not item.future.cancelled())  # dropped only at dispatch
+        mode = f"a pool of {self._size} worker{'s' if self._size != 1 else ''}"
+        return SchedulerState(mode, type(self._launcher).__name__, alive, "workers", queued)
+
     # -- hub callbacks (IO thread, or a waiting caller) ---------------------------------------------------------------
 
     def _start(self, index: int) -> None:
@@ -214,6 +224,7 @@ class PoolScheduler(WorkerScheduler):
         )
         with self._lock:  # submit() walks the workers from the caller's thread
             self._workers[worker_id] = _Worker(index, spawner, timed=self._time_limit is not None)
+        log.debug("started worker %d (executorlib_worker_id %d): %s", worker_id, index, spawner.describe())
         self._hub.expect(worker_id, spawner.sentinel)
 
     def _dispatch(self) -> None:
@@ -275,11 +286,15 @@ class PoolScheduler(WorkerScheduler):
         worker = self._workers.get(worker_id)
         if worker is None:
             return
+        if self._stopping:  # it was still starting when the pool stopped: now it can be told to stop in order
+            self._hub.send(worker_id, Shutdown())
+            return
         if self._init is not None:
             self._hub.send(worker_id, self._init)
         with self._lock:
             worker.ready = True
             worker.last_reply = time.monotonic()
+        log.debug("worker %d is ready (pid %d on %s)", worker_id, hello.pid, hello.host)
         self._dispatch()
 
     def on_reply(self, worker_id: int, task_id: int, reply: Result | Failure) -> None:
@@ -345,14 +360,7 @@ class PoolScheduler(WorkerScheduler):
                 self._retire(worker_id, worker, None, problem)
         elif self._restarts_left[worker.worker_index] > 0:
             self._restarts_left[worker.worker_index] -= 1
-            log.warning(
-                "worker %d (%s) %s; starting another in its place (%d of restart_limit=%d restarts left)",
-                worker_id,
-                process_name(worker.spawner),
-                "was killed: its task exceeded run_time_max" if worker.doomed else "died",
-                self._restarts_left[worker.worker_index],
-                self._restart_limit,
-            )
+            self._restarted(worker_id, worker)
             if lost is not None:
                 with self._lock:
                     self._pending.appendleft(lost)  # retried on the restarted worker (upstream semantics)
@@ -366,6 +374,23 @@ class PoolScheduler(WorkerScheduler):
         else:
             self._retire(worker_id, worker, lost, None)
         self._dispatch()
+
+    def _restarted(self, worker_id: int, worker: _Worker) -> None:
+        """Log a restart; the first one of this pool is also a warning, since a task that crashed its worker and
+        then succeeded on another would otherwise pass unnoticed."""
+        message = (
+            f"worker {worker_id} ({process_name(worker.spawner)}) "
+            f"{'was killed: its task exceeded run_time_max' if worker.doomed else 'died'}; starting another in its "
+            f"place ({self._restarts_left[worker.worker_index]} of restart_limit={self._restart_limit} restarts left)"
+        )
+        log.warning("%s", message)
+        if not self._warned_restart:
+            self._warned_restart = True
+            warnings.warn(
+                f"{message}. Further restarts of this executor are only logged (executorlib.log_to_stderr())",
+                UserWarning,
+                stacklevel=2,
+            )
 
     def _retire(self, worker_id: int, worker: _Worker, lost: TaskItem | None, problem: Exception | None) -> None:
         if lost is not None and not lost.future.done():
@@ -395,14 +420,18 @@ class PoolScheduler(WorkerScheduler):
         if self._stopping:
             return
         self._stopping = True
+        log.info("stopping the pool's %d workers", len(self._workers))
         if not self._workers:
             self._finish()
             return
         for worker_id, worker in list(self._workers.items()):
             if worker.ready:
                 self._hub.send(worker_id, Shutdown())
-            else:
-                worker.spawner.shutdown(wait=False)
+            elif not self._launcher.same_host:
+                worker.spawner.shutdown(wait=False)  # a step or batch job still queued may never start
+            # else a local worker still starting is told to stop once it says hello (on_hello): SIGTERM now would
+            # make mpiexec print its "BAD TERMINATION" banner, and an orderly shutdown prints nothing. One that
+            # never says hello is killed with the rest after STOP_TIMEOUT_SECONDS.
         self._hub.call_later(STOP_TIMEOUT_SECONDS, self._kill_all)
 
     def _kill_all(self) -> None:

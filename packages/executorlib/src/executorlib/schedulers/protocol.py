@@ -13,6 +13,7 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Protocol
 
 from executorlib.resources import Resources
+from executorlib.status import SchedulerState
 
 if TYPE_CHECKING:
     from xl_comm import Hub
@@ -51,3 +52,6 @@ class Scheduler(Protocol):
         """The Futures of those calls, in order (a snapshot)."""
 
     def info(self) -> dict[str, Any]: ...
+
+    def state(self) -> SchedulerState:
+        """How tasks run, by what, how many workers are alive and how many calls wait (for the ``repr``)."""

@@ -33,6 +33,7 @@ from executorlib.dependencies import Parked, cancel_and_notify
 from executorlib.errors import JobFailedError
 from executorlib.launchers.protocol import JobLauncher
 from executorlib.resources import Resources
+from executorlib.status import SchedulerState, TaskFuture
 from executorlib.task_file import FileTask, JobEnd
 
 #: Where task files go when neither the executor nor the call names a cache directory.
@@ -212,6 +213,8 @@ class TaskFileScheduler:
                 _settle(each, error=problem)
 
     def _adopt(self, task: FileTask, future: Future[Any]) -> None:
+        if isinstance(future, TaskFuture):
+            future.job = task  # its repr shows the key and the job id
         task.futures.append(future)
         self._of_future[future] = task
         future.add_done_callback(lambda f: self._future_done(task, f))
@@ -405,6 +408,12 @@ class TaskFileScheduler:
 
     def info(self) -> dict[str, Any]:
         return {"launcher": self._launcher.name, **self._launcher.info()}
+
+    def state(self) -> SchedulerState:
+        with self._lock:
+            jobs = sum(1 for task in self._in_flight.values() if task.queue_id is not None)
+            queued = len(self._in_flight) - jobs + len(self._waiting)
+        return SchedulerState("task files", self._launcher.name, jobs, "jobs", queued)
 
     def job_script(
         self,
