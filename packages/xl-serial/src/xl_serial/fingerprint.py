@@ -98,12 +98,13 @@ class _Walk:
             for item in defaults:  # the tuple pins its items; those that are not atomic add their own parts
                 if type(item) not in _IMMUTABLE and not self.value(item, depth + 1):
                     return False
-        if not (
-            self.mapping(fn.__kwdefaults__, depth)
-            and self.mapping(fn.__dict__, depth)
-            and self.mapping(fn.__annotations__, depth)
-        ):
-            return False
+        for mapping in (fn.__kwdefaults__, fn.__dict__, fn.__annotations__):
+            if mapping is None:
+                parts.append(None)
+            elif type(mapping) is dict and not mapping:  # the common case, without a call
+                parts.append(_END)
+            elif not self.mapping(mapping, depth):
+                return False
         for cell in fn.__closure__ or ():
             try:
                 contents = cell.cell_contents

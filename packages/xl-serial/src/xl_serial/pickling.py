@@ -125,7 +125,7 @@ def function_stream(fn: Any) -> bytes | None:
     if current is None:
         return None
     cached = entry.cached  # one read: the pair is replaced whole, never field by field
-    if cached is not None and cached[0].same(current):
+    if cached is not None and cached[0].ids == current.ids and cached[0].modules == current.modules:
         return cached[1]
     try:
         stream: bytes = cloudpickle.dumps(fn, protocol=5)
