@@ -348,6 +348,14 @@ def test_the_receiver_keeps_a_bounded_number_of_functions() -> None:
     assert first not in pickling._RESOLVED, "the least recently used went first"
 
 
+def test_a_function_pickle_over_the_senders_limit_is_pickled_per_message() -> None:
+    namespace: dict[str, Any] = {"__name__": "__main__", "BIG": b"x" * (pickling._KEEP_MAX_BYTES + 1)}
+    exec("def size():\n    return len(BIG)\n", namespace)
+    first = xl_serial.function_stream(namespace["size"])
+    second = xl_serial.function_stream(namespace["size"])
+    assert first is not None and second is not None and first is not second and first == second
+
+
 def test_a_large_function_pickle_is_not_kept() -> None:
     namespace: dict[str, Any] = {"__name__": "__main__", "BIG": b"x" * (pickling._RESOLVED_MAX_BYTES + 1)}
     exec("def size():\n    return len(BIG)\n", namespace)

@@ -63,8 +63,10 @@ _registry_seen: set[str] = set()
 #: reference: it is re-checked against its module instead).
 _RESOLVED: dict[bytes, tuple[types.FunctionType, Fingerprint | None]] = {}
 _RESOLVED_LIMIT = 256
-#: Larger pickles of a function are unpickled per call rather than kept (their captured values would stay alive).
-_RESOLVED_MAX_BYTES = 1 << 20
+#: Larger pickles of a function are unpickled per call rather than kept, so the kept ones stay under 16 MiB.
+_RESOLVED_MAX_BYTES = 1 << 16
+#: The sender keeps a function's by-value pickle up to this size (beyond, it would double a large captured value).
+_KEEP_MAX_BYTES = 1 << 20
 
 
 def _plain(obj: tuple[Any, ...]) -> bool:
@@ -131,8 +133,9 @@ def function_stream(fn: Any) -> bytes | None:
         stream: bytes = cloudpickle.dumps(fn, protocol=5)
     except Exception:  # the message's own pickling raises it again, for the caller's Future
         return None
-    # the fingerprint was taken before pickling: a change in between gives a new fingerprint next time
-    entry.cached = (current, stream)
+    if len(stream) <= _KEEP_MAX_BYTES:
+        # the fingerprint was taken before pickling: a change in between gives a new fingerprint next time
+        entry.cached = (current, stream)
     return stream
 
 
