@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from operator import attrgetter
 from typing import Any, NamedTuple
 
-from xl_serial import Frame, dumps, function_reference, loads, resolve_reference
+from xl_serial import Frame, dumps, function_stream, loads, resolve_function
 from zmq import Frame as ZmqFrame
 
 from xl_comm.messages import MESSAGE_CLASSES, Kind, Message, Task
@@ -89,8 +89,9 @@ def pack_body(message: Message) -> list[Frame]:
     """Pickle a message body. Raises whatever pickling raises (the caller fails the one task concerned).
 
     The body is the tuple of the message's fields (the header carries its kind): pickling a dataclass costs
-    two to three times as much, on every task, on both ends. A Task's function, when it travels by reference,
-    is sent as that reference's bytes (see xl_serial.function_reference); _decode turns them back.
+    two to three times as much, on every task, on both ends. A Task's function is sent as bytes when xl_serial
+    has them (its reference, or its by-value pickle kept while the function is unchanged: see
+    xl_serial.function_stream); _decode turns them back, and the worker keeps the function it got.
     """
     if type(message) is Task:
         return pack_task(message.fn, message.args, message.kwargs, message.error_log_file)
@@ -105,8 +106,8 @@ def pack_task(
 ) -> list[Frame]:
     """``pack_body(Task(fn, args, kwargs, error_log_file))``, the same frames, without building the Task first:
     the executor packs one per submit, on the caller's critical path."""
-    reference = function_reference(fn)
-    return dumps((fn if reference is None else reference, args, kwargs, error_log_file))
+    stream = function_stream(fn)
+    return dumps((fn if stream is None else stream, args, kwargs, error_log_file))
 
 
 _FIELD_GETTERS: dict[type, Callable[[Any], tuple[Any, ...]]] = {}
@@ -182,8 +183,8 @@ def open_body(header: Header, frames: Sequence[Any]) -> Message:
 def _decode(header: Header, body: Sequence[Any]) -> Message:
     try:
         fields = loads(body)
-        if header.kind is Kind.TASK and type(fields[0]) is bytes:  # a function sent by reference (pack_body)
-            fields = (resolve_reference(fields[0]), *fields[1:])
+        if header.kind is Kind.TASK and type(fields[0]) is bytes:  # a function sent as its pickle (pack_task)
+            fields = (resolve_function(fields[0]), *fields[1:])
         return MESSAGE_CLASSES[header.kind](*fields)
     # BaseException: a __reduce__ may raise SystemExit or KeyboardInterrupt; it still fails only this message.
     except BaseException as problem:  # any unpickling failure belongs to this one message

@@ -17,8 +17,10 @@ if TYPE_CHECKING:
         dumps,
         frames_nbytes,
         function_reference,
+        function_stream,
         loads,
         register_by_value,
+        resolve_function,
         resolve_reference,
     )
     from xl_serial.remote_error import RemoteError, RemoteException, RemoteTraceback, capture, error_report
@@ -32,6 +34,8 @@ _LAZY = {
     "dumps": "pickling",
     "frames_nbytes": "pickling",
     "function_reference": "pickling",
+    "function_stream": "pickling",
+    "resolve_function": "pickling",
     "resolve_reference": "pickling",
     "loads": "pickling",
     "register_by_value": "pickling",
@@ -55,8 +59,10 @@ __all__ = [
     "frames_nbytes",
     "function_name",
     "function_reference",
+    "function_stream",
     "loads",
     "register_by_value",
+    "resolve_function",
     "resolve_reference",
     "task_key",
 ]

@@ -9,10 +9,13 @@ from __future__ import annotations
 import pickle
 import sys
 import types
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
 import cloudpickle
+
+from xl_serial.fingerprint import Fingerprint, fingerprint
 
 #: Buffers smaller than this stay inside the pickle stream: a frame per tiny array costs more than a copy.
 OUT_OF_BAND_MIN_BYTES = 64 * 1024
@@ -55,8 +58,15 @@ def dumps(obj: Any, *, min_out_of_band: int = OUT_OF_BAND_MIN_BYTES) -> list[Fra
 _BY_REFERENCE: dict[int, tuple[types.FunctionType, bytes]] = {}
 _BY_REFERENCE_LIMIT = 4096
 _registry_seen: set[str] = set()
-#: Functions turned back from their references (see resolve_reference), by reference.
-_RESOLVED: dict[bytes, types.FunctionType] = {}
+#: Functions turned back from their pickles (see resolve_function), by those bytes, least recently used first:
+#: the function and the fingerprint of its state taken right after unpickling (None for one that came by
+#: reference: it is re-checked against its module instead).
+_RESOLVED: dict[bytes, tuple[types.FunctionType, Fingerprint | None]] = {}
+_RESOLVED_LIMIT = 256
+#: Larger pickles of a function are unpickled per call rather than kept, so the kept ones stay under 16 MiB.
+_RESOLVED_MAX_BYTES = 1 << 16
+#: The sender keeps a function's by-value pickle up to this size (beyond, it would double a large captured value).
+_KEEP_MAX_BYTES = 1 << 20
 
 
 def _plain(obj: tuple[Any, ...]) -> bool:
@@ -90,18 +100,77 @@ def function_reference(fn: Any) -> bytes | None:
     return _reference_of(fn) if type(fn) is types.FunctionType else None
 
 
-def resolve_reference(reference: bytes) -> Any:
-    """The function named by a :func:`function_reference`: remembered, while its module still binds that name
-    to it; otherwise unpickled (which imports the module, as unpickling the function itself would)."""
-    fn = _RESOLVED.get(reference)
-    if fn is not None and _named_by_module(fn):
-        return fn
-    fn = pickle.loads(reference)
-    if type(fn) is types.FunctionType:
-        if len(_RESOLVED) >= _BY_REFERENCE_LIMIT:
-            _RESOLVED.clear()
-        _RESOLVED[reference] = fn
+def function_stream(fn: Any) -> bytes | None:
+    """The bytes that stand for the function ``fn`` in a message, or None (then pickle ``fn`` with the message).
+
+    A function known to travel by reference gives its :func:`function_reference`. A function cloudpickle ships
+    by value (defined in ``__main__`` or inside another function) gives its by-value pickle, taken once and reused
+    while nothing that pickle captured has changed (see :mod:`xl_serial.fingerprint`): rebinding a global it
+    names, assigning its ``__code__``, ``__defaults__`` or a closure cell, all give a fresh pickle. When its
+    state holds something that can change unseen (a list, an instance, a class defined in ``__main__``), None.
+    The receiver turns the bytes back with :func:`resolve_function`."""
+    if type(fn) is not types.FunctionType:
+        return None
+    reference = _reference_of(fn)
+    if reference is not None:
+        return reference
+    if _registry() != _registry_seen:
+        _forget_functions()
+    entry = _BY_VALUE.get(id(fn))
+    if entry is None or entry.ref() is not fn:
+        if _travels_by_reference(fn) is not False:
+            return _reference_of(fn)  # learnt just now, or None: cloudpickle decides with the message
+        entry = _BY_VALUE.get(id(fn))
+        if entry is None:
+            return None
+    current = fingerprint(fn, _travels_by_reference, _registered)
+    if current is None:
+        return None
+    cached = entry.cached  # one read: the pair is replaced whole, never field by field
+    if cached is not None and cached[0].ids == current.ids and cached[0].modules == current.modules:
+        return cached[1]
+    try:
+        stream: bytes = cloudpickle.dumps(fn, protocol=5)
+    except Exception:  # the message's own pickling raises it again, for the caller's Future
+        return None
+    if len(stream) <= _KEEP_MAX_BYTES:
+        # the fingerprint was taken before pickling: a change in between gives a new fingerprint next time
+        entry.cached = (current, stream)
+    return stream
+
+
+def resolve_function(stream: bytes) -> Any:
+    """The function pickled in ``stream`` (a :func:`function_stream` or :func:`function_reference`).
+
+    Kept by its bytes, so a function sent call after call is unpickled once. The key is the bytes themselves,
+    compared in full on a hit, so another pickle can never match. A function that came by reference is kept
+    while its module still binds that name to it. One that came by value is kept while its state is what the
+    bytes made it: a function that changed itself (an attribute, a global it rebinds, a default) is unpickled
+    afresh, so every call starts from the state the caller sent, as if unpickled per call; one whose state
+    cannot be fingerprinted is not kept."""
+    entry = _RESOLVED.pop(stream, None)
+    if entry is not None:
+        fn, state = entry
+        if _named_by_module(fn) if state is None else _unchanged(fn, state):
+            _RESOLVED[stream] = entry  # now the most recently used
+            return fn
+    fn = pickle.loads(stream)
+    if type(fn) is types.FunctionType and len(stream) <= _RESOLVED_MAX_BYTES:
+        state = None if _named_by_module(fn) else fingerprint(fn, _travels_by_reference, _registered)
+        if state is not None or _named_by_module(fn):
+            while len(_RESOLVED) >= _RESOLVED_LIMIT:
+                del _RESOLVED[next(iter(_RESOLVED))]
+            _RESOLVED[bytes(stream)] = (fn, state)
     return fn
+
+
+def _unchanged(fn: types.FunctionType, state: Fingerprint) -> bool:
+    current = fingerprint(fn, _travels_by_reference, _registered)
+    return current is not None and current.same(state)
+
+
+#: The name this used before function_stream existed: references only.
+resolve_reference = resolve_function
 
 
 def _named_by_module(fn: types.FunctionType) -> bool:
@@ -133,25 +202,83 @@ def _live_registry() -> Any:
 _registry = _live_registry()
 
 
+class _ByValue:
+    """A function seen to travel by value: a weak reference to it (a redefined function lets the old one go), and
+    its last by-value pickle with the fingerprint taken just before it."""
+
+    __slots__ = ("cached", "ref")
+
+    def __init__(self, fn: types.FunctionType) -> None:
+        key = id(fn)
+        self.ref = weakref.ref(fn, lambda dead: _drop_by_value(key, dead))
+        self.cached: tuple[Fingerprint, bytes] | None = None
+
+
+#: Functions seen to travel by value, by id (the entry's weak reference tells a reused id apart).
+_BY_VALUE: dict[int, _ByValue] = {}
+_BY_VALUE_LIMIT = 1024
+
+
+def _drop_by_value(key: int, dead: weakref.ref[types.FunctionType]) -> None:
+    entry = _BY_VALUE.get(key)
+    if entry is not None and entry.ref is dead:
+        _BY_VALUE.pop(key, None)
+
+
+def _travels_by_reference(fn: types.FunctionType) -> bool | None:
+    """Whether cloudpickle pickles ``fn`` by reference (True) or by value (False), learnt once per function
+    object; None when that cannot be told cheaply (methods: cloudpickle decides per message)."""
+    if _reference_of(fn) is not None:
+        return True
+    entry = _BY_VALUE.get(id(fn))
+    if entry is not None and entry.ref() is fn:
+        return False
+    qualname = fn.__qualname__
+    if fn.__module__ == "__main__" or "<locals>" in qualname:
+        by_reference = False  # cloudpickle never looks these up by name: no need to pickle to find out
+    elif "." in qualname:
+        return None
+    else:
+        try:
+            reference = pickle.dumps(fn, protocol=5)
+            by_reference = cloudpickle.dumps(fn, protocol=5) == reference
+        except Exception:  # plain pickle cannot: lambdas, functions a module no longer names ...
+            by_reference = False
+        if by_reference:
+            if len(_BY_REFERENCE) >= _BY_REFERENCE_LIMIT:
+                _BY_REFERENCE.clear()
+            _BY_REFERENCE[id(fn)] = (fn, reference)
+            return True
+    if len(_BY_VALUE) >= _BY_VALUE_LIMIT:
+        _BY_VALUE.clear()
+    _BY_VALUE[id(fn)] = _ByValue(fn)
+    return False
+
+
+def _registered(module_name: str) -> bool:
+    """Whether cloudpickle pickles the module ``module_name`` (or a package it is in) by value."""
+    registry = _registry()
+    while registry:
+        if module_name in registry:
+            return True
+        module_name, dot, _ = module_name.rpartition(".")
+        if not dot:
+            return False
+    return False
+
+
 def _learn_functions(obj: tuple[Any, ...]) -> None:
     if _registry() != _registry_seen:  # what was learnt under another registry no longer holds
         _forget_functions()
     for item in obj:
-        if type(item) is types.FunctionType and id(item) not in _BY_REFERENCE and "." not in item.__qualname__:
-            try:
-                reference = pickle.dumps(item, protocol=5)
-                same = cloudpickle.dumps(item, protocol=5) == reference
-            except Exception:  # plain pickle cannot: lambdas, closures, functions of __main__ ...
-                same = False
-            if same:
-                if len(_BY_REFERENCE) >= _BY_REFERENCE_LIMIT:
-                    _BY_REFERENCE.clear()
-                _BY_REFERENCE[id(item)] = (item, reference)
+        if type(item) is types.FunctionType and id(item) not in _BY_REFERENCE:
+            _travels_by_reference(item)
 
 
 def _forget_functions() -> None:
     global _registry_seen
     _BY_REFERENCE.clear()
+    _BY_VALUE.clear()
     _registry_seen = cloudpickle.list_registry_pickle_by_value()
 
 
