@@ -248,6 +248,17 @@ def crash_once_then_return(marker: str, value: Any) -> Any:
     return value
 
 
+def record_attempt_and_sys_exit(attempts: str, code: Any) -> None:
+    """Note this process's pid in ``attempts``, then ``sys.exit(code)`` (a SystemExit, not an os._exit)."""
+    with open(attempts, "a") as fh:
+        fh.write(f"{os.getpid()}\n")
+    raise SystemExit(code)
+
+
+def raise_keyboard_interrupt() -> None:
+    raise KeyboardInterrupt
+
+
 # --- pickling failures ------------------------------------------------------------------------------------
 
 
@@ -302,6 +313,10 @@ def init_token() -> dict[str, str]:
 
 def failing_init() -> dict[str, Any]:
     raise LookupError("init failed on purpose")
+
+
+def exiting_init() -> dict[str, Any]:
+    raise SystemExit(4)
 
 
 # --- futures as arguments ---------------------------------------------------------------------------------
@@ -382,5 +397,18 @@ def mpi_kill_rank_once(bad_rank: int, marker: str) -> int:
     if comm.Get_rank() == bad_rank and not os.path.exists(marker):
         Path(marker).touch()
         os.kill(os.getpid(), signal.SIGKILL)
+    comm.Barrier()
+    return comm.Get_rank()
+
+
+def mpi_sys_exit_on_rank(bad_rank: int, code: int) -> int:
+    """Rank ``bad_rank`` calls sys.exit(code); the others then wait in a barrier it never joins."""
+    import sys
+
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    if comm.Get_rank() == bad_rank:
+        sys.exit(code)
     comm.Barrier()
     return comm.Get_rank()

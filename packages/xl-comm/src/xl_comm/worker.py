@@ -19,7 +19,7 @@ import zmq
 
 from xl_comm.keys import load_key
 from xl_comm.messages import Hello
-from xl_comm.worker_loop import WorkerLoop, close, connect, fast_exit
+from xl_comm.worker_loop import WorkerLoop, close, connect, fast_exit, leave
 
 # This module is only the command line; the loop is xl_comm.worker_loop, which the MPI ranks share without
 # importing this module (a module run with -m would otherwise be imported a second time).
@@ -71,8 +71,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     sock, guard = connect(context, args.address, args.connect_timeout)
     loop = WorkerLoop(sock, key, args.worker_id, args.worker_index)
     loop.send(Hello(pid=os.getpid(), host=os.uname().nodename))
-    loop.serve(one_shot=args.one_shot)
-    close(context, sock, guard)
+    departing = loop.serve(one_shot=args.one_shot)
+    close(context, sock, guard)  # lingers until the answers already made have left
+    if departing is not None:  # user code raised SystemExit or KeyboardInterrupt: the executor sees a death
+        leave(loop.origin, departing)
     if args.one_shot:
         fast_exit()  # the reply is delivered
     return 0

@@ -16,10 +16,11 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import zmq
-from xl_serial import Frame, RemoteError, capture
+from xl_serial import Frame, RemoteError, capture, function_name
 
 from xl_comm.framing import (
     BodyError,
@@ -40,6 +41,43 @@ FLUSH_AFTER_SECONDS = 0.002
 
 #: Exit status of a worker that lost its executor (EX_SOFTWARE would blame the worker; 75 is EX_TEMPFAIL).
 EXIT_ORPHANED = 75
+
+#: Exit status of a worker whose task raised KeyboardInterrupt (the shells' 128 + SIGINT).
+EXIT_INTERRUPTED = 130
+
+
+@dataclass(frozen=True, slots=True)
+class Departure:
+    """The worker ends because user code raised SystemExit or KeyboardInterrupt: with ``status``, after printing
+    ``note``. As in executorlib 1.x, where workers catch only Exception, the executor sees a dead worker; the
+    exception never travels back to be re-raised in the caller's process, where it would end the user's program."""
+
+    status: int
+    note: str
+
+
+def departure(exc: SystemExit | KeyboardInterrupt, what: str) -> Departure:
+    """How the worker leaves when ``what`` (e.g. "the function f", "init_function") raised ``exc`` (pure).
+
+    The status is the one Python itself would exit with: ``sys.exit()`` and ``sys.exit(None)`` give 0, an int code
+    its low byte, any other code (a message) 1; KeyboardInterrupt gives EXIT_INTERRUPTED.
+    """
+    if isinstance(exc, KeyboardInterrupt):
+        return Departure(EXIT_INTERRUPTED, f"{what} raised KeyboardInterrupt")
+    code = exc.code
+    if code is None:
+        return Departure(0, f"{what} called sys.exit()")
+    if isinstance(code, int):  # bool included, as in Python
+        return Departure(int(code) & 0xFF, f"{what} called sys.exit({code!r})")
+    return Departure(1, f"{what} called sys.exit({code!r})")
+
+
+class _Leave(BaseException):
+    """Carries a Departure from user code up to ``serve`` (a BaseException, so no handler of ours catches it)."""
+
+    def __init__(self, departing: Departure) -> None:
+        super().__init__(departing.note)
+        self.departure = departing
 
 
 class ExecutorGuard:
@@ -163,10 +201,25 @@ class WorkerLoop:
         self._send_lock = threading.Lock()
         self._flusher = Flusher(self._send_all)
 
+    @property
+    def origin(self) -> str:
+        """How this worker is named in tracebacks and notes, e.g. "worker 3 (pid 123 on node7)"."""
+        return self._origin
+
     def send(self, message: Message) -> None:
         self._send_all([(message.kind, 0, pack_body(message))])
 
-    def serve(self, one_shot: bool) -> None:
+    def serve(self, one_shot: bool) -> Departure | None:
+        """Answer messages until told to stop (None), or until user code raised SystemExit or KeyboardInterrupt:
+        then the answers already made are sent and the Departure is returned, for the caller to end the process."""
+        try:
+            self._serve(one_shot)
+        except _Leave as leave:
+            self._flusher.flush()  # a batch's earlier answers are results: they leave before the worker does
+            return leave.departure
+        return None
+
+    def _serve(self, one_shot: bool) -> None:
         while True:
             frames = recv_frames(self._sock)
             try:
@@ -241,6 +294,8 @@ class WorkerLoop:
                 raise TypeError(f"init_function must return a dict of keyword arguments, got {type(preset).__name__}")
             self._memory.update(preset)
             self._preset_names = tuple(self._memory)
+        except (SystemExit, KeyboardInterrupt) as exc:
+            raise _Leave(departure(exc, "init_function")) from None
         except BaseException as exc:
             self._init_error = capture(exc, origin=f"init_function on {self._origin}")
 
@@ -268,7 +323,9 @@ class WorkerLoop:
             if presets:  # e.g. executorlib_worker_id, or init_function's values
                 kwargs = with_presets(presets, args, kwargs, self._memory)
             return Result(fn(*args, **kwargs))
-        except BaseException as exc:  # every failure of user code goes back to the caller
+        except (SystemExit, KeyboardInterrupt) as exc:  # never re-raised in the caller: the worker ends instead
+            raise _Leave(departure(exc, f"the function {function_name(task.fn)}")) from None
+        except BaseException as exc:  # every other failure of user code goes back to the caller
             if task.error_log_file:
                 _append_error_log(task, exc)
             return Failure(capture(exc, origin=self._origin))
@@ -349,6 +406,12 @@ def close(context: zmq.Context[Any], sock: zmq.Socket[Any], guard: ExecutorGuard
     guard.stop()
     sock.close()  # lingers until the last reply has left
     context.term()
+
+
+def leave(origin: str, departing: Departure) -> None:
+    """Say on stderr why the worker ends, then end it with the departure's status (atexit handlers run)."""
+    print(f"{origin}: {departing.note}; the worker exits with status {departing.status}", file=sys.stderr, flush=True)
+    fast_exit(departing.status)
 
 
 def fast_exit(status: int = 0) -> None:
