@@ -181,6 +181,17 @@ def fast_or_blocking(i: int, directory: str) -> int:
     return block_until_released(i, str(base / f"started_{i}"), str(base / "release"), str(base / f"done_{i}"))
 
 
+def worker_ids_barrier(
+    directory: str, parties: int, executorlib_worker_id: int = -1, executorlib_worker_index: int = -1
+) -> tuple[int, int]:
+    """Both injected numbers, (executorlib_worker_id, executorlib_worker_index), once ``parties`` tasks run at once."""
+    return worker_id_barrier(executorlib_worker_id, directory, parties), executorlib_worker_index
+
+
+def get_worker_index(executorlib_worker_index: int) -> int:
+    return executorlib_worker_index
+
+
 def worker_id_barrier(executorlib_worker_id: int, directory: str, parties: int) -> int:
     """Return the injected worker id once ``parties`` tasks are running at the same time.
 

@@ -226,7 +226,7 @@ def test_cache_reuse_without_resubmission(slurm_cluster: SlurmCluster, cache: Pa
     with SlurmClusterExecutor(cache_directory=str(cache)) as exe:
         future = exe.submit(count_and_add, str(marker), 1, 2)
         assert future.done() and future.result(timeout=0) == 3
-        assert exe.info["status_queries"] == 0
+        assert exe.status()["status_queries"] == 0
     assert marker.read_text() == "ran\n"
 
 

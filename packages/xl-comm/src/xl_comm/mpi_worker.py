@@ -128,7 +128,8 @@ def _lead(args: SimpleNamespace, key: bytes, context: zmq.Context[Any], comm: An
         addresses.append(f"tcp://{host}:{port}")
     comm.bcast(addresses, root=0)
     sock, guard = connect(context, args.address, args.connect_timeout)
-    lead = TeamLead(sock, key, args.worker_id, args.worker_index, origin=rank_origin(0, size, args.worker_id))
+    origin = rank_origin(0, size, args.worker_id)
+    lead = TeamLead(sock, key, args.worker_id, args.worker_index, origin=origin, one_shot=args.one_shot)
     lead.link = TeamLink(tasks, answers, key, size, lead.abort)
     lead.ending = (context, (tasks, answers), guard)
     try:
@@ -170,7 +171,8 @@ def _follow(args: SimpleNamespace, key: bytes, context: zmq.Context[Any], comm: 
     out = context.socket(zmq.PUSH)
     out.setsockopt(zmq.LINGER, 5_000)
     out.connect(answers_address)
-    loop = TeamFollower(sock, key, rank, args.worker_index, origin=rank_origin(rank, size, args.worker_id), out=out)
+    origin = rank_origin(rank, size, args.worker_id)
+    loop = TeamFollower(sock, key, rank, args.worker_index, origin=origin, out=out, one_shot=args.one_shot)
     loop.comm = comm
     loop.send(Hello(pid=os.getpid(), host=os.uname().nodename))
     departing = loop.serve(one_shot=False)

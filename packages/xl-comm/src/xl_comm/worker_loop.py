@@ -42,6 +42,23 @@ FLUSH_AFTER_SECONDS = 0.002
 #: Exit status of a worker that lost its executor (EX_SOFTWARE would blame the worker; 75 is EX_TEMPFAIL).
 EXIT_ORPHANED = 75
 
+#: The parameter names whose values the worker supplies (unless the caller passes them); see ``presets``.
+WORKER_ID_NAME = "executorlib_worker_id"
+WORKER_INDEX_NAME = "executorlib_worker_index"
+
+
+def presets(worker_index: int, one_shot: bool) -> dict[str, int]:
+    """The values a function gets for the reserved parameters (pure). ``executorlib_worker_index`` is the worker's
+    index, distinct among the workers running at once. ``executorlib_worker_id`` is the same number for a
+    long-lived worker (stable over its tasks), and always 0 for a one-shot worker: executorlib 1.x gives every call
+    of its one-process-per-call mode 0, and code written for it (one scratch folder per worker id) relies on that.
+
+    >>> presets(3, one_shot=True)
+    {'executorlib_worker_id': 0, 'executorlib_worker_index': 3}
+    """
+    return {WORKER_ID_NAME: 0 if one_shot else worker_index, WORKER_INDEX_NAME: worker_index}
+
+
 #: Exit status of a worker whose task raised KeyboardInterrupt (the shells' 128 + SIGINT).
 EXIT_INTERRUPTED = 130
 
@@ -187,6 +204,7 @@ class WorkerLoop:
         *,
         origin: str | None = None,
         out: zmq.Socket[Any] | None = None,
+        one_shot: bool = False,
     ) -> None:
         self._sock = sock
         self._out = out if out is not None else sock  # where answers go (MPI ranks answer rank 0 elsewhere)
@@ -194,7 +212,7 @@ class WorkerLoop:
         self._worker_id = worker_id
         self._sent = 0
         self._received = 0
-        self._memory: dict[str, Any] = {"executorlib_worker_id": worker_index}
+        self._memory: dict[str, Any] = presets(worker_index, one_shot)
         self._preset_names = tuple(self._memory)
         self._init_error: RemoteError | None = None
         self._origin = origin or f"worker {worker_id} (pid {os.getpid()} on {os.uname().nodename})"

@@ -9,6 +9,7 @@ from typing import Any
 
 from executorlib.accounting import available_cores, core_budget, pool_size
 from executorlib.errors import ResourceDictError
+from executorlib.executors.info import interactive_info
 from executorlib.executors.options import ExecutorOptions, check_pmi_mode, check_wait_true
 from executorlib.executors.socket import SocketExecutor
 from executorlib.launchers.srun import SLURM_JOB_RULES, Allocation, SrunLauncher, current_allocation, single_node
@@ -82,6 +83,7 @@ class SlurmJobExecutor(SocketExecutor):
                 "cluster (inside salloc or an sbatch job), or use SingleNodeExecutor on this machine"
             )
         self._max_cores = max_cores
+        self._pmi_mode = pmi_mode
         self._check_max_cores(max_cores)
         max_tasks = max_workers
         if self._allocation is not None:
@@ -105,6 +107,20 @@ class SlurmJobExecutor(SocketExecutor):
             pool_size=lambda: self._pool_size(max_workers, max_cores, resources),
             localhost=localhost,
         )
+
+    def _describe(self) -> dict[str, Any]:
+        return interactive_info(
+            self._options,
+            spawner=self._spawner_class(),
+            workers=self._worker_count(),
+            slurm=True,
+            pmi_mode=self._pmi_mode,
+        )
+
+    def _spawner_class(self) -> type:
+        from executorlib.compat.spawners import SrunSpawner
+
+        return SrunSpawner
 
     @property
     def allocation(self) -> Allocation | None:

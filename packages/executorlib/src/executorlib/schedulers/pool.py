@@ -184,6 +184,11 @@ class PoolScheduler(WorkerScheduler):
     def queued(self) -> int:
         return len(self._pending)
 
+    @property
+    def workers(self) -> int:
+        """The pool's size: how many workers it keeps."""
+        return self._size
+
     def pending(self) -> list[Future[Any]]:
         with self._lock:
             return [item.future for item in self._pending]

@@ -1,5 +1,6 @@
-"""SystemExit and KeyboardInterrupt in user code end the worker with their status instead of being answered (an
-answer would re-raise them in the executor's process, as a 1.x worker never does)."""
+"""The worker numbers a function is given, and how a worker leaves: SystemExit and KeyboardInterrupt in user code
+end the worker with their status instead of being answered (an answer would re-raise them in the executor's
+process, as a 1.x worker never does)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,14 @@ from hypothesis import strategies as st
 from xl_comm.framing import pack_body
 from xl_comm.hub import Hub
 from xl_comm.messages import Init, Result, Task
-from xl_comm.worker_loop import EXIT_INTERRUPTED, departure
+from xl_comm.worker_loop import EXIT_INTERRUPTED, departure, presets
+
+
+@given(st.integers(min_value=0, max_value=10**6), st.booleans())
+def test_presets_give_the_index_and_a_worker_id_of_0_for_one_shot_workers(index: int, one_shot: bool) -> None:
+    values = presets(index, one_shot)
+    assert values["executorlib_worker_index"] == index
+    assert values["executorlib_worker_id"] == (0 if one_shot else index)
 
 
 @given(st.integers(min_value=-(2**40), max_value=2**40))
