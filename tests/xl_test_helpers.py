@@ -173,6 +173,12 @@ def block_until_released(value: Any, started: str, release: str, done: str | Non
     return value
 
 
+def held_worker(started: str, release: str, executorlib_worker_id: int = -1, offset: int = 0) -> tuple[int, int, int]:
+    """Block until released; then (executorlib_worker_id, the init function's offset, this process's pid)."""
+    block_until_released(None, started, release)
+    return executorlib_worker_id, offset, os.getpid()
+
+
 def fast_or_blocking(i: int, directory: str) -> int:
     """Element 0 returns at once; every other element blocks until ``release`` and then marks ``done_<i>``."""
     if i == 0:

@@ -326,6 +326,16 @@ class BaseExecutor(Executor):
             return None
         return self._worker_count()
 
+    @max_workers.setter
+    def max_workers(self, workers: int) -> None:
+        """Resize the pool of a ``block_allocation=True`` executor (executorlib 1.x): growing returns at once, the
+        new workers boot meanwhile; shrinking returns once the surplus workers have finished their task and exited.
+        Other executors raise NotImplementedError, as in 1.x."""
+        self._resize(workers)
+
+    def _resize(self, workers: int) -> None:
+        raise NotImplementedError("The max_workers setter is not implemented.")
+
     def _worker_count(self) -> int | None:
         return None
 

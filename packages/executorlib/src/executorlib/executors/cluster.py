@@ -157,6 +157,19 @@ class ClusterExecutor(BaseExecutor):
 
         return self._scheduler.workers if isinstance(self._scheduler, PoolScheduler) else None
 
+    def _resize(self, workers: int) -> None:
+        from executorlib.executors.options import check_pool_size
+        from executorlib.schedulers.pool import PoolScheduler
+
+        scheduler = self._scheduler
+        if not isinstance(scheduler, PoolScheduler):  # file mode: the queue decides how many jobs run
+            super()._resize(workers)
+            return
+        check_pool_size(workers)
+        if self._is_shutdown:
+            raise RuntimeError("cannot change max_workers after shutdown")
+        scheduler.resize(workers)
+
     def _check_task(self, resources: Resources, extras: Mapping[str, Any], *, where: str) -> None:
         if self._job_launcher is not None:
             self._job_launcher.check(resources, extras, where=where)

@@ -23,6 +23,14 @@ def check_count(name: str, value: Any, minimum: int) -> None:
         raise ValueError(f"{name} must be at least {minimum}, got {value}")
 
 
+def check_pool_size(workers: Any) -> None:
+    """The ``max_workers`` setter's value: an int of at least 1 (executorlib 1.x does not check)."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(
+            f"max_workers must be an int of at least 1 (the number of workers the pool keeps), got {workers!r}"
+        )
+
+
 def check_pmi_mode(pmi_mode: Any) -> None:
     """``pmi_mode`` becomes ``srun --mpi=<pmi_mode>``: None (the cluster's MpiDefault) or one word."""
     if pmi_mode is not None and (not isinstance(pmi_mode, str) or not pmi_mode.isidentifier()):

@@ -117,6 +117,14 @@ class SlurmJobExecutor(SocketExecutor):
             pmi_mode=self._pmi_mode,
         )
 
+    def _check_pool_size(self, workers: int) -> None:
+        cpus = self._resources.cpus
+        if self._too_big(workers * cpus):
+            raise ValueError(
+                f"max_workers={workers} workers of {cpus} core(s) each (cores x threads_per_core) need "
+                f"{workers * cpus} cores, but {self._allocation_text()}; choose fewer workers"
+            )
+
     def _spawner_class(self) -> type:
         from executorlib.compat.spawners import SrunSpawner
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from executorlib.executors.base import BaseExecutor, register_caller_module
 from executorlib.executors.info import interactive_info
-from executorlib.executors.options import ExecutorOptions
+from executorlib.executors.options import ExecutorOptions, check_pool_size
 from executorlib.graph_mode import NoScheduler
 from executorlib.launchers.protocol import Launcher
 from executorlib.resources import ExecutorRules, Resources
@@ -90,3 +90,19 @@ class SocketExecutor(BaseExecutor):
 
         scheduler = self._scheduler
         return scheduler.workers if isinstance(scheduler, PoolScheduler) else self._options.max_workers
+
+    def _resize(self, workers: int) -> None:
+        from executorlib.schedulers.pool import PoolScheduler
+
+        scheduler = self._scheduler
+        if not self._options.block_allocation or not isinstance(scheduler, PoolScheduler):
+            super()._resize(workers)
+            return
+        check_pool_size(workers)
+        if self._is_shutdown:
+            raise RuntimeError("cannot change max_workers after shutdown")
+        self._check_pool_size(workers)
+        scheduler.resize(workers)
+
+    def _check_pool_size(self, workers: int) -> None:
+        """Reject a pool that cannot fit (e.g. a SLURM allocation) before anything changes."""
