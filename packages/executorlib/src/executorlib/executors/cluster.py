@@ -95,6 +95,12 @@ class ClusterExecutor(BaseExecutor):
         from executorlib.launchers.batch_workers import BatchWorkerLauncher
         from executorlib.schedulers.pool import PoolScheduler
 
+        if options.max_workers is None and options.max_cores is None:
+            raise ValueError(
+                f"{rules.executor}(block_allocation=True) needs max_workers or max_cores: the pool's workers are batch "
+                "jobs of fixed resources, and there is no allocation here to size the pool from; pass max_workers "
+                "(the number of worker jobs)"
+            )
         options.check()
         self._options = options
         where = f"{rules.executor}(resource_dict=...)"
