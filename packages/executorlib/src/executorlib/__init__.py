@@ -8,10 +8,10 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
-logging.getLogger("executorlib").addHandler(logging.NullHandler())
+# No NullHandler on the "executorlib" logger: as in executorlib 1.x, its warnings (log_obj_size's sizes, a worker
+# restarted) reach Python's last-resort handler on stderr unless the application configures logging.
 
 _LAZY = {
     "BaseExecutor": "executorlib.executors.base",

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from executorlib.caching import check_executor_resources
 from executorlib.graph_mode import GraphRecorder
-from executorlib.resources import DEFAULTS, ExecutorRules, Resources, merge, parse_resource_dict
+from executorlib.resources import DEFAULTS, ExecutorRules, Resources, merge, parse_resource_dict, user_stacklevel
 
 
 def check_count(name: str, value: Any, minimum: int) -> None:
@@ -167,6 +168,14 @@ class ExecutorOptions:
             plot_dependency_graph_filename=self.plot_dependency_graph_filename,
             export_workflow_filename=self.export_workflow_filename,
         )
+        if self.init_function is not None and self.cache_directory is not None:
+            warnings.warn(  # executorlib 1.11 warns too
+                "init_function together with cache_directory: a cached result is found by the function and its "
+                "arguments only, not by what init_function set up on the worker, so a result cached with another "
+                "init_function may come back stale; give each set-up its own cache_directory (or cache_key)",
+                UserWarning,
+                stacklevel=user_stacklevel(),
+            )
 
     def graph(self) -> GraphRecorder | None:
         """Graph mode's recorder (nothing runs), or None."""
