@@ -92,3 +92,32 @@ def test_a_misspelt_key_in_a_dry_run_is_named_with_the_closest_key(tmp_path: Pat
         assert "#!/bin/bash" in script
     finally:
         exe.shutdown()
+
+
+def _have_mpi() -> bool:
+    import importlib.util
+
+    from xl_spawn import find_mpiexec
+
+    return importlib.util.find_spec("mpi4py") is not None and find_mpiexec() is not None
+
+
+MPI_POOL_SCRIPT = """
+import time
+from executorlib import SingleNodeExecutor
+with SingleNodeExecutor(max_workers=2, max_cores=4, block_allocation=True, resource_dict={{"cores": 2}}) as exe:
+    time.sleep({delay})
+print("closed")
+"""
+
+
+@pytest.mark.skipif(not _have_mpi(), reason="needs mpi4py and an mpiexec (pip install mpi4py mpich)")
+@pytest.mark.parametrize("delay", [0.0, 0.2, 0.4])
+def test_a_pool_of_mpi_workers_closed_while_booting_is_quiet(tmp_path: Path, delay: float) -> None:
+    """Killing mpiexec's ranks while they boot made MPICH print its BAD TERMINATION banner; they are told to stop
+    once they have said hello instead."""
+    script = tmp_path / "run.py"
+    script.write_text(MPI_POOL_SCRIPT.format(delay=delay))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=TIMEOUT, cwd=tmp_path)
+    assert done.returncode == 0 and done.stdout.split() == ["closed"], done.stderr
+    assert "BAD TERMINATION" not in done.stdout + done.stderr, done.stdout + done.stderr

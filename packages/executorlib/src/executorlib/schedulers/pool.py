@@ -72,6 +72,8 @@ class _Worker:
     retiring: bool = False
     #: it was told to stop (Shutdown sent, or its process signalled while it was still booting)
     told: bool = False
+    #: to be told to stop as soon as it says hello (an MPI worker still booting: see _tell_to_stop)
+    stop_on_hello: bool = False
 
     def room(self) -> int:
         """How many tasks to send now: one to an idle worker; a quick worker is topped up when it is down to
@@ -285,8 +287,17 @@ class PoolScheduler(WorkerScheduler):
         worker.told = True
         if worker.ready:
             self._hub.send(worker_id, Shutdown())
+        elif self._resources.cores > 1:
+            # MPI ranks still booting: a signal now makes mpiexec print its "BAD TERMINATION" banner, so it is told
+            # to stop once it says hello, and killed only if it has not ended in time.
+            worker.stop_on_hello = True
+            self._hub.call_later(STOP_TIMEOUT_SECONDS, lambda: self._kill_if_alive(worker))
         else:
             worker.spawner.shutdown(wait=False)  # still booting: it has nothing to finish
+
+    def _kill_if_alive(self, worker: _Worker) -> None:
+        if not worker.exited:
+            worker.spawner.shutdown(wait=False)
 
     def pending(self) -> list[Future[Any]]:
         with self._lock:
@@ -379,6 +390,10 @@ class PoolScheduler(WorkerScheduler):
     def on_hello(self, worker_id: int, hello: Hello) -> None:
         worker = self._workers.get(worker_id)
         if worker is None:
+            return
+        if worker.stop_on_hello:  # told to stop while it booted (see _tell_to_stop)
+            worker.ready = True
+            self._hub.send(worker_id, Shutdown())
             return
         if self._init is not None:
             self._hub.send(worker_id, self._init)
