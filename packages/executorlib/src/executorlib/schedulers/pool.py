@@ -3,7 +3,8 @@
 No thread of its own: ``submit`` hands a task straight to an idle worker, and the hub's reply callback (on the IO
 thread, or on a caller waiting in ``result()``) hands the next queued task to a worker the moment its reply
 arrives. A worker that dies fails exactly its task (or retries it on a restarted worker while ``restart_limit``
-allows); when no worker is left, every waiting task fails.
+allows); when no worker is left, every waiting task fails. ``resize`` (the executor's ``max_workers`` setter) adds
+workers at once, or retires surplus ones as they become free; a retiring worker is never replaced.
 """
 
 from __future__ import annotations
