@@ -24,7 +24,7 @@ need_pkg = $(if $(strip $(PKG)),$(if $(filter-out $(PACKAGES),$(PKG)),$(error PK
 	of: $(PACKAGES)); e.g. make $@ PKG=xl-comm))
 need_venv = if [ ! -x "$(PY)" ]; then echo "make: $(PY) is missing; run make setup first" >&2; exit 2; fi
 
-.PHONY: help setup test test-cross check lint format layers isolation slurm-up slurm-down slurm-status bench all
+.PHONY: help setup test test-cross check lint format layers isolation install-check slurm-up slurm-down slurm-status bench all
 
 help:
 	@echo "make setup                  create .venv from uv.lock (scripts/setup.sh)"
@@ -35,6 +35,7 @@ help:
 	@echo "make format                 ruff --fix and ruff format (writes files)"
 	@echo "make layers                 import-linter contracts and the workspace consistency check"
 	@echo "make isolation              each xl-* wheel alone in a fresh venv, with its own tests"
+	@echo "make install-check          pip install executorlib / executorlib[all] from the built wheels, then a workflow"
 	@echo "make slurm-up / slurm-down / slurm-status   the single-node SLURM test cluster (root)"
 	@echo "make bench                  the benchmark table (ARGS=--quick for a short run)"
 	@echo "make all                    everything CI runs: scripts/test.sh"
@@ -77,6 +78,9 @@ layers:
 
 isolation:
 	bash scripts/isolation.sh
+
+install-check:
+	bash scripts/install_check.sh
 
 slurm-up:
 	bash scripts/slurm-cluster.sh start

@@ -20,6 +20,7 @@ import psutil
 from executorlib import BaseExecutor, SingleNodeExecutor
 
 from benchmarks.floor import EchoClient, python_start
+from benchmarks.flux import flux_rows
 from benchmarks.report import Row, Target
 from benchmarks.tasks import echo, inc, mpi_rank, sleep, sum_all
 
@@ -794,4 +795,5 @@ WORKLOADS: list[tuple[str, Callable[[Sizes, list[str]], list[Row]]]] = [
     ("srun calls", srun_calls),
     ("TestClusterExecutor", test_cluster),
     ("SlurmClusterExecutor", slurm_cluster),
+    ("flux", flux_rows),
 ]

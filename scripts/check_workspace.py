@@ -56,6 +56,8 @@ PYPI_TO_CONDA: dict[str, str] = {
     "pygraphviz": "pygraphviz",
     "matplotlib": "matplotlib-base",
     "pandas": "pandas",
+    "ipython": "ipython",
+    "pydantic": "pydantic",
 }
 
 # Names that must never appear in a pyproject dependency list, with the reason.

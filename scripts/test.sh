@@ -15,6 +15,8 @@ for pkg in packages/*/; do (cd "$pkg" && ../../.venv/bin/mypy --strict src); don
 $py scripts/check_workspace.py
 echo "== each xl-* wheel alone in a fresh venv"
 bash scripts/isolation.sh
+echo "== pip install executorlib and executorlib[all] from the built wheels, in fresh venvs"
+bash scripts/install_check.sh
 echo "== benchmark smoke run (ratios are reported, not asserted)"
 $py -m benchmarks --quick --timeout 600
 echo "== SLURM test cluster for tests/slurm (scripts/slurm-cluster.sh; stopped at exit if started here)"

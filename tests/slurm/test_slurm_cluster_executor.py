@@ -101,6 +101,26 @@ def test_basic_and_dependencies(executor: Any, cache: Path) -> None:
     assert sum("--dependency=afterok:" in s.read_text() for s in scripts) == 3
 
 
+def where() -> str:
+    import os
+
+    return os.getcwd()
+
+
+def test_the_job_runs_in_its_cwd_resolved_at_submit_or_in_its_key_folder(
+    executor: Any, cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """compat-1x.md §5.1: the job script and its log go to abspath(cwd), and the job runs there; without a cwd,
+    to <cache>/<key>/."""
+    monkeypatch.chdir(tmp_path)
+    assert executor.submit(where, resource_dict={"cwd": "work", "cache_key": "inwork"}).result(timeout=TIMEOUT) == str(
+        tmp_path / "work"
+    )
+    assert sorted(p.name for p in (tmp_path / "work").iterdir()) == ["run_queue.sh", "time.out"]
+    assert executor.submit(where, resource_dict={"cache_key": "own"}).result(timeout=TIMEOUT) == str(cache / "own")
+    assert sorted(p.name for p in cache.iterdir()) == ["inwork_o.h5", "own", "own_o.h5"]  # no stray <key>/work
+
+
 def test_docs_template_with_resource_dict(executor: Any, slurm_cluster: SlurmCluster) -> None:
     resource_dict = {"submission_template": DOCS_TEMPLATE, "run_time_max": 180, "partition": slurm_cluster.partition}
     first = executor.submit(sum, [4, 4], resource_dict=resource_dict)
@@ -235,6 +255,33 @@ def test_shutdown_table(slurm_cluster: SlurmCluster, cache: Path) -> None:
     exe.shutdown(wait=False, cancel_futures=True)
     assert running.cancelled()
     _wait_state(job, "CANCELLED")
+
+
+def count_and_sleep(marker: str, seconds: float, value: Any) -> Any:
+    with open(marker, "a") as handle:
+        handle.write("ran\n")
+    time.sleep(seconds)
+    return value
+
+
+def test_detaching_cancels_the_futures_and_the_job_writes_its_output(
+    slurm_cluster: SlurmCluster, cache: Path, tmp_path: Path
+) -> None:
+    """compat-1x.md §6: shutdown(wait=False) cancels the Future at once without scancel; the job goes on, and a
+    new executor on the same cache directory gets the result from the cache without a second job."""
+    from executorlib import SlurmClusterExecutor
+
+    marker = tmp_path / "ran"
+    exe = SlurmClusterExecutor(cache_directory=str(cache))
+    future = exe.submit(count_and_sleep, str(marker), 1, 7)
+    job = _wait_running(future, exe)
+    exe.shutdown(wait=False)
+    assert future.cancelled()
+    _wait_state(job, "COMPLETED")
+    with SlurmClusterExecutor(cache_directory=str(cache)) as again:
+        cached = again.submit(count_and_sleep, str(marker), 1, 7)
+        assert cached.done() and cached.result(timeout=0) == 7
+    assert marker.read_text() == "ran\n"
 
 
 def test_disconnect_and_reconnect_from_a_second_process(

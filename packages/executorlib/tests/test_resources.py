@@ -75,7 +75,10 @@ def test_unknown_keys_list_every_valid_key(key: str) -> None:
         ("cwd", 5),
         ("exclusive", "yes"),
         ("slurm_cmd_args", "--x"),
-        ("cache_key", "a/b"),
+        ("cache_key", "../b"),
+        ("cache_key", "/abs/b"),
+        ("cache_key", "a//b"),
+        ("cache_key", "a\\b"),
         ("run_time_max", 0),
     ],
 )
@@ -93,6 +96,10 @@ def test_a_misspelling_suggests_the_key_and_moved_keys_point_to_the_constructor(
         parse_resource_dict({"corse": 2}, where="test")
     with pytest.raises(ResourceDictError, match="constructor argument"):
         parse_resource_dict({"openmpi_oversubscribe": True}, where="test")
+
+
+def test_a_cache_key_with_sub_folders_is_accepted() -> None:
+    assert parse_resource_dict({"cache_key": "runs/r1"}, where="here") == {"cache_key": "runs/r1"}
 
 
 def test_the_error_type_is_both_value_and_type_error() -> None:

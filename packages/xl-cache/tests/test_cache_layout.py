@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -49,10 +51,33 @@ def test_temporary_names_keep_their_on_disk_format() -> None:
     assert temp_name("k_i.h5", "n", "123.ab12cd34") == "k_i.h5.tmp-n-123.ab12cd34"
 
 
-@pytest.mark.parametrize("bad", ["", "a/b", "..", ".", "x\0y", "k.tmp-1-2", "a\\b"])
+@pytest.mark.parametrize(
+    "bad", ["", "..", ".", "x\0y", "k.tmp-1-2", "a\\b", "/abs", "a/../b", "../a", "a/", "a//b", "./a", "a/."]
+)
 def test_keys_that_cannot_name_a_file_are_rejected(bad: str) -> None:
     with pytest.raises(ValueError, match=r"cache key|non-empty"):
         check_key(bad)
+
+
+@given(st.lists(keys, min_size=1, max_size=4))
+def test_a_key_with_sub_folders_stays_inside_the_cache_directory(parts: list[str]) -> None:
+    key = "/".join(parts)
+    assert check_key(key) == key
+    root = "/cache/root"
+    path = os.path.normpath(os.path.join(root, output_name(key)))
+    assert path.startswith(root + "/") and path == os.path.join(root, output_name(key))
+    assert key_of(output_name(key)) == key and key_of(key) == key
+
+
+@given(st.lists(keys | st.sampled_from(["", ".", ".."]), min_size=1, max_size=4))
+def test_every_key_that_could_escape_is_rejected(parts: list[str]) -> None:
+    key = "/".join(parts)
+    root = "/cache/root"
+    try:
+        check_key(key)
+    except ValueError:
+        return
+    assert os.path.normpath(os.path.join(root, key)).startswith(root + "/")
 
 
 @pytest.mark.parametrize("name", ["x.h5", "_o.h5", "_i.h5", "k_o.h5.bak", "k_r.h5", "notes.txt"])

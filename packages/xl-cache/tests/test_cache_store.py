@@ -10,6 +10,7 @@ import zlib
 from pathlib import Path
 from typing import Any
 
+import cloudpickle
 import h5py
 import pytest
 import xl_cache
@@ -47,13 +48,23 @@ def test_the_files_are_plain_hdf5_with_the_upstream_datasets(tmp_path: Path) -> 
     xl_cache.record_queue_id(tmp_path, "p", 4242)
     with h5py.File(tmp_path / "p_i.h5", "r") as f:
         assert set(f) == {"function", "input_args", "input_kwargs", "resource_dict", "queue_id", "error_log_file"}
-        assert f["queue_id"][()] == 4242
-        assert f["function"].dtype == "uint8"
+        # every dataset is a cloudpickle in a 1-D uint8 dataset, as executorlib 1.x reads them
+        assert all(f[name].dtype == "uint8" and f[name].ndim == 1 for name in f)
+        assert cloudpickle.loads(f["queue_id"][()].tobytes()) == 4242
+        assert cloudpickle.loads(f["error_log_file"][()].tobytes()) == "e.txt"
         assert b'"format": 1' in f.attrs["xl_cache"]
     xl_cache.write_output(tmp_path, "o", divmod, (7, 2), output=(3, 1), runtime=1.5, queue_id=4242)
     with h5py.File(tmp_path / "o_o.h5", "r") as f:
         assert {"output", "runtime", "queue_id"} <= set(f) and "error" not in f
-        assert f["runtime"][()] == 1.5
+        assert cloudpickle.loads(f["runtime"][()].tobytes()) == 1.5
+        assert cloudpickle.loads(f["output"][()].tobytes()) == (3, 1)
+    xl_cache.write_output(tmp_path, "e", divmod, (7, 0), error=ZeroDivisionError("by zero"))
+    with h5py.File(tmp_path / "e_o.h5", "r") as f:
+        stored = cloudpickle.loads(f["error"][()].tobytes())  # the bare exception, no xl-serial wrapper
+        assert type(stored) is ZeroDivisionError and stored.args == ("by zero",)
+    with pytest.raises(ZeroDivisionError) as raised:
+        xl_cache.load_result(tmp_path, "e").result()  # type: ignore[union-attr]
+    assert "Traceback from" in str(raised.value.__cause__)  # the remote traceback is kept beside it
 
 
 def test_created_directories_are_private_and_files_too(tmp_path: Path) -> None:
@@ -167,14 +178,14 @@ def test_future_from_cache_done_failed_pending_missing(tmp_path: Path) -> None:
         int("x")
     except ValueError as error:
         xl_cache.write_output(tmp_path, "bad", int, ("x",), error=error)
-    failed = xl_cache.get_future_from_cache(tmp_path, "bad")
-    assert failed.done()
-    error = failed.exception(timeout=0)
-    assert isinstance(error, ValueError) and "invalid literal" in str(error)
-    assert "Traceback" in str(error.__cause__)
+    with pytest.raises(ValueError, match="invalid literal") as raised:  # 1.x raises the stored exception
+        xl_cache.get_future_from_cache(tmp_path, "bad")
+    assert "Traceback" in str(raised.value.__cause__)
+    outcome = xl_cache.load_result(tmp_path, "bad")  # the failed-Future form
+    assert outcome is not None and isinstance(outcome.to_future().exception(timeout=0), ValueError)
     xl_cache.write_input(tmp_path, "wait", operator.add, (1, 2))
-    with pytest.raises(xl_cache.CachePendingError, match=r"wait_i\.h5"):
-        xl_cache.get_future_from_cache(tmp_path, "wait")
+    pending = xl_cache.get_future_from_cache(tmp_path, "wait")  # queued or running: a Future not done yet
+    assert not pending.done() and not pending.cancelled()
     with pytest.raises(FileNotFoundError, match="nothing"):
         xl_cache.get_future_from_cache(tmp_path, "nothing")
 
@@ -192,7 +203,7 @@ def test_listing_reads_no_pickle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         raise AssertionError("listing must not unpickle")
 
     monkeypatch.setattr("xl_cache.store.unpack", no_unpickling)
-    monkeypatch.setattr("xl_cache.entries.unpack", no_unpickling)
+    monkeypatch.setattr("xl_cache.entries.unpack_from", no_unpickling)
     entries = {e.key: e for e in xl_cache.list_entries(tmp_path)}
     assert {k: e.status for k, e in entries.items()} == {"a": "done", "b": "pending", "c": "error"}
     assert entries["b"].queue_id == 7 and entries["a"].runtime == 0.5

@@ -39,10 +39,9 @@ def test_an_exception_is_stored_logged_and_exits_zero(tmp_path: Path) -> None:
     assert done.returncode == EXIT_OK  # afterok dependents start and read the error
     assert "ValueError" in done.stderr and "invalid literal" in done.stderr
     assert "ValueError" in log.read_text() and "args: ('x',)" in log.read_text()
-    future = xl_cache.get_future_from_cache(tmp_path, "bad")
-    error = future.exception(timeout=0)
-    assert isinstance(error, ValueError)
-    assert "Traceback" in str(error.__cause__)
+    with pytest.raises(ValueError) as raised:
+        xl_cache.get_future_from_cache(tmp_path, "bad")
+    assert "Traceback" in str(raised.value.__cause__)
 
 
 def test_the_task_runs_in_its_cwd(tmp_path: Path) -> None:

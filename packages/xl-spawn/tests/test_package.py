@@ -42,6 +42,7 @@ def test_public_names() -> None:
         "flux_job_plan",
         "flux_jobspec",
         "flux_jobspec_dict",
+        "import_flux",
         "DEFAULT_FLUX_TEMPLATE",
         "FluxBatchQueue",
         "flux_job_script_variables",

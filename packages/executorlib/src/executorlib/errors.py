@@ -22,6 +22,21 @@ class CacheWarning(UserWarning):
     cached. Issued once per directory."""
 
 
+class MissingExtraError(ImportError):
+    """A feature needs a package that one of executorlib's extras installs; the message names the extra
+    (``pip install "executorlib[cluster]"``)."""
+
+
+def missing_extra(feature: str, package: str, extra: str) -> MissingExtraError:
+    """The error for ``feature`` when ``package`` cannot be imported: what is missing and which extra brings it."""
+    return MissingExtraError(f'{feature} needs {package}, which is not installed: pip install "executorlib[{extra}]"')
+
+
+class MissingMpiError(ResourceDictError, MissingExtraError):
+    """A task asks for ``cores`` > 1 where mpi4py is missing: a ResourceDictError (as every rejected request) and
+    an ImportError (as every missing extra, here ``executorlib[mpi]``)."""
+
+
 class ExecutorlibSocketError(RuntimeError):
     """A worker process died (or could not start) while it held a task, or no worker is left to run one."""
 

@@ -16,6 +16,8 @@ from typing import Any
 
 from xl_graph import FutureSelector, TaskGraph, find_futures, render, to_workflow_json
 
+from executorlib.errors import MissingExtraError
+
 
 def producers(args: tuple[Any, ...], kwargs: dict[str, Any], task_of: Mapping[Future[Any], int]) -> dict[int, int]:
     """``id(future) -> task id`` for the Futures among the arguments that recorded tasks produce (a selector
@@ -57,7 +59,10 @@ class GraphRecorder:
             with open(self._workflow, "w", encoding="utf-8") as handle:
                 json.dump(to_workflow_json(self.graph), handle, indent=2)
         if self._picture is not None:
-            render(self.graph, self._picture)
+            try:
+                render(self.graph, self._picture)
+            except ImportError as missing:  # no renderer here; pygraphviz draws without Graphviz's dot
+                raise MissingExtraError(f'{missing}; pip install "executorlib[graph]" brings pygraphviz') from missing
         elif self._show:
             _display_inline(self.graph)
 

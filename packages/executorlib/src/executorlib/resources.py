@@ -20,7 +20,36 @@ from executorlib.errors import ResourceDictError, ResourceKeyWarning
 
 @dataclass(frozen=True, slots=True)
 class Resources:
-    """What one task (or, with block allocation, every worker) asks for. Field names are the resource_dict keys."""
+    """What one task (or, with block allocation, every worker) asks for. Field names are the resource_dict keys;
+    each executor rejects, naming the fix, the keys it cannot honour.
+
+    Args:
+        cores: MPI ranks of the call, the function running on each; the call's value is the list of every
+            rank's value, in rank order. More than 1 needs mpi4py (``executorlib[mpi]``) and an MPI launcher.
+            Default 1.
+        threads_per_core: CPUs for each rank; a call occupies ``cores`` x ``threads_per_core`` of the core budget
+            (locally ``OMP_NUM_THREADS`` and the BLAS thread variables, srun ``--cpus-per-task``, flux cores per
+            task). Default 1.
+        gpus_per_core: GPUs for each rank (srun ``--gpus-per-task``, flux GPUs per task; locally the visible GPUs
+            are split among the workers). Default 0.
+        cwd: Working directory the function runs in. None (default): the executor's default.
+        cache_key: The name of the call's cache files (``<cache_key>_o.h5``) instead of the hash of the function
+            and its arguments; a later call with the same key gets the stored result. It must stay inside the
+            cache directory. None (default): the hash.
+        cache_directory: The cache directory of this call, instead of the executor's. None (default): the
+            executor's.
+        num_nodes: Nodes to spread the ranks over (SLURM ``--nodes``, flux nodes, the job script). None (default):
+            as the resource manager places them.
+        exclusive: True: whole nodes for the call (SLURM ``--exclusive``, flux exclusive nodes). Default False.
+        error_log_file: A file the traceback of a failing call is appended to. None (default): none.
+        run_time_max: Seconds the call may run; then it is stopped and its Future fails (locally with
+            ``TimeoutError``; srun ``--time``, flux duration, the job script's time limit). None (default): no limit.
+        priority: The job's priority in the queue (flux urgency 0-31, the job script's variable). None (default):
+            the queue's default.
+        slurm_cmd_args: Extra ``srun`` arguments of SlurmJobExecutor, as given. Default none.
+        submission_template: A jinja2 job script template for the cluster executors, pysqa's variable names
+            (needs ``executorlib[cluster]``). None (default): the built-in template.
+    """
 
     cores: int = 1
     threads_per_core: int = 1
@@ -71,9 +100,15 @@ def _text(value: Any) -> str | None:
 
 
 def _cache_key(value: Any) -> str | None:
+    from xl_cache import check_key
+
     if not isinstance(value, str) or not value:
         return "must be a non-empty str"
-    return "must not contain a path separator" if os.sep in value or "/" in value else None
+    try:
+        check_key(value)
+    except ValueError as problem:  # names the rule: a relative path that stays inside the cache directory
+        return f"is not a valid cache key ({problem})"
+    return None
 
 
 def _bool(value: Any) -> str | None:
@@ -94,7 +129,7 @@ _RULES: dict[str, tuple[Callable[[Any], str | None], str]] = {
     "threads_per_core": (_positive_int, 'threads per rank, e.g. {"threads_per_core": 4}'),
     "gpus_per_core": (_non_negative_int, 'GPUs per rank, e.g. {"gpus_per_core": 1}'),
     "cwd": (_optional(_path), 'the working directory, e.g. {"cwd": "/scratch/run1"}'),
-    "cache_key": (_optional(_cache_key), 'a file-name-safe key, e.g. {"cache_key": "run-4"}'),
+    "cache_key": (_optional(_cache_key), 'a key, "/" making sub-folders, e.g. {"cache_key": "runs/r4"}'),
     "cache_directory": (_optional(_path), 'a directory, e.g. {"cache_directory": "./cache"}'),
     "num_nodes": (_optional(_positive_int), 'the number of nodes, e.g. {"num_nodes": 2}'),
     "exclusive": (_bool, 'e.g. {"exclusive": True}'),

@@ -1,7 +1,9 @@
 """A task file and its job: the record the file-mode scheduler and its job launchers share.
 
-A call becomes ``<cache>/<key>_i.h5`` (xl-cache); a job runs it and writes ``<key>_o.h5``; ``<cache>/<key>/`` is the
-job's working directory, with its script, its log and (for local processes) its ``queue_id``.
+A call becomes ``<cache>/<key>_i.h5`` (xl-cache); a job runs it and writes ``<key>_o.h5``. A batch job runs in its
+working directory, ``abspath(cwd)`` when the call names one (resolved when it was submitted), else
+``<cache>/<key>/``, where its script and its log go. A local process records its pid in ``<cache>/<key>/queue_id``
+while it runs (for re-attachment); that folder is removed once the output exists.
 """
 
 from __future__ import annotations
@@ -56,12 +58,19 @@ class FileTask:
 
     @property
     def job_directory(self) -> str:
-        """``<cache>/<key>/``: the job's working directory, its script and its log."""
+        """``<cache>/<key>/``: the job's own folder (a batch job's working directory unless the call names a
+        ``cwd``; a local process's pid file)."""
         return os.path.join(self.cache_directory, self.key)
 
     @property
+    def working_directory(self) -> str:
+        """Where a batch job runs and writes its script and log: the call's ``cwd`` (made absolute at submit
+        time), else the job directory."""
+        return os.fspath(self.resources.cwd) if self.resources.cwd else self.job_directory
+
+    @property
     def log_file(self) -> str:
-        return os.path.join(self.job_directory, JOB_LOG_NAME)
+        return os.path.join(self.working_directory, JOB_LOG_NAME)
 
     @property
     def queue_id_file(self) -> str:

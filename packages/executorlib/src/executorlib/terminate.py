@@ -16,10 +16,10 @@ def terminate_tasks_in_cache(
     *,
     config_directory: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Cancel the job of every pending task (``<key>_i.h5`` with a recorded ``queue_id``) and delete its task
-    file; return the entries that were stopped. ``backend="slurm"`` cancels with one ``scancel`` call;
-    ``None`` means local processes (``TestClusterExecutor``), each checked to be that task's worker before it is
-    signalled. Finished results stay in the cache. ``config_directory`` is our older name of
+    """Cancel the job of every pending task (``<key>_i.h5``) that has a recorded ``queue_id``, and delete every
+    pending task file, also those without a job id yet; return their entries. ``backend="slurm"`` cancels with one
+    ``scancel`` call; ``None`` means local processes (``TestClusterExecutor``), each checked to be that task's
+    worker before it is signalled. Finished results stay in the cache. ``config_directory`` is our older name of
     ``pysqa_config_directory`` (1.x's)."""
     return _terminate(cache_directory, None, _config(pysqa_config_directory, config_directory), backend)
 
@@ -57,27 +57,28 @@ def _terminate(
 
     if backend not in (None, "slurm"):
         raise ValueError(f"backend must be None (local processes) or 'slurm', got {backend!r}")
-    stopped: list[tuple[Any, int]] = []
+    pending: list[tuple[Any, int | None]] = []
     for entry in list_entries(cache_directory):
         if entry.status != "pending" or (cache_key is not None and entry.key != cache_key):
             continue
         # a batch job's id is in the task file; a local process's pid in the sidecar beside it
-        sidecar = os.path.join(job_directory(os.path.dirname(entry.path), entry.key), QUEUE_ID_FILE_NAME)
+        sidecar = os.path.join(job_directory(cache_directory, entry.key), QUEUE_ID_FILE_NAME)
         queue_id = entry.queue_id if entry.queue_id is not None else read_queue_id_file(sidecar)
-        if queue_id is not None:
-            stopped.append((entry, queue_id))
+        pending.append((entry, queue_id))
+    jobs = [(entry, queue_id) for entry, queue_id in pending if queue_id is not None]
     if backend == "slurm":
         from xl_spawn import SlurmQueue
 
-        if stopped:
-            SlurmQueue(pysqa_config_directory=config_directory).cancel([queue_id for _, queue_id in stopped])
+        if jobs:
+            SlurmQueue(pysqa_config_directory=config_directory).cancel([queue_id for _, queue_id in jobs])
     else:
-        for entry, pid in stopped:
-            if pid_runs(pid, os.path.basename(entry.path)):
+        for entry, pid in jobs:
+            if pid is not None and pid_runs(pid, os.path.basename(entry.path)):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(pid, signal.SIGTERM)
+    # every pending task file goes, also those queued without a job id yet (1.x): none of them will run now
     records = []
-    for entry, queue_id in stopped:
+    for entry, queue_id in pending:
         records.append({"cache_key": entry.key, "queue_id": queue_id, "filename": entry.path})
         with contextlib.suppress(FileNotFoundError):
             os.unlink(entry.path)

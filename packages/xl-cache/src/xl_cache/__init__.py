@@ -5,6 +5,7 @@ each written to a temporary name and renamed, stamped with the format, Python an
 
 - :mod:`xl_cache.tasks`: :func:`write_input`, :func:`write_output`, :func:`load_result` (one file open per
   lookup), :func:`get_future_from_cache`, :func:`remove`, :func:`record_queue_id`.
+- :func:`check_key`: what a key may be (a relative path inside the cache directory; ``/`` makes sub-folders).
 - :mod:`xl_cache.entries`: :func:`get_cache_data`, :func:`list_entries`, :func:`scan`, :func:`to_dataframe`.
 - :mod:`xl_cache.jobfiles`: a task's job directory: reading its log (:func:`log_tail`), and the queue-id
   sidecar (:func:`write_queue_id_file`, :func:`read_queue_id_file`, :data:`QUEUE_ID_FILE_VARIABLE`).
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
         read_queue_id_file,
         write_queue_id_file,
     )
-    from xl_cache.layout import FORMAT_VERSION
+    from xl_cache.layout import FORMAT_VERSION, check_key
     from xl_cache.refs import OutputRef, resolve_refs
     from xl_cache.tasks import (
         Outcome,
@@ -82,6 +83,7 @@ _LAZY = {
     "read_queue_id_file": "jobfiles",
     "write_queue_id_file": "jobfiles",
     "FORMAT_VERSION": "layout",
+    "check_key": "layout",
     "OutputRef": "refs",
     "resolve_refs": "refs",
     "Outcome": "tasks",
@@ -110,6 +112,7 @@ __all__ = [
     "DamagedFile",
     "Outcome",
     "OutputRef",
+    "check_key",
     "get_cache_data",
     "get_future_from_cache",
     "input_path",

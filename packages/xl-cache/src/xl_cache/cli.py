@@ -47,7 +47,7 @@ def record(found: CacheEntry | DamagedFile) -> dict[str, Any]:
     return {
         "key": found.key,
         "status": found.status,
-        "function": found.function_name,
+        "function": found.function_name or None,
         "runtime": found.runtime,
         "queue_id": found.queue_id,
         "size": found.size,
@@ -55,6 +55,7 @@ def record(found: CacheEntry | DamagedFile) -> dict[str, Any]:
         "modified": found.mtime,
         "error": found.error_summary,
         "error_log_file": found.error_log_file,
+        "format": found.meta.stamp.format,
         "python": found.meta.stamp.python,
         "cloudpickle": found.meta.stamp.cloudpickle,
         "filename": found.path,

@@ -12,8 +12,8 @@ from typing import Any
 
 from xl_cache.errors import CacheError, CachePendingError
 from xl_cache.layout import Meta, Status, is_temp_name, output_name, parse_name
-from xl_cache.store import check_versions, open_file, read_meta, read_pickled, unpack
-from xl_cache.tasks import as_exception
+from xl_cache.store import check_versions, open_file, read_meta, read_pickled, unpack_from
+from xl_cache.tasks import read_error
 
 #: Upstream's names of the per-entry fields, in the order ``get_cache_data`` lists them.
 _UPSTREAM_ORDER = ("function", "input_args", "input_kwargs", "resource_dict")
@@ -69,7 +69,7 @@ class CacheEntry:
         with open_file(self.path) as reader:
             check_versions(self.meta, self.path)
             data = read_pickled(reader, self.meta, name)
-        return unpack(data)
+        return unpack_from(self.meta, self.path, data)
 
     @cached_property
     def function(self) -> Any:
@@ -90,7 +90,11 @@ class CacheEntry:
     @cached_property
     def error(self) -> BaseException | None:
         """The exception of a failed task, ``None`` otherwise."""
-        return as_exception(self.load("error")) if self.status == "error" else None
+        if self.status != "error":
+            return None
+        with open_file(self.path) as reader:
+            check_versions(self.meta, self.path)
+            return read_error(reader, self.meta)
 
     @cached_property
     def output(self) -> Any:
@@ -140,11 +144,12 @@ class DamagedFile:
     problem: CacheError | OSError
 
 
-def read_entry(path: str | os.PathLike[str]) -> CacheEntry:
-    """The entry of one cache file; :class:`~xl_cache.CacheCorruptError` if it is damaged."""
+def read_entry(path: str | os.PathLike[str], *, key: str | None = None) -> CacheEntry:
+    """The entry of one cache file; :class:`~xl_cache.CacheCorruptError` if it is damaged. ``key`` names a file
+    without a stamp (executorlib 1.x's), whose key is otherwise taken from its name."""
     path = os.path.abspath(path)
     with open_file(path) as reader:
-        meta = read_meta(reader)
+        meta = read_meta(reader, key=key)
     stat = os.stat(path)
     return CacheEntry(path, meta, stat.st_size, stat.st_mtime)
 
@@ -178,8 +183,10 @@ def scan(cache_directory: str | os.PathLike[str], *, recursive: bool = True) -> 
     A key with both files is listed once, by its output. Temporary files of unfinished writes are not entries.
     Sub-directories (job working directories, per-task cache directories) are searched when ``recursive``.
     """
-    for _, files in walk(cache_directory, recursive=recursive):
+    root = os.path.abspath(cache_directory)
+    for directory, files in walk(root, recursive=recursive):
         names = {item.name for item in files}
+        folder = os.path.relpath(directory, root)
         for item in files:
             parsed = parse_name(item.name)
             if parsed is None or is_temp_name(item.name):
@@ -187,8 +194,8 @@ def scan(cache_directory: str | os.PathLike[str], *, recursive: bool = True) -> 
             key, kind = parsed
             if kind == "input" and output_name(key) in names:
                 continue
-            try:
-                yield read_entry(item.path)
+            try:  # the key relative to the root, as a key with '/' names it (files without our stamp need it)
+                yield read_entry(item.path, key=key if folder == "." else f"{folder}/{key}")
             except (CacheError, OSError) as problem:
                 yield DamagedFile(item.path, problem)
 

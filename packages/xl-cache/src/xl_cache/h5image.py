@@ -96,6 +96,10 @@ class H5Reader:
         aid.read(buffer, mtype=tid)
         return bytes(buffer.item())
 
+    def has_meta(self) -> bool:
+        """Whether the file carries the stamp attribute (executorlib 1.x files do not)."""
+        return bool(h5a.exists(self._fid, META_ATTRIBUTE.encode()))
+
     def names(self) -> list[str]:
         root = h5g.open(self._fid, b"/")
         return [name.decode() for name in root]

@@ -23,8 +23,21 @@ TEMP_MARK = ".tmp-"
 #: The HDF5 attribute that holds the metadata stamp (JSON) of every file.
 META_ATTRIBUTE = "xl_cache"
 
-#: Datasets holding cloudpickle bytes (upstream names), and the small ones holding plain values.
-PICKLED = ("function", "input_args", "input_kwargs", "resource_dict", "output", "error")
+#: Datasets holding cloudpickle bytes (upstream names; ``runtime``, ``queue_id`` and ``error_log_file`` too, as
+#: 1.x writes them), and the task's inputs among them. ``error_traceback`` is ours: the remote traceback of
+#: ``error``, which holds the bare exception so that 1.x can read it.
+PICKLED = (
+    "function",
+    "input_args",
+    "input_kwargs",
+    "resource_dict",
+    "output",
+    "error",
+    "error_traceback",
+    "runtime",
+    "queue_id",
+    "error_log_file",
+)
 INPUTS = ("function", "input_args", "input_kwargs", "resource_dict")
 
 Kind = Literal["input", "output"]
@@ -35,14 +48,28 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _UNIT_SECONDS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 
 
+KEY_RULE = (
+    "a cache key is a relative path: parts separated by '/', each non-empty and not '.' or '..', with no '\\', "
+    f"NUL or {TEMP_MARK!r}"
+)
+
+
 def check_key(key: str) -> str:
-    """``key`` if it can name a cache file, else ``ValueError`` saying why."""
+    """``key`` if it can name a cache file inside the cache directory, else ``ValueError`` naming the rule.
+
+    ``/`` makes sub-folders (``"runs/r1"`` is ``<cache>/runs/r1_o.h5``), as in executorlib 1.x; a key can never
+    name a file outside the cache directory.
+    """
     if not isinstance(key, str) or not key:
         raise ValueError(f"a cache key must be a non-empty str, got {key!r}")
-    if "/" in key or "\\" in key or "\0" in key or key in (".", ".."):
-        raise ValueError(f"cache key {key!r} cannot name a file: it must not contain '/', '\\\\' or NUL")
+    if "\\" in key or "\0" in key:
+        raise ValueError(f"cache key {key!r} cannot name a file: {KEY_RULE}")
     if TEMP_MARK in key:
-        raise ValueError(f"cache key {key!r} must not contain {TEMP_MARK!r} (that marks unfinished files)")
+        raise ValueError(f"cache key {key!r} must not contain {TEMP_MARK!r} (that marks unfinished files); {KEY_RULE}")
+    if any(part in ("", ".", "..") for part in key.split("/")):
+        raise ValueError(
+            f"cache key {key!r} would leave the cache directory or name no file: {KEY_RULE}, e.g. 'runs/r1'"
+        )
     return key
 
 
@@ -79,9 +106,17 @@ def parse_name(filename: str) -> tuple[str, Kind] | None:
 
 
 def key_of(name_or_key: str) -> str:
-    """A key given as itself or as one of its file names (``show add3f.._o.h5`` works like ``show add3f..``)."""
-    parsed = parse_name(name_or_key.rsplit("/", 1)[-1])
-    return parsed[0] if parsed is not None else check_key(name_or_key)
+    """A key given as itself or as one of its file names (``show add3f.._o.h5`` works like ``show add3f..``,
+    ``show runs/r1_o.h5`` like ``show runs/r1``)."""
+    head, _, tail = name_or_key.rpartition("/")
+    parsed = parse_name(tail)
+    if parsed is None:
+        return check_key(name_or_key)
+    key = f"{head}/{parsed[0]}" if head else parsed[0]
+    try:
+        return check_key(key)
+    except ValueError:  # a path to the file, not a key: its name
+        return parsed[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +138,8 @@ def incompatibility(found: Stamp, running: Stamp) -> str | None:
     Code objects change between Python minor versions and cloudpickle's format between its minor versions;
     patch releases keep both, so they do not invalidate a cache.
     """
+    if found.format == 0:
+        return None  # executorlib 1.x wrote no versions: a pickle that does not load says so when it is read
     if found.format != running.format:
         return f"cache format {found.format} (this xl-cache reads format {running.format})"
     if _major_minor(found.python) != _major_minor(running.python):

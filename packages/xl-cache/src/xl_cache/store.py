@@ -34,6 +34,7 @@ from xl_cache.layout import (
     temp_name,
     trust_problem,
 )
+from xl_cache.legacy import LEGACY_FORMAT, legacy_meta
 
 PRIVATE_MODE = 0o700
 #: Numbered temporaries tried per write before falling back to a unique name (more live writers of one key than
@@ -263,10 +264,12 @@ def write_file(
         error=error,
         checksums={name: zlib.crc32(data) for name, data in pickled.items()},
     )
+    # The stamp holds the small values for listings; the datasets repeat them pickled, as executorlib 1.x reads
+    # them (it unpickles every dataset it knows).
     datasets: dict[str, Value] = dict(pickled)
     for name, value in (("runtime", runtime), ("queue_id", queue_id), ("error_log_file", error_log_file)):
         if value is not None:
-            datasets[name] = value
+            datasets[name] = pack(value)
     atomic_write(path, build_image(encode_meta(meta), datasets))
 
 
@@ -348,13 +351,17 @@ def _open_pinned(path: str, fd: int, file_stat: os.stat_result) -> H5Reader:
     return reader
 
 
-def read_meta(reader: H5Reader) -> Meta:
+def read_meta(reader: H5Reader, *, key: str | None = None) -> Meta:
+    """The stamp of the file; a file without one, as executorlib 1.x writes them, is read as format 0 with
+    ``key`` (default: from its name) as its key."""
     try:
+        if not reader.has_meta():
+            return legacy_meta(reader, key)
         return decode_meta(reader.meta())
     except Exception as problem:
         raise CacheCorruptError(
             f"cache file {reader.path} has no valid xl-cache stamp ({problem}); it was damaged or not written by "
-            "xl-cache; delete it"
+            "xl-cache or executorlib 1.x; delete it unless you know what wrote it"
         ) from None
 
 
@@ -376,11 +383,27 @@ def read_pickled(reader: H5Reader, meta: Meta, name: str) -> bytes:
         data = reader.read_bytes(name)
     except Exception as problem:
         raise CacheCorruptError(f"cache file {reader.path}: dataset {name!r} cannot be read ({problem})") from None
+    if meta.stamp.format == LEGACY_FORMAT:
+        return data  # executorlib 1.x keeps no checksums
     if expected is None or zlib.crc32(data) != expected:
         raise CacheCorruptError(
             f"cache file {reader.path}: dataset {name!r} does not match its checksum (damaged); delete the file"
         )
     return data
+
+
+def unpack_from(meta: Meta, path: str, data: bytes) -> Any:
+    """:func:`unpack` of a dataset of the file ``path``; a format-0 file's pickle that does not load here (it
+    names no versions to check beforehand) raises :class:`CacheVersionError` naming the file."""
+    if meta.stamp.format != LEGACY_FORMAT:
+        return unpack(data)
+    try:
+        return unpack(data)
+    except Exception as problem:
+        raise CacheVersionError(
+            f"cache file {path} was written by executorlib 1.x (format 0, no version stamp) and cannot be "
+            f"unpickled here: {problem!r}. Read it with the environment that wrote it, or rerun the task"
+        ) from problem
 
 
 def load_object(path: str, name: str) -> Any:
@@ -389,4 +412,4 @@ def load_object(path: str, name: str) -> Any:
         meta = read_meta(reader)
         check_versions(meta, path)
         data = read_pickled(reader, meta, name)
-    return unpack(data)
+    return unpack_from(meta, path, data)

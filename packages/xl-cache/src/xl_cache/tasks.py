@@ -10,8 +10,10 @@ from typing import Any, Literal
 
 import xl_serial
 
-from xl_cache.errors import CacheCorruptError, CachePendingError
-from xl_cache.layout import INPUTS, input_name, output_name
+from xl_cache.errors import CacheCorruptError
+from xl_cache.h5image import H5Reader
+from xl_cache.layout import INPUTS, Meta, input_name, output_name
+from xl_cache.legacy import LEGACY_FORMAT
 from xl_cache.store import (
     check_versions,
     error_summary,
@@ -21,6 +23,7 @@ from xl_cache.store import (
     read_meta,
     read_pickled,
     unpack,
+    unpack_from,
     write_file,
 )
 
@@ -50,7 +53,8 @@ def write_input(
     queue_id: int | None = None,
 ) -> str:
     """Write ``<key>_i.h5`` (a pending task) and return its path; the directory is created private."""
-    path = input_path(private_dir(cache_directory), key)
+    path = input_path(cache_directory, key)
+    private_dir(os.path.dirname(path))  # the cache directory, and the sub-folders of a key with '/'
     write_file(
         path,
         key=key,
@@ -82,8 +86,10 @@ def write_output(
     An error is stored with its formatted traceback (:func:`xl_serial.capture`), so a reader re-raises it with
     the original type and the remote traceback attached. An output that cannot be pickled raises here.
     """
+    path = output_path(cache_directory, key)
+    private_dir(os.path.dirname(path))
     return write_result_file(
-        output_path(private_dir(cache_directory), key),
+        path,
         key=key,
         function=xl_serial.function_name(fn),
         inputs=_inputs(fn, args, kwargs, resource_dict),
@@ -108,7 +114,12 @@ def write_result_file(
     queue_id: int | None = None,
 ) -> str:
     """:func:`write_output` with the inputs already pickled (the file-mode worker copies them from ``_i.h5``)."""
-    result = {"output": pack(output)} if error is None else {"error": pack(xl_serial.capture(error))}
+    if error is None:
+        result = {"output": pack(output)}
+    else:
+        # the bare exception, as executorlib 1.x stores it (and reads it); its traceback beside it
+        captured = xl_serial.capture(error)
+        result = {"error": pack(captured.exception), "error_traceback": pack((captured.traceback, captured.origin))}
     write_file(
         path,
         key=key,
@@ -121,6 +132,15 @@ def write_result_file(
         error=None if error is None else error_summary(error),
     )
     return path
+
+
+def read_error(reader: H5Reader, meta: Meta) -> BaseException:
+    """The exception stored in the open file ``reader``, with its remote traceback attached when it has one."""
+    stored = unpack_from(meta, reader.path, read_pickled(reader, meta, "error"))
+    if isinstance(stored, BaseException) and "error_traceback" in meta.checksums:
+        text, origin = unpack(read_pickled(reader, meta, "error_traceback"))
+        stored = xl_serial.RemoteError(exception=stored, traceback=text, origin=origin)
+    return as_exception(stored)
 
 
 def as_exception(stored: Any) -> BaseException:
@@ -170,37 +190,43 @@ def load_result(cache_directory: str | os.PathLike[str], key: str) -> Outcome | 
     except FileNotFoundError:
         return None
     with reader:
-        meta = read_meta(reader)
+        meta = read_meta(reader, key=key)
+        if meta.stamp.format == LEGACY_FORMAT and meta.status == "pending":
+            raise CacheCorruptError(
+                f"cache file {path} (written by executorlib 1.x) holds neither an output nor an error: its writer "
+                "stopped before it finished; delete it, and the task runs again"
+            )
         if meta.key != key or meta.status == "pending":
             raise CacheCorruptError(
                 f"cache file {path} holds the {meta.status} task {meta.key!r}, not the result of {key!r}; it was "
                 "renamed or damaged; delete it"
             )
         check_versions(meta, path)
-        failed = meta.status == "error"
-        data = read_pickled(reader, meta, "error" if failed else "output")
-    value = unpack(data)
-    if failed:
-        return Outcome(key, "error", as_exception(value), meta.runtime)
+        if meta.status == "error":
+            return Outcome(key, "error", read_error(reader, meta), meta.runtime)
+        value = unpack_from(meta, path, read_pickled(reader, meta, "output"))
     return Outcome(key, "done", value, meta.runtime)
 
 
 def get_future_from_cache(cache_directory: str | os.PathLike[str], cache_key: str) -> Future[Any]:
-    """A finished Future for the cached task ``cache_key``: its result, or failed with its stored exception.
+    """The cached task ``cache_key`` as executorlib 1.x returns it.
 
-    A task that is still pending (only ``<key>_i.h5`` exists) raises :class:`~xl_cache.CachePendingError` rather
-    than returning a Future that nothing would ever complete; a key with no file raises ``FileNotFoundError``.
+    - ``<key>_o.h5`` holds a result: a finished Future with it.
+    - It holds an error: **raises** the stored exception (1.x callers write ``except ValueError:``);
+      ``load_result(...).to_future()`` gives a failed Future instead.
+    - Only ``<key>_i.h5`` exists (queued or running): a Future that is not done. Nothing completes it: ask again
+      once the output exists, or resubmit the call to an executor on this cache directory, which re-attaches to
+      the running job.
+    - Neither file: ``FileNotFoundError``.
     """
     outcome = load_result(cache_directory, cache_key)
     if outcome is not None:
+        if outcome.status == "error":
+            raise outcome.value
         return outcome.to_future()
     pending = input_path(cache_directory, cache_key)
     if os.path.exists(pending):
-        raise CachePendingError(
-            f"task {cache_key!r} has not finished: {pending} exists but its output "
-            f"{output_path(cache_directory, cache_key)} does not yet (queued, running, or its job died); ask again "
-            "later, or resubmit it with the executor that runs it"
-        )
+        return Future()
     raise FileNotFoundError(2, f"no cache entry {cache_key!r} in {os.path.abspath(cache_directory)}", pending)
 
 

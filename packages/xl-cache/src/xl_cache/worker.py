@@ -19,7 +19,8 @@ come from the launcher's environment (``PMI_RANK``/``PMI_SIZE``, ``OMPI_COMM_WOR
 ``SLURM_STEP_NUM_TASKS``, ...), so a one-process job never loads MPI. A queue id missing from the input (it is
 recorded after submission, possibly after the job started) is taken from ``SLURM_JOB_ID`` or ``FLUX_JOB_ID``
 (or ``XL_CACHE_QUEUE_ID``), else read, when the output is written, from the file ``XL_CACHE_QUEUE_ID_FILE`` names
-(a launcher that learns the id only once the job runs, such as a local process's pid, writes it there).
+(a launcher that learns the id only once the job runs, such as a local process's pid, writes it there); once the
+output is written that file is removed, and its folder too if nothing else is in it.
 
 An unreadable input (damaged, or from other Python/cloudpickle versions) still produces an output file holding
 that error, so whoever waits for the task learns why instead of waiting forever. An input someone else could have
@@ -149,6 +150,8 @@ def run_task_file(input_file: str | os.PathLike[str]) -> str:
         with open_file(input_file) as reader:
             meta = read_meta(reader)
             function, error_log_file, queue_id = meta.function, meta.error_log_file, meta.queue_id
+            if meta.key.endswith(f"/{key}"):  # a key with sub-folders: its name in the file is the whole key
+                key = meta.key
             if queue_id is None:
                 queue_id = _env_int(_JOB_ID_VARIABLES)
             inputs = {name: read_pickled(reader, meta, name) for name in INPUTS}
@@ -164,6 +167,7 @@ def run_task_file(input_file: str | os.PathLike[str]) -> str:
         store(None, problem)
         if not isinstance(problem, CacheTrustError):  # someone else's file is not ours to delete
             _remove(input_file)
+        _release_queue_id_file()
         return output_file
     start = time.perf_counter()
     error: BaseException | None
@@ -189,12 +193,24 @@ def run_task_file(input_file: str | os.PathLike[str]) -> str:
         _log_error(error_log_file, fn, args, kwargs, stored)
         store(None, stored)
     _remove(input_file)
+    _release_queue_id_file()
     return output_file
 
 
 def _remove(path: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
+
+
+def _release_queue_id_file() -> None:
+    """Once the output exists, the queue-id sidecar (and its folder, if that is all it held) has served: a job
+    left running by an executor that is gone leaves only its output behind."""
+    path = os.environ.get(QUEUE_ID_FILE_VARIABLE)
+    if not path:
+        return
+    _remove(path)
+    with contextlib.suppress(OSError):  # other files in it (a job script, a log) stay, and so does the folder
+        os.rmdir(os.path.dirname(path))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -29,7 +29,16 @@ class Spawner(Protocol):
 
 class SocketInterface:
     """One PAIR socket, bound on all interfaces because workers may run on other nodes. A process that connects
-    first can block the pairing (as in 1.x) but cannot speak for the worker: every message is authenticated."""
+    first can block the pairing (as in 1.x) but cannot speak for the worker: every message is authenticated.
+
+    Args:
+        spawner: What starts, polls and stops the worker process (a ``SubprocessSpawner``, ``MpiExecSpawner`` or
+            a subclass); ``bootup`` needs one. None (default): none yet.
+        log_obj_size: True: ``send_dict`` logs ``Send dictionary of size: N`` (pickled bytes) at WARNING on the
+            logger ``executorlib``. Default False.
+        time_out_ms: Milliseconds ``receive_dict`` waits for a reply before it asks the spawner whether the worker
+            still runs (and returns an ExecutorlibSocketError once it does not). Default 1000.
+    """
 
     def __init__(self, spawner: Spawner | None = None, log_obj_size: bool = False, time_out_ms: int = 1000) -> None:
         api_key()  # in os.environ before any worker starts, so the worker inherits it

@@ -25,7 +25,16 @@ TERMINATE_SECONDS = 5.0
 
 
 class SubprocessSpawner:
-    """Runs a worker command as a local process."""
+    """Runs a worker command as a local process.
+
+    Args:
+        cwd: Working directory of the process, created by ``bootup`` if missing. None (default): this process's.
+        cores: MPI ranks of the worker; used by ``MpiExecSpawner`` (this class starts one process). Default 1.
+        worker_id: The worker's number, kept for subclasses and for the worker's ``--worker-id``. Default 0.
+        openmpi_oversubscribe: ``MpiExecSpawner`` adds ``--oversubscribe`` (Open MPI) when ``cores`` > 1. Default
+            False.
+        threads_per_core: CPUs for each rank, kept for subclasses (a local process is not pinned). Default 1.
+    """
 
     def __init__(
         self,
@@ -85,7 +94,15 @@ class SubprocessSpawner:
 
 
 class MpiExecSpawner(SubprocessSpawner):
-    """Runs a worker command on ``cores`` MPI ranks through ``mpiexec`` (one process for ``cores=1``)."""
+    """Runs a worker command on ``cores`` MPI ranks through ``mpiexec`` (one process for ``cores=1``).
+
+    Args:
+        cwd: Working directory of the process, created by ``bootup`` if missing. None (default): this process's.
+        cores: MPI ranks: ``cores`` > 1 starts ``mpiexec -n <cores> <command>``. Default 1.
+        worker_id: The worker's number, kept for subclasses and for the worker's ``--worker-id``. Default 0.
+        openmpi_oversubscribe: True adds ``--oversubscribe`` after ``-n <cores>`` (Open MPI). Default False.
+        threads_per_core: CPUs for each rank, kept for subclasses (mpiexec is given no binding). Default 1.
+    """
 
     def generate_command(self, command_lst: list[str]) -> list[str]:
         if self._cores <= 1:

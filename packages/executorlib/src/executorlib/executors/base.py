@@ -36,7 +36,22 @@ _NO_EXTRAS: Mapping[str, Any] = {}
 
 
 class BaseExecutor(Executor):
-    """Common base of every executorlib executor (use it for ``isinstance`` checks)."""
+    """Common base of every executorlib executor (use it for ``isinstance`` checks). The public executors build
+    it from their checked arguments; it is not meant to be created directly.
+
+    Args:
+        scheduler: Runs the calls (:class:`~executorlib.schedulers.protocol.Scheduler`): a worker per call, a
+            pool, task files, or nothing in graph mode.
+        resources: The executor's resources, the defaults of every call.
+        rules: The ``resource_dict`` keys this executor refuses, with the fix for each.
+        fixed_resources: True (block allocation): a call may change only its cache keys, not its resources.
+        extras: None when ``resource_dict`` takes executorlib keys only; else the job template variables every
+            call gets (file mode), and a call's other keys are template variables too.
+        disable_dependencies: True: a Future argument is an error at ``submit()``.
+        graph: Graph mode's recorder (nothing runs), or None.
+        record_dependency_graph: True: record the graph of a run that executes (``dependency_graph()``).
+        wait: False: every ``shutdown`` returns without waiting (executorlib 1.x's cluster executors).
+    """
 
     _scheduler: Scheduler
 
@@ -53,9 +68,6 @@ class BaseExecutor(Executor):
         record_dependency_graph: bool = False,
         wait: bool = True,
     ) -> None:
-        """``extras``: None when ``resource_dict`` takes executorlib keys only; else the job template variables
-        every call gets (file mode), and a call's other keys are template variables too. ``wait=False``: every
-        ``shutdown`` returns without waiting (executorlib 1.x)."""
         self._scheduler = scheduler
         self._hub_ref = scheduler.hub_ref
         self._resources = resources

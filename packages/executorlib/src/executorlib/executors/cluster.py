@@ -27,8 +27,10 @@ from executorlib.schedulers.task_files import DEFAULT_CACHE_DIRECTORY, TaskFileS
 class ClusterExecutor(BaseExecutor):
     """What the cluster executors share: task files run by a job launcher, or a pool of batch-job workers.
 
-    In file mode ``shutdown(wait=True)`` waits until every job ended; ``wait=False`` returns at once and leaves
-    the jobs running (a later executor on the same cache directory collects their results);
+    In file mode ``shutdown(wait=True)`` waits until every job ended; ``wait=False`` (or the constructor's
+    ``wait=False``, for every shutdown) returns at once, completes the Futures whose outputs exist and cancels
+    the others **without stopping their jobs**, as executorlib 1.x does: the jobs write their outputs, which come
+    back through the cache (``get_future_from_cache``, or submitting the same call again);
     ``cancel_futures=True`` cancels the Futures not done and stops their jobs (``scancel``, or terminating the
     local process)."""
 
@@ -113,6 +115,7 @@ class ClusterExecutor(BaseExecutor):
             os.path.join(directory, "workers"), system=system, resources=resources, extras=extras
         )
         check_job_script_keys(system, resources, extras, where=where)
+        launcher.check(resources, where=where)
         register_caller_module(depth=2)
         scheduler = PoolScheduler(
             workers=workers,
@@ -130,6 +133,7 @@ class ClusterExecutor(BaseExecutor):
             rules=rules,
             fixed_resources=True,
             disable_dependencies=options.disable_dependencies,
+            record_dependency_graph=options.record_dependency_graph,
             wait=options.wait,
         )
 
@@ -208,6 +212,60 @@ class TestClusterExecutor(ClusterExecutor):
     ``SlurmClusterExecutor`` runs unchanged; any other key must be a variable of the ``submission_template``
     given, else it is rejected with the closest valid key.
 
+    Args:
+        max_workers: File mode (the default): must be None, as every call is a job of its own and the queue decides how
+            many run (ValueError otherwise). With ``block_allocation=True`` (SlurmClusterExecutor, FluxClusterExecutor):
+            the number of worker jobs; None derives it from ``max_cores`` divided by the cores of one worker.
+        cache_directory: Where task files (``<key>_i.h5``) and results (``<key>_o.h5``) live; a call whose result is
+            there runs no job, and a later process submitting the same calls on the same directory gets the results or
+            re-attaches to the jobs still running. None (default): ``./executorlib_cache``, made absolute at
+            construction. A call's ``resource_dict['cache_directory']`` overrides it. With ``block_allocation=True`` the
+            worker jobs' files go to ``<cache_directory>/workers``, and results are cached only when it is given.
+        max_cores: File mode (the default): must be None (ValueError otherwise). With ``block_allocation=True``: the
+            cores of all worker jobs together, from which ``max_workers`` is derived when that is None.
+        resource_dict: Default resources of every call; a call's own ``resource_dict`` overrides them key by key. The
+            executorlib keys (``cores``, ``threads_per_core``, ``gpus_per_core``, ``cwd``, ``cache_key``,
+            ``cache_directory``, ``num_nodes``, ``exclusive``, ``error_log_file``, ``run_time_max``, ``priority``,
+            ``slurm_cmd_args``, ``submission_template`` (see :class:`executorlib.api.Resources`)) are checked, and one
+            the executor cannot honour raises ResourceDictError at construction or at ``submit()``. Other keys
+            (``partition``, ``memory_max``, ``job_name``, ...) are variables of the job script template; one the
+            template in use does not read is rejected, naming the closest valid key (TestClusterExecutor accepts the
+            queue-only keys and ignores them). None (default): 1 core, 1 thread per core.
+        hostname_localhost: File mode (the default): must be None, as jobs talk through files (ValueError otherwise).
+            With ``block_allocation=True``: True makes the worker jobs connect over loopback (they must all run on this
+            host); None or False: to this host's name, as batch jobs may run on other nodes.
+        block_allocation: False (default): file mode, every call a task file run by a job of its own. True
+            (SlurmClusterExecutor, FluxClusterExecutor): a pool of ``max_workers`` long-lived workers, each one batch
+            job, fed over sockets, all with the resources of ``resource_dict``. TestClusterExecutor raises ValueError
+            for True.
+        init_function: Needs ``block_allocation=True`` (ValueError otherwise). A callable without arguments run once in
+            each worker job when it starts; the dict it returns presets keyword arguments: a call on that worker whose
+            function has a parameter of that name and does not pass it gets the value. Default None.
+        disable_dependencies: True: no Future may be an argument of ``submit()`` (ValueError naming the count); the
+            dependency tracking is skipped. False (default): a call with Future arguments of this executor runs after
+            them, with their results in their place.
+        refresh_rate: Accepted for executorlib 1.x, where it was the polling interval in seconds; must be a positive
+            number. Unused here: nothing polls, a finished Future releases its dependents through a callback. Default
+            0.01.
+        plot_dependency_graph: True: graph mode. Nothing runs: ``submit()`` records the call and returns a Future that
+            is already done (result None), and the graph of the recorded calls is shown at shutdown (inline in Jupyter,
+            else a warning says to pass ``plot_dependency_graph_filename``). Default False. To draw the graph of a run
+            that executes, see ``record_dependency_graph``.
+        plot_dependency_graph_filename: Graph mode (see ``plot_dependency_graph``), the picture written to this file at
+            shutdown; the extension picks the format (``.png``, ``.svg``, ``.pdf``, ...). Default None.
+        export_workflow_filename: Graph mode (see ``plot_dependency_graph``), the recorded workflow written to this file
+            at shutdown as Python Workflow Definition JSON. Default None.
+        log_obj_size: True: log the pickled size of every task sent to a worker over a socket, on the logger
+            ``executorlib``. Calls run as task files (the cluster executors without block allocation) are not logged.
+            Default False.
+        wait: False: every shutdown, the end of a ``with`` block included, acts as ``shutdown(wait=False)``: it returns
+            at once and leaves the jobs running, and a later executor on the same cache directory collects their
+            results. True (default): ``shutdown()`` waits as asked.
+        openmpi_oversubscribe: Allow more MPI ranks than cores. TestClusterExecutor: ``mpiexec --oversubscribe`` for
+            tasks with ``cores`` > 1 (Open MPI). SlurmClusterExecutor: accepted for executorlib 1.x and not used (SLURM
+            places the ranks). FluxClusterExecutor: True raises ValueError (flux has no oversubscription). Default
+            False.
+
     >>> with TestClusterExecutor(cache_directory="./cache") as exe:  # doctest: +SKIP
     ...     exe.submit(sum, [1, 2]).result()
     3
@@ -269,6 +327,65 @@ class SlurmClusterExecutor(ClusterExecutor):
     memory, node failure, ``scancel``) fails its Future with SLURM's state, the job id and the end of its log.
     A failed ``sbatch`` raises :class:`xl_spawn.SubmissionError` (a ``CalledProcessError``) whose ``output`` is
     sbatch's own message; it is not cached. ``pmi_mode`` adds ``srun --mpi=<mode>`` around MPI tasks (cores > 1).
+
+    Args:
+        max_workers: File mode (the default): must be None, as every call is a job of its own and the queue decides how
+            many run (ValueError otherwise). With ``block_allocation=True`` (SlurmClusterExecutor, FluxClusterExecutor):
+            the number of worker jobs; None derives it from ``max_cores`` divided by the cores of one worker.
+        cache_directory: Where task files (``<key>_i.h5``) and results (``<key>_o.h5``) live; a call whose result is
+            there runs no job, and a later process submitting the same calls on the same directory gets the results or
+            re-attaches to the jobs still running. None (default): ``./executorlib_cache``, made absolute at
+            construction. A call's ``resource_dict['cache_directory']`` overrides it. With ``block_allocation=True`` the
+            worker jobs' files go to ``<cache_directory>/workers``, and results are cached only when it is given.
+        max_cores: File mode (the default): must be None (ValueError otherwise). With ``block_allocation=True``: the
+            cores of all worker jobs together, from which ``max_workers`` is derived when that is None.
+        resource_dict: Default resources of every call; a call's own ``resource_dict`` overrides them key by key. The
+            executorlib keys (``cores``, ``threads_per_core``, ``gpus_per_core``, ``cwd``, ``cache_key``,
+            ``cache_directory``, ``num_nodes``, ``exclusive``, ``error_log_file``, ``run_time_max``, ``priority``,
+            ``slurm_cmd_args``, ``submission_template`` (see :class:`executorlib.api.Resources`)) are checked, and one
+            the executor cannot honour raises ResourceDictError at construction or at ``submit()``. Other keys
+            (``partition``, ``memory_max``, ``job_name``, ...) are variables of the job script template; one the
+            template in use does not read is rejected, naming the closest valid key (TestClusterExecutor accepts the
+            queue-only keys and ignores them). None (default): 1 core, 1 thread per core.
+        pysqa_config_directory: A directory with a pysqa ``queue.yaml`` (and its jinja2 templates) that supplies the job
+            script template; needs ``executorlib[cluster]`` (pysqa). None (default): the built-in template, which needs
+            no configuration and no jinja2.
+        pmi_mode: SLURM's MPI plugin for tasks with ``cores`` > 1, ``srun --mpi=<pmi_mode>`` (``pmix``, ``pmi2``, ...);
+            one word or None (default: the cluster's MpiDefault).
+        hostname_localhost: File mode (the default): must be None, as jobs talk through files (ValueError otherwise).
+            With ``block_allocation=True``: True makes the worker jobs connect over loopback (they must all run on this
+            host); None or False: to this host's name, as batch jobs may run on other nodes.
+        block_allocation: False (default): file mode, every call a task file run by a job of its own. True
+            (SlurmClusterExecutor, FluxClusterExecutor): a pool of ``max_workers`` long-lived workers, each one batch
+            job, fed over sockets, all with the resources of ``resource_dict``. TestClusterExecutor raises ValueError
+            for True.
+        init_function: Needs ``block_allocation=True`` (ValueError otherwise). A callable without arguments run once in
+            each worker job when it starts; the dict it returns presets keyword arguments: a call on that worker whose
+            function has a parameter of that name and does not pass it gets the value. Default None.
+        disable_dependencies: True: no Future may be an argument of ``submit()`` (ValueError naming the count); the
+            dependency tracking is skipped. False (default): a call with Future arguments of this executor runs after
+            them, with their results in their place.
+        refresh_rate: Accepted for executorlib 1.x, where it was the polling interval in seconds; must be a positive
+            number. Unused here: nothing polls, a finished Future releases its dependents through a callback. Default
+            0.01.
+        plot_dependency_graph: True: graph mode. Nothing runs: ``submit()`` records the call and returns a Future that
+            is already done (result None), and the graph of the recorded calls is shown at shutdown (inline in Jupyter,
+            else a warning says to pass ``plot_dependency_graph_filename``). Default False. To draw the graph of a run
+            that executes, see ``record_dependency_graph``.
+        plot_dependency_graph_filename: Graph mode (see ``plot_dependency_graph``), the picture written to this file at
+            shutdown; the extension picks the format (``.png``, ``.svg``, ``.pdf``, ...). Default None.
+        export_workflow_filename: Graph mode (see ``plot_dependency_graph``), the recorded workflow written to this file
+            at shutdown as Python Workflow Definition JSON. Default None.
+        log_obj_size: True: log the pickled size of every task sent to a worker over a socket, on the logger
+            ``executorlib``. Calls run as task files (the cluster executors without block allocation) are not logged.
+            Default False.
+        wait: False: every shutdown, the end of a ``with`` block included, acts as ``shutdown(wait=False)``: it returns
+            at once and leaves the jobs running, and a later executor on the same cache directory collects their
+            results. True (default): ``shutdown()`` waits as asked.
+        openmpi_oversubscribe: Allow more MPI ranks than cores. TestClusterExecutor: ``mpiexec --oversubscribe`` for
+            tasks with ``cores`` > 1 (Open MPI). SlurmClusterExecutor: accepted for executorlib 1.x and not used (SLURM
+            places the ranks). FluxClusterExecutor: True raises ValueError (flux has no oversubscription). Default
+            False.
     """
 
     def __init__(

@@ -51,25 +51,84 @@ class FluxJobExecutor(SocketExecutor):
     (0-31, 16 is flux's default), ``cwd`` -> the job's working directory (default: this process's, never the
     broker's). ``slurm_cmd_args`` and ``submission_template`` are rejected. A request larger than the instance
     (cores, nodes or GPUs) is an error at ``submit()`` naming the instance's size, never a job queued forever.
-
-    Parameters beyond SingleNodeExecutor's:
-
-    - ``pmi_mode``: the job shell's ``pmi`` option (``pmix`` for Open MPI 5, ``simple``, ``pmi2``); None is
-      flux's default.
-    - ``flux_executor``: a ``flux.job.FluxExecutor`` of yours to submit through (else one shared per process).
-    - ``flux_executor_nesting``: every worker is a flux instance of its own on its job's resources, so the
-      function may submit flux jobs (or open a FluxJobExecutor) inside it.
-    - ``flux_log_files``: write each worker's stdout and stderr to ``flux_<n>.out``/``flux_<n>.err`` in its
-      working directory; else they stay in the instance (``flux job attach``) and the end of stderr is quoted
-      when a worker dies.
-    - ``hostname_localhost``: True binds the executor's socket to loopback, False to this host's name; None (the
-      default) means loopback when the instance has one node.
-    - ``wait``: accepted for executorlib 1.x; only True (jobs are always waited for, or cancelled).
-    - ``openmpi_oversubscribe``: rejected (flux has no oversubscription).
+    With ``block_allocation=True`` the jobs are the workers, so ``run_time_max`` is each worker's lifetime (as in
+    executorlib 1.x and SlurmJobExecutor), not a limit per call.
 
     Outside any flux instance the constructor raises, naming ``FLUX_URI`` and ``flux start``. Closing the
     executor cancels the jobs it submitted; if this process is killed, its workers notice the lost connection
     and end, so their jobs end with them.
+
+    Args:
+        max_workers: Without block allocation: at most this many calls run at once (None: the core budget of
+            ``max_cores`` bounds them). With ``block_allocation=True``: the number of long-lived workers; None derives
+            it from ``max_cores`` (or the cores available) divided by the cores of one worker. An int of at least 1, or
+            None (default).
+        cache_directory: Directory of the result cache: each successful result is kept in ``<key>_o.h5``, the key being
+            ``resource_dict['cache_key']`` or the hash of the function and its arguments, and a later call with the same
+            key, in this run or another, gets the stored result without starting a worker. Failures are not cached. A
+            call's ``resource_dict['cache_directory']`` overrides it. None (default): no cache.
+        max_cores: The most cores (``cores`` x ``threads_per_core``, summed over the calls running) the executor
+            occupies at once; a single call asking for more is rejected at ``submit()``. None (default): the cores
+            available, that is this machine's CPUs (SingleNodeExecutor), the SLURM allocation (SlurmJobExecutor; outside
+            an allocation no limit, but at most one call per local CPU in flight), the flux instance (FluxJobExecutor);
+            with ``max_workers`` alone and no block allocation, only ``max_workers`` bounds. An int of at least 1, or
+            None.
+        resource_dict: Default resources of every call; a call's own ``resource_dict`` overrides them key by key. With
+            ``block_allocation=True`` they are the resources of each worker, and a call may only change ``cache_key``,
+            ``cache_directory`` and ``error_log_file``. Keys: ``cores``, ``threads_per_core``, ``gpus_per_core``,
+            ``cwd``, ``cache_key``, ``cache_directory``, ``num_nodes``, ``exclusive``, ``error_log_file``,
+            ``run_time_max``, ``priority``, ``slurm_cmd_args``, ``submission_template`` (see
+            :class:`executorlib.api.Resources`). An unknown key, a bad value or a key this executor cannot honour raises
+            ResourceDictError (a ValueError and a TypeError) at construction or at ``submit()``, naming the key and the
+            fix. None (default): 1 core, 1 thread per core, no GPU, this process's working directory.
+        pmi_mode: The flux job shell's ``pmi`` option of every job (``pmix`` for Open MPI 5, ``simple``, ``pmi2``,
+            ``simple,pmi2``); None (default): flux's default.
+        flux_executor: A ``flux.job.FluxExecutor`` of yours to submit the jobs through; None (default): one shared by
+            the executors of this process.
+        flux_executor_nesting: True: every worker is a flux instance of its own on its job's resources, so the function
+            may submit flux jobs (or open a FluxJobExecutor) inside it. Default False.
+        flux_log_files: True: each worker's stdout and stderr go to ``flux_<n>.out``/``flux_<n>.err`` in its working
+            directory. False (default): they stay in the instance (``flux job attach``), and the end of stderr is quoted
+            when a worker dies.
+        hostname_localhost: Where the executor's socket listens for its workers: True on loopback, False on this host's
+            name (for workers on other hosts). None (default): loopback for SingleNodeExecutor; for SlurmJobExecutor and
+            FluxJobExecutor loopback when the allocation or instance has one node, else the host name.
+        block_allocation: False (default): a fresh worker process per call, started once its cores are free. True: a
+            pool of long-lived workers (``max_workers``), all with the resources of ``resource_dict``, reused from call
+            to call; what ``init_function`` sets up stays between calls.
+        init_function: Needs ``block_allocation=True`` (ValueError otherwise). A callable without arguments run once in
+            each worker when it starts; the dict it returns presets keyword arguments: a call on that worker whose
+            function has a parameter of that name and does not pass it gets the value. Default None.
+        disable_dependencies: True: no Future may be an argument of ``submit()`` (ValueError naming the count); the
+            dependency tracking is skipped. False (default): a call with Future arguments of this executor runs after
+            them, with their results in their place.
+        refresh_rate: Accepted for executorlib 1.x, where it was the polling interval in seconds; must be a positive
+            number. Unused here: nothing polls, a finished Future releases its dependents through a callback. Default
+            0.01.
+        plot_dependency_graph: True: graph mode. Nothing runs: ``submit()`` records the call and returns a Future that
+            is already done (result None), and the graph of the recorded calls is shown at shutdown (inline in Jupyter,
+            else a warning says to pass ``plot_dependency_graph_filename``). Default False. To draw the graph of a run
+            that executes, see ``record_dependency_graph``.
+        plot_dependency_graph_filename: Graph mode (see ``plot_dependency_graph``), the picture written to this file at
+            shutdown; the extension picks the format (``.png``, ``.svg``, ``.pdf``, ...). Default None.
+        export_workflow_filename: Graph mode (see ``plot_dependency_graph``), the recorded workflow written to this file
+            at shutdown as Python Workflow Definition JSON. Default None.
+        log_obj_size: True: log the pickled size of every task sent to a worker over a socket, on the logger
+            ``executorlib``. Calls run as task files (the cluster executors without block allocation) are not logged.
+            Default False.
+        wait: Here for executorlib 1.x's positional order only: True (default) changes nothing; False raises ValueError,
+            since only the cluster executors leave jobs running at shutdown (call ``shutdown(wait=False)`` to return
+            without waiting).
+        restart_limit: Needs ``block_allocation=True`` (ValueError otherwise). How many times each worker of the pool is
+            replaced when it dies; the task it was running is tried again on the new worker (a task killed for
+            ``run_time_max`` is not). Once no worker is left, the pending Futures fail with ExecutorlibSocketError. An
+            int of at least 0; default 0, no restarts.
+        openmpi_oversubscribe: Allow more MPI ranks than cores. SingleNodeExecutor: ``mpiexec --oversubscribe`` (Open
+            MPI; an error at construction with an MPICH mpiexec, which needs no flag). SlurmJobExecutor: ``srun
+            --overcommit``, and the checks against the allocation's size are skipped. FluxJobExecutor: True raises
+            ValueError (flux has no oversubscription). Default False.
+        record_dependency_graph: Keyword-only (not in executorlib 1.x). True: the run executes and records its graph as
+            it goes; ``dependency_graph()`` returns the picture of the calls submitted so far. Default False.
 
     >>> with FluxJobExecutor(max_workers=2) as exe:  # doctest: +SKIP
     ...     exe.submit(sum, [1, 2], resource_dict={"cores": 1}).result()
@@ -200,6 +259,67 @@ class FluxClusterExecutor(ClusterExecutor):
     ``init_function``); their job directories live in ``<cache_directory>/workers``. ``dry_run(fn, ...)`` returns
     the job script ``submit`` would hand to flux batch. ``openmpi_oversubscribe`` is rejected (flux has none).
 
+    Args:
+        max_workers: File mode (the default): must be None, as every call is a job of its own and the queue decides how
+            many run (ValueError otherwise). With ``block_allocation=True`` (SlurmClusterExecutor, FluxClusterExecutor):
+            the number of worker jobs; None derives it from ``max_cores`` divided by the cores of one worker.
+        cache_directory: Where task files (``<key>_i.h5``) and results (``<key>_o.h5``) live; a call whose result is
+            there runs no job, and a later process submitting the same calls on the same directory gets the results or
+            re-attaches to the jobs still running. None (default): ``./executorlib_cache``, made absolute at
+            construction. A call's ``resource_dict['cache_directory']`` overrides it. With ``block_allocation=True`` the
+            worker jobs' files go to ``<cache_directory>/workers``, and results are cached only when it is given.
+        max_cores: File mode (the default): must be None (ValueError otherwise). With ``block_allocation=True``: the
+            cores of all worker jobs together, from which ``max_workers`` is derived when that is None.
+        resource_dict: Default resources of every call; a call's own ``resource_dict`` overrides them key by key. The
+            executorlib keys (``cores``, ``threads_per_core``, ``gpus_per_core``, ``cwd``, ``cache_key``,
+            ``cache_directory``, ``num_nodes``, ``exclusive``, ``error_log_file``, ``run_time_max``, ``priority``,
+            ``slurm_cmd_args``, ``submission_template`` (see :class:`executorlib.api.Resources`)) are checked, and one
+            the executor cannot honour raises ResourceDictError at construction or at ``submit()``. Other keys
+            (``partition``, ``memory_max``, ``job_name``, ...) are variables of the job script template; one the
+            template in use does not read is rejected, naming the closest valid key (TestClusterExecutor accepts the
+            queue-only keys and ignores them). None (default): 1 core, 1 thread per core.
+        pysqa_config_directory: A directory with a pysqa ``queue.yaml`` (and its jinja2 templates) that supplies the job
+            script template; needs ``executorlib[cluster]`` (pysqa). None (default): the built-in template, which needs
+            no configuration and no jinja2.
+        pmi_mode: The flux job shell's ``pmi`` option of the ``flux run`` that starts a task with ``cores`` > 1 in its
+            batch job (``pmix`` for Open MPI 5, ``simple``, ``pmi2``, ``simple,pmi2``); None (default): flux's default.
+        hostname_localhost: File mode (the default): must be None, as jobs talk through files (ValueError otherwise).
+            With ``block_allocation=True``: True makes the worker jobs connect over loopback (they must all run on this
+            host); None or False: to this host's name, as batch jobs may run on other nodes.
+        block_allocation: False (default): file mode, every call a task file run by a job of its own. True
+            (SlurmClusterExecutor, FluxClusterExecutor): a pool of ``max_workers`` long-lived workers, each one batch
+            job, fed over sockets, all with the resources of ``resource_dict``. TestClusterExecutor raises ValueError
+            for True.
+        init_function: Needs ``block_allocation=True`` (ValueError otherwise). A callable without arguments run once in
+            each worker job when it starts; the dict it returns presets keyword arguments: a call on that worker whose
+            function has a parameter of that name and does not pass it gets the value. Default None.
+        disable_dependencies: True: no Future may be an argument of ``submit()`` (ValueError naming the count); the
+            dependency tracking is skipped. False (default): a call with Future arguments of this executor runs after
+            them, with their results in their place.
+        refresh_rate: Accepted for executorlib 1.x, where it was the polling interval in seconds; must be a positive
+            number. Unused here: nothing polls, a finished Future releases its dependents through a callback. Default
+            0.01.
+        plot_dependency_graph: True: graph mode. Nothing runs: ``submit()`` records the call and returns a Future that
+            is already done (result None), and the graph of the recorded calls is shown at shutdown (inline in Jupyter,
+            else a warning says to pass ``plot_dependency_graph_filename``). Default False. To draw the graph of a run
+            that executes, see ``record_dependency_graph``.
+        plot_dependency_graph_filename: Graph mode (see ``plot_dependency_graph``), the picture written to this file at
+            shutdown; the extension picks the format (``.png``, ``.svg``, ``.pdf``, ...). Default None.
+        export_workflow_filename: Graph mode (see ``plot_dependency_graph``), the recorded workflow written to this file
+            at shutdown as Python Workflow Definition JSON. Default None.
+        log_obj_size: True: log the pickled size of every task sent to a worker over a socket, on the logger
+            ``executorlib``. Calls run as task files (the cluster executors without block allocation) are not logged.
+            Default False.
+        wait: False: every shutdown, the end of a ``with`` block included, acts as ``shutdown(wait=False)``: it returns
+            at once and leaves the jobs running, and a later executor on the same cache directory collects their
+            results. True (default): ``shutdown()`` waits as asked.
+        openmpi_oversubscribe: Allow more MPI ranks than cores. TestClusterExecutor: ``mpiexec --oversubscribe`` for
+            tasks with ``cores`` > 1 (Open MPI). SlurmClusterExecutor: accepted for executorlib 1.x and not used (SLURM
+            places the ranks). FluxClusterExecutor: True raises ValueError (flux has no oversubscription). Default
+            False.
+        record_dependency_graph: Keyword-only (not in executorlib 1.x). True: the run executes and records its graph as
+            it goes; ``dependency_graph()`` returns the picture of the calls submitted so far. Default False.
+
     >>> with FluxClusterExecutor(cache_directory="./cache") as exe:  # doctest: +SKIP
     ...     exe.submit(sum, [1, 2], resource_dict={"run_time_max": 60}).result()
     3
@@ -232,14 +352,20 @@ class FluxClusterExecutor(ClusterExecutor):
         config = os.fspath(pysqa_config_directory) if pysqa_config_directory is not None else None
         options = ExecutorOptions.of(locals())
         graph_only = options.graph() is not None
-        if not graph_only:
-            current_instance("FluxClusterExecutor")  # a clear error outside any instance, before any file is written
+        # Outside any instance: a clear error before any file is written (graph mode runs nothing, needs none).
+        self._instance = None if graph_only else current_instance("FluxClusterExecutor")
         from executorlib.launchers.flux_jobs import flux_batch_system
 
         def system() -> BatchSystem:
-            return flux_batch_system(pysqa_config_directory=config, pmi_mode=pmi_mode)
+            assert self._instance is not None
+            return flux_batch_system(self._instance, pysqa_config_directory=config, pmi_mode=pmi_mode)
 
         if block_allocation and not graph_only:
             self._compose_worker_jobs(options, FLUX_CLUSTER_RULES, system())
         else:
             self._compose_task_files(options, FLUX_CLUSTER_RULES, lambda: BatchJobLauncher(system()))
+
+    @property
+    def instance(self) -> FluxInstance | None:
+        """The flux instance the batch jobs run in (None in graph mode, which runs nothing)."""
+        return self._instance

@@ -50,8 +50,70 @@ class SlurmJobExecutor(SocketExecutor):
     :class:`~executorlib.errors.ExecutorlibSocketError` that names the SLURM state (TIMEOUT, CANCELLED, ...);
     srun's own output still reaches this process's stderr.
 
-    ``hostname_localhost``: True binds the executor's socket to loopback, False to this host's name; None (the
-    default) means loopback when the allocation has one node, where every step runs, and the host name otherwise.
+    Args:
+        max_workers: Without block allocation: at most this many calls run at once (None: the core budget of
+            ``max_cores`` bounds them). With ``block_allocation=True``: the number of long-lived workers; None derives
+            it from ``max_cores`` (or the cores available) divided by the cores of one worker. An int of at least 1, or
+            None (default).
+        cache_directory: Directory of the result cache: each successful result is kept in ``<key>_o.h5``, the key being
+            ``resource_dict['cache_key']`` or the hash of the function and its arguments, and a later call with the same
+            key, in this run or another, gets the stored result without starting a worker. Failures are not cached. A
+            call's ``resource_dict['cache_directory']`` overrides it. None (default): no cache.
+        max_cores: The most cores (``cores`` x ``threads_per_core``, summed over the calls running) the executor
+            occupies at once; a single call asking for more is rejected at ``submit()``. None (default): the cores
+            available, that is this machine's CPUs (SingleNodeExecutor), the SLURM allocation (SlurmJobExecutor; outside
+            an allocation no limit, but at most one call per local CPU in flight), the flux instance (FluxJobExecutor);
+            with ``max_workers`` alone and no block allocation, only ``max_workers`` bounds. An int of at least 1, or
+            None.
+        resource_dict: Default resources of every call; a call's own ``resource_dict`` overrides them key by key. With
+            ``block_allocation=True`` they are the resources of each worker, and a call may only change ``cache_key``,
+            ``cache_directory`` and ``error_log_file``. Keys: ``cores``, ``threads_per_core``, ``gpus_per_core``,
+            ``cwd``, ``cache_key``, ``cache_directory``, ``num_nodes``, ``exclusive``, ``error_log_file``,
+            ``run_time_max``, ``priority``, ``slurm_cmd_args``, ``submission_template`` (see
+            :class:`executorlib.api.Resources`). An unknown key, a bad value or a key this executor cannot honour raises
+            ResourceDictError (a ValueError and a TypeError) at construction or at ``submit()``, naming the key and the
+            fix. None (default): 1 core, 1 thread per core, no GPU, this process's working directory.
+        pmi_mode: SLURM's MPI plugin, ``srun --mpi=<pmi_mode>`` on every step (``pmix``, ``pmi2``, ...); one word or
+            None (default: the cluster's MpiDefault).
+        hostname_localhost: Where the executor's socket listens for its workers: True on loopback, False on this host's
+            name (for workers on other hosts). None (default): loopback for SingleNodeExecutor; for SlurmJobExecutor and
+            FluxJobExecutor loopback when the allocation or instance has one node, else the host name.
+        block_allocation: False (default): a fresh worker process per call, started once its cores are free. True: a
+            pool of long-lived workers (``max_workers``), all with the resources of ``resource_dict``, reused from call
+            to call; what ``init_function`` sets up stays between calls.
+        init_function: Needs ``block_allocation=True`` (ValueError otherwise). A callable without arguments run once in
+            each worker when it starts; the dict it returns presets keyword arguments: a call on that worker whose
+            function has a parameter of that name and does not pass it gets the value. Default None.
+        disable_dependencies: True: no Future may be an argument of ``submit()`` (ValueError naming the count); the
+            dependency tracking is skipped. False (default): a call with Future arguments of this executor runs after
+            them, with their results in their place.
+        refresh_rate: Accepted for executorlib 1.x, where it was the polling interval in seconds; must be a positive
+            number. Unused here: nothing polls, a finished Future releases its dependents through a callback. Default
+            0.01.
+        plot_dependency_graph: True: graph mode. Nothing runs: ``submit()`` records the call and returns a Future that
+            is already done (result None), and the graph of the recorded calls is shown at shutdown (inline in Jupyter,
+            else a warning says to pass ``plot_dependency_graph_filename``). Default False. To draw the graph of a run
+            that executes, see ``record_dependency_graph``.
+        plot_dependency_graph_filename: Graph mode (see ``plot_dependency_graph``), the picture written to this file at
+            shutdown; the extension picks the format (``.png``, ``.svg``, ``.pdf``, ...). Default None.
+        export_workflow_filename: Graph mode (see ``plot_dependency_graph``), the recorded workflow written to this file
+            at shutdown as Python Workflow Definition JSON. Default None.
+        log_obj_size: True: log the pickled size of every task sent to a worker over a socket, on the logger
+            ``executorlib``. Calls run as task files (the cluster executors without block allocation) are not logged.
+            Default False.
+        wait: Here for executorlib 1.x's positional order only: True (default) changes nothing; False raises ValueError,
+            since only the cluster executors leave jobs running at shutdown (call ``shutdown(wait=False)`` to return
+            without waiting).
+        restart_limit: Needs ``block_allocation=True`` (ValueError otherwise). How many times each worker of the pool is
+            replaced when it dies; the task it was running is tried again on the new worker (a task killed for
+            ``run_time_max`` is not). Once no worker is left, the pending Futures fail with ExecutorlibSocketError. An
+            int of at least 0; default 0, no restarts.
+        openmpi_oversubscribe: Allow more MPI ranks than cores. SingleNodeExecutor: ``mpiexec --oversubscribe`` (Open
+            MPI; an error at construction with an MPICH mpiexec, which needs no flag). SlurmJobExecutor: ``srun
+            --overcommit``, and the checks against the allocation's size are skipped. FluxJobExecutor: True raises
+            ValueError (flux has no oversubscription). Default False.
+        record_dependency_graph: Keyword-only (not in executorlib 1.x). True: the run executes and records its graph as
+            it goes; ``dependency_graph()`` returns the picture of the calls submitted so far. Default False.
     """
 
     def __init__(

@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from executorlib.errors import missing_extra
 from executorlib.launchers.protocol import user_import_paths
 from executorlib.resources import Resources, check_template_keys
 from executorlib.task_file import FileTask, JobEnd, record_queue_id
@@ -68,11 +69,24 @@ class BatchSystem:
     variables: ScriptVariables
     default_template: str  # the job script when no template is given
     default_template_name: str  # how messages name it
+    #: rejects at construction or submit() a request the system can never run (e.g. larger than the instance)
+    check_request: Callable[[Resources, str], None] = lambda resources, where: None
 
     def render(self, template: str | None, variables: Mapping[str, Any]) -> str:
         from xl_spawn import render_job_script
 
         return render_job_script(template if template is not None else self.default_template, variables)
+
+
+def require_cluster_extra(system: BatchSystem) -> None:
+    """At construction, not at the first submit: job scripts are jinja2 templates, and a pysqa_config_directory is
+    read by pysqa; both come with ``executorlib[cluster]``."""
+    import importlib.util
+
+    if importlib.util.find_spec("jinja2") is None:
+        raise missing_extra(f"{system.name} batch jobs (their job scripts are jinja2 templates)", "jinja2", "cluster")
+    if system.queue.pysqa_config_directory is not None and importlib.util.find_spec("pysqa") is None:
+        raise missing_extra("pysqa_config_directory", "pysqa", "cluster")
 
 
 def check_job_script_keys(system: BatchSystem, resources: Resources, extras: Mapping[str, Any], *, where: str) -> None:
@@ -97,6 +111,7 @@ class BatchJobLauncher:
     def __init__(self, system: BatchSystem) -> None:
         from xl_spawn import QueueWatcher
 
+        require_cluster_extra(system)
         self.system = system
         self.name = system.name
         self.queue = system.queue
@@ -119,12 +134,15 @@ class BatchJobLauncher:
         if template is not None and template not in self._valid_templates:
             try:
                 render_job_script(template, {})
+            except ImportError:
+                raise
             except Exception as problem:
                 raise ValueError(
                     f"{where}: resource_dict['submission_template'] is not a valid jinja2 template: {problem}"
                 ) from problem
             self._valid_templates.add(template)
         check_job_script_keys(self.system, resources, extras, where=where)
+        self.system.check_request(resources, where)
 
     def info(self) -> dict[str, Any]:
         return {"watched": len(self._watcher), "status_queries": self.queries}
@@ -140,8 +158,8 @@ class BatchJobLauncher:
         return self.system.variables(
             task.resources,
             task.extras,
-            job_name=os.path.basename(task.cache_directory),
-            working_directory=task.job_directory,
+            job_name=os.path.basename(os.path.dirname(task.working_directory)),
+            working_directory=task.working_directory,
             command=self.command(task),
             dependency=after,
         )
@@ -149,7 +167,8 @@ class BatchJobLauncher:
     def start(self, task: FileTask, after: Sequence[FileTask]) -> None:
         dependency = [up.queue_id for up in after if up.queue_id is not None]
         variables = self.script_variables(task, dependency)
-        task.queue_id = self.queue.submit(task.job_directory, variables, task.resources.submission_template)
+        os.makedirs(task.working_directory, mode=0o700, exist_ok=True)
+        task.queue_id = self.queue.submit(task.working_directory, variables, task.resources.submission_template)
         record_queue_id(task)  # in the task file, where get_cache_data shows it while the job is queued
         self._watch(task)
 

@@ -27,7 +27,7 @@ from xl_cache import log_tail
 from xl_comm import discard_key_file
 from xl_spawn import JOB_LOG_NAME
 
-from executorlib.launchers.batch_jobs import BatchSystem
+from executorlib.launchers.batch_jobs import BatchSystem, require_cluster_extra
 from executorlib.resources import Resources
 
 if TYPE_CHECKING:
@@ -57,6 +57,7 @@ class BatchWorkerLauncher:
     ) -> None:
         from xl_spawn import QueueWatcher
 
+        require_cluster_extra(system)
         self.system = system
         self.queue = system.queue
         self.directory = directory
@@ -72,7 +73,9 @@ class BatchWorkerLauncher:
     # -- the Launcher protocol ----------------------------------------------------------------------------------
 
     def check(self, resources: Resources, *, where: str) -> None:
-        """Anything the queue accepts; a job that cannot run fails through the submission's own message."""
+        """What the batch system can run at all; else a job that cannot run fails through the submission's own
+        message."""
+        self.system.check_request(resources, where)
 
     def argv(self, resources: Resources, worker_args: Sequence[str]) -> list[str]:
         ranks = ["--mpi"] if resources.cores > 1 else []

@@ -12,13 +12,19 @@ from functools import partial
 from typing import Any
 
 from executorlib.launchers.batch_jobs import BatchSystem
-from executorlib.launchers.flux import flux_job_step
+from executorlib.launchers.flux import FluxInstance, check_fits, flux_job_step
 from executorlib.resources import Resources
 
 
-def flux_batch_system(*, pysqa_config_directory: str | None = None, pmi_mode: str | None = None) -> BatchSystem:
-    """flux batch jobs in the instance at ``FLUX_URI``, ``flux run`` around a task of N cores."""
+def flux_batch_system(
+    instance: FluxInstance, *, pysqa_config_directory: str | None = None, pmi_mode: str | None = None
+) -> BatchSystem:
+    """flux batch jobs in ``instance`` (the one at ``FLUX_URI``), ``flux run`` around a task of N cores; a request
+    larger than the instance is rejected at submit() (flux would refuse the job as unsatisfiable)."""
     from xl_spawn import DEFAULT_FLUX_TEMPLATE, FluxBatchQueue
+
+    def check_request(resources: Resources, where: str) -> None:
+        check_fits(instance, resources, where=where)
 
     return BatchSystem(
         name="Flux",
@@ -27,6 +33,7 @@ def flux_batch_system(*, pysqa_config_directory: str | None = None, pmi_mode: st
         variables=flux_batch_variables,
         default_template=DEFAULT_FLUX_TEMPLATE,
         default_template_name="the default flux batch job script template",
+        check_request=check_request,
     )
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from xl_spawn import SubprocessSpawner, python_module_argv
 
-from executorlib.errors import ResourceDictError
+from executorlib.errors import MissingMpiError, ResourceDictError
 from executorlib.gpus import host_gpus
 from executorlib.resources import Resources
 
@@ -41,7 +41,8 @@ class LocalLauncher:
 
         has_mpi4py, launcher = mpi4py_available(), self._launcher()
         if not has_mpi4py or launcher is None:
-            raise ResourceDictError(
+            error = ResourceDictError if has_mpi4py else MissingMpiError
+            raise error(
                 f"{where}: resource_dict['cores'] = {resources.cores}: "
                 + mpi_missing_message(resources.cores, mpi4py=has_mpi4py, mpiexec=launcher is not None)
             )

@@ -1,15 +1,15 @@
 """LocalJobLauncher: local processes as the jobs of the file-mode scheduler (``TestClusterExecutor``).
 
-Each task runs as ``python -m xl_cache.worker <key>_i.h5`` (under ``mpiexec -n N`` for N cores) in a session of
-its own, with its output in ``<cache>/<key>/time.out``. One watcher thread waits in ``epoll`` on a pidfd per
-process (no polling, no sleeping); a task whose arguments come from other tasks starts from the end callback of
-the last of them, as a batch scheduler would start an ``afterok`` job. The processes are not tied to this one:
-``shutdown(wait=False)`` leaves them running, and a later executor re-attaches to them by the pid recorded in
-``<cache>/<key>/queue_id`` (checked against ``/proc/<pid>/cmdline`` so a recycled pid is not mistaken for the job).
-The pid goes to that small file rather than into the task file: rewriting the HDF5 task file after each start
-cost about a millisecond of this process's CPU per task; the worker reads it back (``XL_CACHE_QUEUE_ID_FILE``) into
-the output's queue id.
-"""
+Each task runs as ``python -m xl_cache.worker <key>_i.h5`` (under ``mpiexec -n N`` for N cores) in a session of its
+own, printing to this process's stdout and stderr, in the call's ``cwd`` or else the cache directory. One watcher
+thread waits in ``epoll`` on a pidfd per process (no polling, no sleeping); a task whose arguments come from other
+tasks starts from the end callback of the last of them, as a batch scheduler would start an ``afterok`` job. The
+processes are not tied to this one: ``shutdown(wait=False)`` leaves them running, and a later executor re-attaches
+to them by the pid recorded in ``<cache>/<key>/queue_id`` (checked against ``/proc/<pid>/cmdline`` so a recycled pid
+is not mistaken for the job), a file that lives only while the process runs: once the output exists it goes with its
+folder, so a finished cache directory holds one ``<key>_o.h5`` per task and nothing else. The pid goes to that small
+file rather than into the task file: rewriting the HDF5 task file after each start cost about a millisecond of this
+process's CPU per task; the worker reads it back (``XL_CACHE_QUEUE_ID_FILE``) into the output's queue id."""
 
 from __future__ import annotations
 
@@ -48,6 +48,15 @@ def _variables(template: str | None) -> frozenset[str] | None:
         return template_variables(template)
     except Exception:
         return None
+
+
+def remove_job_directory(task: FileTask) -> None:
+    """Delete ``<key>/queue_id`` and then ``<key>/`` if nothing else is in it (a task whose process died keeps
+    them for a post-mortem)."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(task.queue_id_file)
+    with contextlib.suppress(OSError):  # gone already, or holds files that are not ours to delete
+        os.rmdir(task.job_directory)
 
 
 class LocalJobLauncher:
@@ -140,20 +149,20 @@ class LocalJobLauncher:
 
     def _spawn(self, task: FileTask) -> None:
         os.makedirs(task.job_directory, mode=0o700, exist_ok=True)
-        with open(task.log_file, "ab") as log:
-            proc = subprocess.Popen(
-                self.argv(task),
-                cwd=task.job_directory,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=self._task_env(task),
-                start_new_session=True,
-            )
+        # stdout and stderr are ours, so prints show in the terminal (1.x); the worker changes into the call's
+        # cwd itself, so a process starts in the cache directory, leaving nothing there but the task's files
+        proc = subprocess.Popen(
+            self.argv(task),
+            cwd=task.cache_directory,
+            stdin=subprocess.DEVNULL,
+            env=self._task_env(task),
+            start_new_session=True,
+        )
         task.queue_id = proc.pid
-        self._watch(task, proc.pid, proc)
+        # before the watch: the end (and the removal of this file with its folder) cannot come first
         with contextlib.suppress(OSError):  # the id serves re-attachment and the output; the process runs anyway
             write_queue_id_file(task.queue_id_file, proc.pid)
+        self._watch(task, proc.pid, proc)
 
     def attach(self, task: FileTask) -> bool:
         pid = task.queue_id
@@ -219,6 +228,8 @@ class LocalJobLauncher:
                     state = f"killed by {signal.Signals(-code).name}"
         else:
             state = "(a process started by an earlier executor)"
+        if os.path.exists(task.output_file):
+            remove_job_directory(task)  # before the Futures settle: a finished task leaves only its output
         assert self._on_end is not None
         self._on_end(task, JobEnd(state))
 

@@ -17,6 +17,7 @@ launcher, cancellations through the Futures' done-callbacks, and ``shutdown(wait
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import threading
 import weakref
@@ -175,6 +176,7 @@ class TaskFileScheduler:
 
         directory = os.path.abspath(resources.cache_directory or DEFAULT_CACHE_DIRECTORY)
         key = resources.cache_key or task_key(fn, args, kwargs)
+        resources = _absolute_cwd(resources)
         with self._lock:
             task = self._in_flight.get((directory, key))
             if task is not None:  # the same call is already running here: share its job
@@ -246,7 +248,6 @@ class TaskFileScheduler:
             resource_dict={**task_resource_dict(task.resources), **task.extras},
             error_log_file=task.resources.error_log_file,
         )
-        os.makedirs(task.job_directory, mode=0o700, exist_ok=True)
         with self._lock:
             after = [up for up in task.upstream if not up.ended]
         self._launcher.start(task, after)
@@ -300,40 +301,59 @@ class TaskFileScheduler:
     def _lost_error(self, task: FileTask, end: JobEnd) -> JobFailedError:
         job = f"{self._launcher.name} job {task.queue_id}" if task.queue_id is not None else "its job"
         detail = f" ({end.detail})" if end.detail else ""
+        log_file: str | None = task.log_file
         tail = log_tail(task.log_file, lines=LOG_TAIL_LINES)
-        log = f"; the last lines of its log {task.log_file}:\n{tail}" if tail else f"; its log is {task.log_file}"
+        if tail:
+            log = f"; the last lines of its log {task.log_file}:\n{tail}"
+        elif os.path.exists(task.log_file):
+            log = f"; its log is {task.log_file}"
+        else:  # a local process prints to this process's stdout and stderr, as in executorlib 1.x
+            log, log_file = "; its output and traceback, if any, went to this process's stdout and stderr", None
         return JobFailedError(
             f"task {task.key} ({task.label}): {job} ended {end.state}{detail} without writing "
             f"the output {task.output_file}{log}",
             state=end.state,
             queue_id=task.queue_id,
-            log_file=task.log_file,
+            log_file=log_file,
         )
 
     def _future_done(self, task: FileTask, future: Future[Any]) -> None:
-        """A Future cancelled by its user: once every Future of the task is cancelled, stop its job."""
+        """A Future cancelled by its user: once every Future of the task is cancelled, stop its job. Futures a
+        detaching shutdown cancelled leave their jobs running."""
         if not future.cancelled():
             return
         with self._lock:
-            if task.ended or not all(f.cancelled() for f in task.futures):
+            if self._detached or task.ended or not all(f.cancelled() for f in task.futures):
                 return
         self._launcher.cancel(task)
 
     # -- executor surface ------------------------------------------------------------------------------------
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        """``wait``: until every job ended. ``cancel_futures``: cancel the Futures (also of calls waiting for
-        another executor's Futures) and stop their jobs. ``wait=False`` without ``cancel_futures`` detaches:
-        jobs go on, and complete their Futures while this process lives; a later executor on the same cache
-        directory gets their results. From a done-callback on the thread that reports job ends it cannot wait
-        (those ends would never be reported): it returns at once and the jobs finish on their own. After a
-        detaching shutdown, a later one (the exit hook's) leaves the jobs alone unless it cancels them."""
+        """As executorlib 1.x's file mode:
+
+        - ``wait=False`` without ``cancel_futures`` detaches: every call already is a task file and a job (submit
+          made them), the Futures whose output exists are completed from it and every other one is **cancelled
+          without stopping its job**. The jobs go on and write their outputs; a later executor on the same cache
+          directory gets them (or re-attaches to the jobs still running), as does ``get_future_from_cache``.
+          Calls still waiting for another executor's Futures are cancelled: they never became task files.
+        - ``cancel_futures`` cancels the Futures not done and stops their jobs (also after a detaching shutdown);
+          ``wait`` then waits until those jobs ended.
+        - ``wait=True`` waits until every job ended. From a done-callback on the thread that reports job ends it
+          cannot wait (those ends would never be reported): it returns at once and the jobs finish on their own.
+        """
         with self._lock:
-            detached, self._detached = self._detached, self._detached or not wait
+            detached, self._detached = self._detached, self._detached or (not wait and not cancel_futures)
             if detached and not cancel_futures:
                 return
             tasks = list(self._in_flight.values())
             waiting = list(self._waiting)
+        if not wait and not cancel_futures:
+            self._detach(tasks, waiting)
+            with self._idle:
+                self._closed = True
+            self._launcher.close(False)
+            return
         for parked in waiting:
             if cancel_futures:
                 cancel_and_notify(parked.future)  # releases it, even if its upstream never completes
@@ -343,12 +363,31 @@ class TaskFileScheduler:
             for task in tasks:
                 for future in list(task.futures):
                     cancel_and_notify(future)  # the done-callback stops the job
+                if detached and not task.ended:  # its Futures were cancelled by the detach, its job left running
+                    self._launcher.cancel(task)
         wait = wait and not getattr(self._delivering, "depth", 0)
         with self._idle:
             if wait:  # calls released meanwhile from waiting still start (the executor takes no new ones)
                 self._idle.wait_for(lambda: not self._in_flight and not self._waiting)
             self._closed = True
         self._launcher.close(wait)
+
+    def _detach(self, tasks: list[FileTask], waiting: list[Parked]) -> None:
+        """Complete from the cache what is there, cancel every other Future, stop nothing."""
+        import xl_cache
+
+        for parked in waiting:
+            cancel_and_notify(parked.future)
+        for task in tasks:
+            outcome = None
+            with contextlib.suppress(Exception):  # unreadable or absent: the Future is cancelled like the others
+                outcome = xl_cache.load_result(task.cache_directory, task.key)
+            for future in list(task.futures):
+                if outcome is None:
+                    cancel_and_notify(future)
+                else:
+                    value = outcome.value if outcome.status == "done" else None
+                    _settle(future, result=value, error=_error_of(outcome))
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         with self._idle:
@@ -382,8 +421,15 @@ class TaskFileScheduler:
         args, kwargs, upstream, _ = self._link_arguments(args, kwargs)
         directory = os.path.abspath(resources.cache_directory or DEFAULT_CACHE_DIRECTORY)
         key = resources.cache_key or task_key(fn, args, kwargs)
-        task = FileTask(key, directory, function_name(fn), resources, extras)
+        task = FileTask(key, directory, function_name(fn), _absolute_cwd(resources), extras)
         return self._launcher.job_script(task, [up for up in upstream if not up.ended])
+
+
+def _absolute_cwd(resources: Resources) -> Resources:
+    """A relative ``cwd`` is the submitter's, now: the job (and the worker's chdir) gets the absolute path."""
+    if not resources.cwd or os.path.isabs(resources.cwd):
+        return resources
+    return dataclasses.replace(resources, cwd=os.path.abspath(resources.cwd))
 
 
 def _error_of(outcome: Any) -> BaseException | None:
