@@ -173,12 +173,29 @@ def block_until_released(value: Any, started: str, release: str, done: str | Non
     return value
 
 
+def held_worker(started: str, release: str, executorlib_worker_id: int = -1, offset: int = 0) -> tuple[int, int, int]:
+    """Block until released; then (executorlib_worker_id, the init function's offset, this process's pid)."""
+    block_until_released(None, started, release)
+    return executorlib_worker_id, offset, os.getpid()
+
+
 def fast_or_blocking(i: int, directory: str) -> int:
     """Element 0 returns at once; every other element blocks until ``release`` and then marks ``done_<i>``."""
     if i == 0:
         return 0
     base = Path(directory)
     return block_until_released(i, str(base / f"started_{i}"), str(base / "release"), str(base / f"done_{i}"))
+
+
+def worker_ids_barrier(
+    directory: str, parties: int, executorlib_worker_id: int = -1, executorlib_worker_index: int = -1
+) -> tuple[int, int]:
+    """Both injected numbers, (executorlib_worker_id, executorlib_worker_index), once ``parties`` tasks run at once."""
+    return worker_id_barrier(executorlib_worker_id, directory, parties), executorlib_worker_index
+
+
+def get_worker_index(executorlib_worker_index: int) -> int:
+    return executorlib_worker_index
 
 
 def worker_id_barrier(executorlib_worker_id: int, directory: str, parties: int) -> int:
@@ -248,6 +265,17 @@ def crash_once_then_return(marker: str, value: Any) -> Any:
     return value
 
 
+def record_attempt_and_sys_exit(attempts: str, code: Any) -> None:
+    """Note this process's pid in ``attempts``, then ``sys.exit(code)`` (a SystemExit, not an os._exit)."""
+    with open(attempts, "a") as fh:
+        fh.write(f"{os.getpid()}\n")
+    raise SystemExit(code)
+
+
+def raise_keyboard_interrupt() -> None:
+    raise KeyboardInterrupt
+
+
 # --- pickling failures ------------------------------------------------------------------------------------
 
 
@@ -302,6 +330,10 @@ def init_token() -> dict[str, str]:
 
 def failing_init() -> dict[str, Any]:
     raise LookupError("init failed on purpose")
+
+
+def exiting_init() -> dict[str, Any]:
+    raise SystemExit(4)
 
 
 # --- futures as arguments ---------------------------------------------------------------------------------
@@ -382,5 +414,18 @@ def mpi_kill_rank_once(bad_rank: int, marker: str) -> int:
     if comm.Get_rank() == bad_rank and not os.path.exists(marker):
         Path(marker).touch()
         os.kill(os.getpid(), signal.SIGKILL)
+    comm.Barrier()
+    return comm.Get_rank()
+
+
+def mpi_sys_exit_on_rank(bad_rank: int, code: int) -> int:
+    """Rank ``bad_rank`` calls sys.exit(code); the others then wait in a barrier it never joins."""
+    import sys
+
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    if comm.Get_rank() == bad_rank:
+        sys.exit(code)
     comm.Barrier()
     return comm.Get_rank()

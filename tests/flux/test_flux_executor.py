@@ -392,9 +392,11 @@ def test_cluster_gpus_per_core_is_honoured_not_dropped(tmp_path: Path) -> None:
         exe.shutdown(wait=True)
 
 
-def test_cluster_unknown_key_is_rejected_at_construction(tmp_path: Path) -> None:
-    with pytest.raises(ResourceDictError, match="core"):
-        FluxClusterExecutor(cache_directory=str(tmp_path / "cache"), resource_dict={"core": 2})
+def test_cluster_misspelt_key_warns_at_construction_with_the_closest_key(tmp_path: Path) -> None:
+    """As in executorlib 1.x (compat-1x.md §12): file mode warns and hands the key to the template."""
+    with pytest.warns(UserWarning, match="cores"):
+        exe = FluxClusterExecutor(cache_directory=str(tmp_path / "cache"), resource_dict={"core": 2})
+    exe.shutdown(wait=True)
 
 
 FLUX_QUEUE_TEMPLATE = """#!/bin/bash

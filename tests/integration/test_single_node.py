@@ -16,12 +16,14 @@ from xl_test_helpers import (
     get_cwd,
     get_env,
     get_worker_id,
+    get_worker_index,
     init_offset,
     raise_value_error,
     sleep_and_return,
     square,
     wait_until,
     worker_id_barrier,
+    worker_ids_barrier,
 )
 
 TIMEOUT = 60
@@ -65,12 +67,22 @@ def test_block_worker_ids_with_max_cores(make_executor):
     assert ids <= {0, 1}, ids
 
 
-def test_one_process_worker_ids_are_distinct_for_concurrent_tasks(make_executor, tmp_path):
+def test_one_process_worker_id_is_0_for_every_call_and_the_index_is_distinct(make_executor, tmp_path):
+    """executorlib 1.x gives every call of its one-process-per-call mode executorlib_worker_id 0 (compat-1x §10);
+    executorlib_worker_index tells calls that run at the same time apart."""
     exe = make_executor(max_workers=2)
-    futures = [exe.submit(worker_id_barrier, directory=str(tmp_path), parties=2) for _ in range(2)]
-    ids = [f.result(timeout=TIMEOUT) for f in futures]
-    assert all(type(i) is int for i in ids), ids
-    assert ids[0] != ids[1]
+    futures = [exe.submit(worker_ids_barrier, directory=str(tmp_path), parties=2) for _ in range(2)]
+    ids, indices = zip(*[f.result(timeout=TIMEOUT) for f in futures], strict=True)
+    assert ids == (0, 0)
+    assert sorted(indices) == [0, 1]
+
+
+def test_block_worker_index_is_the_worker_id(make_executor, tmp_path):
+    exe = make_executor(max_workers=2, block_allocation=True)
+    futures = [exe.submit(worker_ids_barrier, directory=str(tmp_path), parties=2) for _ in range(2)]
+    pairs = sorted(f.result(timeout=TIMEOUT) for f in futures)
+    assert pairs == [(0, 0), (1, 1)]
+    assert exe.submit(get_worker_index, executorlib_worker_index=7).result(timeout=TIMEOUT) == 7  # the caller's wins
 
 
 def test_remote_exception_keeps_type_and_remote_traceback(executor_factory, remote_traceback_type):

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import warnings
 from collections.abc import Iterator
 from concurrent.futures import CancelledError
 from pathlib import Path
@@ -222,28 +223,37 @@ MISSPELLINGS = [("corez", "cores"), ("thread_per_core", "threads_per_core"), ("c
 
 
 @pytest.mark.parametrize(("key", "suggestion"), MISSPELLINGS)
-def test_a_misspelt_key_is_rejected_at_submit_and_construction(
+def test_a_misspelt_key_warns_at_submit_and_construction_as_in_1x(
     executor: Any, cache: Path, key: str, suggestion: str
 ) -> None:
-    """It would otherwise pass silently as a job template variable that nothing reads."""
-    from executorlib.api import ResourceDictError, TestClusterExecutor
+    """It would otherwise pass silently as a job template variable that nothing reads; 1.x warns and passes it on,
+    and so do we (compat-1x.md §12), naming the closest valid key."""
+    from executorlib.api import TestClusterExecutor
+    from executorlib.errors import ResourceKeyWarning
 
-    with pytest.raises(ResourceDictError) as at_submit:
-        executor.submit(add, 1, 1, resource_dict={key: 2})
-    with pytest.raises(ResourceDictError) as at_construction:
-        TestClusterExecutor(cache_directory=str(cache), resource_dict={key: 2})
-    for error in (at_submit, at_construction):
-        message = str(error.value)
-        assert repr(key) in message and f"Did you mean {suggestion!r}?" in message, message
+    with pytest.warns(ResourceKeyWarning) as at_submit:
+        future = executor.submit(add, 1, 1, resource_dict={key: 2})
+    with pytest.warns(ResourceKeyWarning) as at_construction:
+        TestClusterExecutor(cache_directory=str(cache), resource_dict={key: 2}).shutdown()
+    for record in (at_submit, at_construction):
+        message = str(record[0].message)
+        assert f"The following keys are not recognized and cannot be validated: [{key!r}]" in message, message
+        assert f"Did you mean {suggestion!r}?" in message, message
         assert "Fix the spelling" in message and "submission_template" in message, message  # the fix
-    assert executor.submit(add, 1, 1).result(timeout=TIMEOUT) == 2  # the executor still works
+        assert record[0].filename == __file__, "the warning names the user's line"
+    assert issubclass(ResourceKeyWarning, UserWarning)  # 1.x code filtering UserWarning still sees it
+    assert future.result(timeout=TIMEOUT) == 2  # passed on: TestClusterExecutor runs no job script
 
 
 def test_a_variable_of_the_submission_template_is_accepted(executor: Any) -> None:
+    from executorlib.errors import ResourceKeyWarning
+
     template = "#!/bin/bash\n#SBATCH --account={{ account }}\n{{ command }}\n"
     resource_dict = {"submission_template": template, "account": "acme"}
-    assert executor.submit(add, 1, 2, resource_dict=resource_dict).result(timeout=TIMEOUT) == 3
-    with pytest.raises(ValueError, match=r"'acount'.*Did you mean 'account'"):  # the template's names are suggested
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a variable the template reads is no typo: no warning
+        assert executor.submit(add, 1, 2, resource_dict=resource_dict).result(timeout=TIMEOUT) == 3
+    with pytest.warns(ResourceKeyWarning, match=r"\['acount'\].*Did you mean 'account'"):  # the template's names
         executor.submit(add, 1, 2, resource_dict={"submission_template": template, "acount": "acme"})
 
 

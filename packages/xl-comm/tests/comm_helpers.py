@@ -73,3 +73,7 @@ def worker_process(hub: Hub, worker_id: int, *extra: str) -> subprocess.Popen[by
         env={**os.environ, **hub.worker_env(), "PYTHONPATH": os.path.dirname(os.path.abspath(__file__))},
         start_new_session=True,
     )
+
+
+def call_sys_exit(code: Any) -> None:
+    raise SystemExit(code)

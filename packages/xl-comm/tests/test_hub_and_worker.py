@@ -61,6 +61,20 @@ def test_init_presets_and_worker_index(hub_and_recorder) -> None:
     process.wait(timeout=10)
 
 
+def _ids(executorlib_worker_id: int = -1, executorlib_worker_index: int = -1) -> tuple[int, int]:
+    return executorlib_worker_id, executorlib_worker_index
+
+
+def test_a_one_shot_worker_passes_worker_id_0_and_its_index(hub_and_recorder) -> None:
+    hub, rec = hub_and_recorder
+    process = start_worker(hub, 1, "--worker-index", "3", "--one-shot")
+    rec.wait_for(lambda: 1 in rec.hellos)
+    hub.send(1, Task(_ids), task_id=1)
+    rec.wait_for(lambda: rec.replies)
+    assert rec.replies[0][2] == Result((0, 3))
+    assert process.wait(timeout=10) == 0
+
+
 def test_remote_exception_keeps_its_type(hub_and_recorder) -> None:
     hub, rec = hub_and_recorder
     process = start_worker(hub, 1, "--one-shot")

@@ -8,11 +8,11 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from typing import Any
 
-logging.getLogger("executorlib").addHandler(logging.NullHandler())
+# No NullHandler on the "executorlib" logger: as in executorlib 1.x, its warnings (log_obj_size's sizes, a worker
+# restarted) reach Python's last-resort handler on stderr unless the application configures logging.
 
 if os.environ.get("EXECUTORLIB_LOG"):  # the one switch for a log on stderr (see executorlib.logs)
     from executorlib.logs import configure_from_environment

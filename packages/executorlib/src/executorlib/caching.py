@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import os
 import threading
 import time
 import warnings
@@ -21,7 +22,7 @@ from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 from typing import Any
 
 from executorlib.dependencies import start_unless_cancelled
-from executorlib.errors import ResourceDictError
+from executorlib.errors import CacheWarning, ResourceDictError
 from executorlib.resources import DEFAULTS, Resources
 from executorlib.status import TaskFuture
 
@@ -70,13 +71,31 @@ class CachedFuture(TaskFuture):
             super().set_result(result)
 
 
+#: Cache directories the user was told cannot be written (once per directory and process, not per executor).
+_WARNED: set[str] = set()
+_WARNED_LOCK = threading.Lock()
+
+
+def unwritable_reason(directory: str, problem: Exception) -> str:
+    """Why ``directory`` cannot be written, in words: the OS's reason, and "a parent is a file" when the nearest
+    existing ancestor is not a directory (which the OS reports as a bare "File exists" or "Not a directory")."""
+    reason = problem.strerror if isinstance(problem, OSError) and problem.strerror else repr(problem)
+    if isinstance(problem, OSError) and problem.filename is not None and problem.filename != directory:
+        reason += f": {problem.filename}"
+    ancestor = os.path.abspath(directory)
+    while not os.path.lexists(ancestor) and os.path.dirname(ancestor) != ancestor:
+        ancestor = os.path.dirname(ancestor)
+    if os.path.lexists(ancestor) and not os.path.isdir(ancestor):
+        reason += f"; a parent is a file, not a directory: {ancestor}"
+    return reason
+
+
 class ResultCache:
     """Looks tasks up before they are queued and writes results in one background thread."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._writer: ThreadPoolExecutor | None = None
-        self._warned: set[str] = set()  # directories the user was told cannot be written
         self._writer_thread: threading.Thread | None = None
 
     def serve(self, fn: Callable[..., Any], args: Any, kwargs: Any, resources: Resources, future: Future[Any]) -> bool:
@@ -146,20 +165,17 @@ class ResultCache:
             future._finish(result)
 
     def _warn_unwritable(self, directory: str, problem: Exception) -> None:
-        """Say once per directory (and executor) that results are not being kept: a cache that silently keeps
+        """Say once per directory (in this process) that results are not being kept: a cache that silently keeps
         nothing would make the next run recompute everything."""
-        with self._lock:
-            if directory in self._warned:
+        with _WARNED_LOCK:
+            if directory in _WARNED:
                 return
-            self._warned.add(directory)
-        reason = problem.strerror if isinstance(problem, OSError) and problem.strerror else repr(problem)
-        if isinstance(problem, OSError) and problem.filename is not None and problem.filename != directory:
-            reason += f": {problem.filename}"
+            _WARNED.add(directory)
         warnings.warn(
-            f"results are not cached: cannot write to the cache directory {directory!r} ({reason}). The results "
-            "are still returned, but none is stored, so a later run computes them again; make the directory "
-            "writable, or pass a cache_directory you can write to",
-            UserWarning,
+            f"results are not cached: cannot write to the cache directory {directory!r} "
+            f"({unwritable_reason(directory, problem)}). The results are still returned, but none is stored, so a "
+            "later run computes them again; make the directory writable, or pass a cache_directory you can write to",
+            CacheWarning,
             stacklevel=2,  # the writer thread has no user frame: point at the write that failed
         )
 

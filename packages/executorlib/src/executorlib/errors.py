@@ -11,6 +11,17 @@ class ResourceDictError(ValueError, TypeError):
     """
 
 
+class ResourceKeyWarning(UserWarning):
+    """File mode: a ``resource_dict`` key that is neither an executorlib resource nor a variable of the job script
+    template in use, most likely a misspelling. It is still handed to the template, as executorlib 1.x does (which
+    warns with a plain UserWarning; this is a subclass, so filters for UserWarning keep working)."""
+
+
+class CacheWarning(UserWarning):
+    """Results cannot be written to a cache directory (read-only, or a parent is a file): they are returned but not
+    cached. Issued once per directory."""
+
+
 class MissingExtraError(ImportError):
     """A feature needs a package that one of executorlib's extras installs; the message names the extra
     (``pip install "executorlib[cluster]"``)."""

@@ -9,11 +9,13 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
-from collections.abc import Callable, Collection, Mapping
+import sys
+import warnings
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from executorlib.errors import ResourceDictError
+from executorlib.errors import ResourceDictError, ResourceKeyWarning
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,26 +195,47 @@ QUEUE_KEYS: tuple[str, ...] = ("job_name", "memory_max", "partition", "queue")
 def check_template_keys(
     extras: Mapping[str, Any], variables: Collection[str] | None, *, where: str, template: str
 ) -> None:
-    """In file mode a key that is no resource is handed to the job script, so one that is neither a queue key nor
-    a variable of the ``template`` in use (``variables``; None: unknown, nothing to check) would vanish unseen."""
+    """In file mode a key that is no resource is handed to the job script; one that is neither a queue key nor a
+    variable of the ``template`` in use (``variables``; None: unknown, nothing to check) would vanish unseen, so it
+    is named in a :class:`~executorlib.errors.ResourceKeyWarning` (executorlib 1.x warns too, and passes it on),
+    with the closest valid key."""
     if variables is None:
         return
-    for key, value in extras.items():
-        if key in QUEUE_KEYS or key in variables:
-            continue
-        known = (*KEYS, *QUEUE_KEYS)
-        raise unknown_key(
-            key,
-            value,
-            {*known, *variables},
-            where=where,
-            rule=f"is neither an executorlib resource nor a variable of {template}",
-            fix=(
-                f"Fix the spelling (resources: {', '.join(known)}; template variables: "
-                f"{', '.join(sorted(variables)) or 'none'}), or to pass it to the job script, use it in a "
-                f"submission_template ({{{{ {key} }}}})."
-            ),
-        )
+    unknown = [key for key in extras if key not in QUEUE_KEYS and key not in variables]
+    if unknown:
+        message = unknown_keys_message(unknown, variables, where=where, template=template)
+        warnings.warn(message, ResourceKeyWarning, stacklevel=user_stacklevel())
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` that makes a warning name the user's line (the first caller outside executorlib), for a
+    ``warnings.warn`` in the function that calls this one."""
+    frame = sys._getframe(1)
+    level = 1
+    while frame.f_back is not None and str(frame.f_globals.get("__name__", "")).startswith("executorlib"):
+        frame = frame.f_back
+        level += 1
+    return level
+
+
+def unknown_keys_message(unknown: Sequence[Any], variables: Collection[str], *, where: str, template: str) -> str:
+    """executorlib 1.x's warning text, then per key the closest valid one and the fix (pure).
+
+    >>> print(unknown_keys_message(["core"], [], where="submit()", template="the default job script")[:114])
+    submit(): The following keys are not recognized and cannot be validated: ['core'] (neither an executorlib resource
+    """
+    known = (*KEYS, *QUEUE_KEYS)
+    hints = []
+    for key in unknown:
+        close = difflib.get_close_matches(str(key), sorted({*known, *variables}), n=1)
+        if close:
+            hints.append(f"Did you mean {close[0]!r}?" if len(unknown) == 1 else f"{key!r}: did you mean {close[0]!r}?")
+    return (
+        f"{where}: The following keys are not recognized and cannot be validated: {list(unknown)} (neither an "
+        f"executorlib resource nor a variable of {template}; they are passed to the job script as they are). "
+        f"{' '.join(hints)} Fix the spelling (resources: {', '.join(known)}; template variables: "
+        f"{', '.join(sorted(variables)) or 'none'}), or use them in a submission_template ({{{{ name }}}})."
+    ).replace(").  Fix", "). Fix")
 
 
 def _normalise(value: Any) -> Any:

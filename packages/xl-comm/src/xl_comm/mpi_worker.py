@@ -13,7 +13,7 @@ from xl_comm.framing import pack_body
 from xl_comm.keys import KEY_FILE_ENV, load_key
 from xl_comm.messages import Failure, Hello, Init, Kind, Result, Task
 from xl_comm.team import EXIT_TEAM_ABORTED, PEER_FAILURE_GRACE_SECONDS, TeamLink, follower_identity, rank_origin
-from xl_comm.worker_loop import ExecutorGuard, WorkerLoop, close, connect, fast_exit
+from xl_comm.worker_loop import Departure, ExecutorGuard, WorkerLoop, close, connect, fast_exit
 
 #: Status of a rank that cannot import mpi4py (EX_CONFIG).
 EXIT_NO_MPI4PY = 78
@@ -49,6 +49,17 @@ class TeamLead(WorkerLoop):
             team_sock.close(linger=0)
         close(context, self._sock, guard)  # returns once the answer has left (lingers up to 5 s)
         os._exit(EXIT_TEAM_ABORTED)
+
+    def leave(self, comm: Any, departing: Departure) -> None:
+        """User code on this rank raised SystemExit or KeyboardInterrupt: send the answers already made, then end
+        the whole MPI job with the departure's status (the other ranks may be inside the same call, or waiting in a
+        collective call for this rank, so nothing short of MPI_Abort ends them reliably)."""
+        self.link.stop()
+        context, team, guard = self.ending
+        for team_sock in team:
+            team_sock.close(linger=0)
+        close(context, self._sock, guard)
+        _abort_job(comm, self.origin, departing)
 
 
 def run_rank(args: SimpleNamespace) -> int:
@@ -117,13 +128,16 @@ def _lead(args: SimpleNamespace, key: bytes, context: zmq.Context[Any], comm: An
         addresses.append(f"tcp://{host}:{port}")
     comm.bcast(addresses, root=0)
     sock, guard = connect(context, args.address, args.connect_timeout)
-    lead = TeamLead(sock, key, args.worker_id, args.worker_index, origin=rank_origin(0, size, args.worker_id))
+    origin = rank_origin(0, size, args.worker_id)
+    lead = TeamLead(sock, key, args.worker_id, args.worker_index, origin=origin, one_shot=args.one_shot)
     lead.link = TeamLink(tasks, answers, key, size, lead.abort)
     lead.ending = (context, (tasks, answers), guard)
     try:
         lead.link.wait_for_followers(args.connect_timeout)
         lead.send(Hello(pid=os.getpid(), host=os.uname().nodename))
-        lead.serve(one_shot=args.one_shot)
+        departing = lead.serve(one_shot=args.one_shot)
+        if departing is not None:
+            lead.leave(comm, departing)
     finally:
         lead.link.close()
         comm.Barrier()  # every follower has left its loop: closing the team sockets now alarms nobody
@@ -157,10 +171,21 @@ def _follow(args: SimpleNamespace, key: bytes, context: zmq.Context[Any], comm: 
     out = context.socket(zmq.PUSH)
     out.setsockopt(zmq.LINGER, 5_000)
     out.connect(answers_address)
-    loop = TeamFollower(sock, key, rank, args.worker_index, origin=rank_origin(rank, size, args.worker_id), out=out)
+    origin = rank_origin(rank, size, args.worker_id)
+    loop = TeamFollower(sock, key, rank, args.worker_index, origin=origin, out=out, one_shot=args.one_shot)
     loop.comm = comm
     loop.send(Hello(pid=os.getpid(), host=os.uname().nodename))
-    loop.serve(one_shot=False)
+    departing = loop.serve(one_shot=False)
+    if departing is not None:
+        _abort_job(comm, loop.origin, departing)
     out.close()
     close(context, sock, guard)
     comm.Barrier()
+
+
+def _abort_job(comm: Any, origin: str, departing: Departure) -> None:
+    """End every rank of this MPI job with the departure's status (the executor then sees its worker die)."""
+    print(f"{origin}: {departing.note}; ending the MPI job with status {departing.status}", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    comm.Abort(departing.status)
+    os._exit(departing.status)  # not reached: MPI_Abort does not return

@@ -147,6 +147,10 @@ class TeamLink:
     def close(self) -> None:
         """Tell the followers to stop, then stop the link's thread."""
         self.broadcast(Shutdown())
+        self.stop()
+
+    def stop(self) -> None:
+        """Stop the link's thread (before its sockets are closed under it), telling the followers nothing."""
         os.write(self._stop_w, b"S")
         self._thread.join()
         os.close(self._stop_r)

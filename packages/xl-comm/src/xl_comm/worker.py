@@ -19,7 +19,7 @@ import zmq
 
 from xl_comm.keys import load_key
 from xl_comm.messages import Hello
-from xl_comm.worker_loop import WorkerLoop, close, connect, fast_exit
+from xl_comm.worker_loop import WorkerLoop, close, connect, fast_exit, leave
 
 # This module is only the command line; the loop is xl_comm.worker_loop, which the MPI ranks share without
 # importing this module (a module run with -m would otherwise be imported a second time).
@@ -52,7 +52,13 @@ def _argparse(argv: Sequence[str] | None) -> SimpleNamespace:
     parser = argparse.ArgumentParser(prog="python -m xl_comm.worker", description=__doc__)
     parser.add_argument("--address", required=True, help="the executor's zmq address, tcp://HOST:PORT")
     parser.add_argument("--worker-id", type=int, required=True, help="the id the executor gave this process")
-    parser.add_argument("--worker-index", type=int, default=0, help="the executorlib_worker_id handed to functions")
+    parser.add_argument(
+        "--worker-index",
+        type=int,
+        default=0,
+        help="the worker's index, handed to functions as executorlib_worker_index (and as executorlib_worker_id "
+        "unless --one-shot, where that is 0)",
+    )
     parser.add_argument("--one-shot", action="store_true", help="exit after the first task")
     parser.add_argument("--mpi", action="store_true", help="run every task on all MPI ranks (mpi4py)")
     parser.add_argument("--connect-timeout", type=float, default=60.0, help="seconds to wait for the executor")
@@ -69,10 +75,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     key = load_key()
     context = zmq.Context(io_threads=1)
     sock, guard = connect(context, args.address, args.connect_timeout)
-    loop = WorkerLoop(sock, key, args.worker_id, args.worker_index)
+    loop = WorkerLoop(sock, key, args.worker_id, args.worker_index, one_shot=args.one_shot)
     loop.send(Hello(pid=os.getpid(), host=os.uname().nodename))
-    loop.serve(one_shot=args.one_shot)
-    close(context, sock, guard)
+    departing = loop.serve(one_shot=args.one_shot)
+    close(context, sock, guard)  # lingers until the answers already made have left
+    if departing is not None:  # user code raised SystemExit or KeyboardInterrupt: the executor sees a death
+        leave(loop.origin, departing)
     if args.one_shot:
         fast_exit()  # the reply is delivered
     return 0

@@ -16,10 +16,11 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import zmq
-from xl_serial import Frame, RemoteError, capture
+from xl_serial import Frame, RemoteError, capture, function_name
 
 from xl_comm.framing import (
     BodyError,
@@ -40,6 +41,60 @@ FLUSH_AFTER_SECONDS = 0.002
 
 #: Exit status of a worker that lost its executor (EX_SOFTWARE would blame the worker; 75 is EX_TEMPFAIL).
 EXIT_ORPHANED = 75
+
+#: The parameter names whose values the worker supplies (unless the caller passes them); see ``presets``.
+WORKER_ID_NAME = "executorlib_worker_id"
+WORKER_INDEX_NAME = "executorlib_worker_index"
+
+
+def presets(worker_index: int, one_shot: bool) -> dict[str, int]:
+    """The values a function gets for the reserved parameters (pure). ``executorlib_worker_index`` is the worker's
+    index, distinct among the workers running at once. ``executorlib_worker_id`` is the same number for a
+    long-lived worker (stable over its tasks), and always 0 for a one-shot worker: executorlib 1.x gives every call
+    of its one-process-per-call mode 0, and code written for it (one scratch folder per worker id) relies on that.
+
+    >>> presets(3, one_shot=True)
+    {'executorlib_worker_id': 0, 'executorlib_worker_index': 3}
+    """
+    return {WORKER_ID_NAME: 0 if one_shot else worker_index, WORKER_INDEX_NAME: worker_index}
+
+
+#: Exit status of a worker whose task raised KeyboardInterrupt (the shells' 128 + SIGINT).
+EXIT_INTERRUPTED = 130
+
+
+@dataclass(frozen=True, slots=True)
+class Departure:
+    """The worker ends because user code raised SystemExit or KeyboardInterrupt: with ``status``, after printing
+    ``note``. As in executorlib 1.x, where workers catch only Exception, the executor sees a dead worker; the
+    exception never travels back to be re-raised in the caller's process, where it would end the user's program."""
+
+    status: int
+    note: str
+
+
+def departure(exc: SystemExit | KeyboardInterrupt, what: str) -> Departure:
+    """How the worker leaves when ``what`` (e.g. "the function f", "init_function") raised ``exc`` (pure).
+
+    The status is the one Python itself would exit with: ``sys.exit()`` and ``sys.exit(None)`` give 0, an int code
+    its low byte, any other code (a message) 1; KeyboardInterrupt gives EXIT_INTERRUPTED.
+    """
+    if isinstance(exc, KeyboardInterrupt):
+        return Departure(EXIT_INTERRUPTED, f"{what} raised KeyboardInterrupt")
+    code = exc.code
+    if code is None:
+        return Departure(0, f"{what} called sys.exit()")
+    if isinstance(code, int):  # bool included, as in Python
+        return Departure(int(code) & 0xFF, f"{what} called sys.exit({code!r})")
+    return Departure(1, f"{what} called sys.exit({code!r})")
+
+
+class _Leave(BaseException):
+    """Carries a Departure from user code up to ``serve`` (a BaseException, so no handler of ours catches it)."""
+
+    def __init__(self, departing: Departure) -> None:
+        super().__init__(departing.note)
+        self.departure = departing
 
 
 class ExecutorGuard:
@@ -149,6 +204,7 @@ class WorkerLoop:
         *,
         origin: str | None = None,
         out: zmq.Socket[Any] | None = None,
+        one_shot: bool = False,
     ) -> None:
         self._sock = sock
         self._out = out if out is not None else sock  # where answers go (MPI ranks answer rank 0 elsewhere)
@@ -156,17 +212,32 @@ class WorkerLoop:
         self._worker_id = worker_id
         self._sent = 0
         self._received = 0
-        self._memory: dict[str, Any] = {"executorlib_worker_id": worker_index}
+        self._memory: dict[str, Any] = presets(worker_index, one_shot)
         self._preset_names = tuple(self._memory)
         self._init_error: RemoteError | None = None
         self._origin = origin or f"worker {worker_id} (pid {os.getpid()} on {os.uname().nodename})"
         self._send_lock = threading.Lock()
         self._flusher = Flusher(self._send_all)
 
+    @property
+    def origin(self) -> str:
+        """How this worker is named in tracebacks and notes, e.g. "worker 3 (pid 123 on node7)"."""
+        return self._origin
+
     def send(self, message: Message) -> None:
         self._send_all([(message.kind, 0, pack_body(message))])
 
-    def serve(self, one_shot: bool) -> None:
+    def serve(self, one_shot: bool) -> Departure | None:
+        """Answer messages until told to stop (None), or until user code raised SystemExit or KeyboardInterrupt:
+        then the answers already made are sent and the Departure is returned, for the caller to end the process."""
+        try:
+            self._serve(one_shot)
+        except _Leave as leave:
+            self._flusher.flush()  # a batch's earlier answers are results: they leave before the worker does
+            return leave.departure
+        return None
+
+    def _serve(self, one_shot: bool) -> None:
         while True:
             frames = recv_frames(self._sock)
             try:
@@ -241,6 +312,8 @@ class WorkerLoop:
                 raise TypeError(f"init_function must return a dict of keyword arguments, got {type(preset).__name__}")
             self._memory.update(preset)
             self._preset_names = tuple(self._memory)
+        except (SystemExit, KeyboardInterrupt) as exc:
+            raise _Leave(departure(exc, "init_function")) from None
         except BaseException as exc:
             self._init_error = capture(exc, origin=f"init_function on {self._origin}")
 
@@ -268,7 +341,9 @@ class WorkerLoop:
             if presets:  # e.g. executorlib_worker_id, or init_function's values
                 kwargs = with_presets(presets, args, kwargs, self._memory)
             return Result(fn(*args, **kwargs))
-        except BaseException as exc:  # every failure of user code goes back to the caller
+        except (SystemExit, KeyboardInterrupt) as exc:  # never re-raised in the caller: the worker ends instead
+            raise _Leave(departure(exc, f"the function {function_name(task.fn)}")) from None
+        except BaseException as exc:  # every other failure of user code goes back to the caller
             if task.error_log_file:
                 _append_error_log(task, exc)
             return Failure(capture(exc, origin=self._origin))
@@ -349,6 +424,12 @@ def close(context: zmq.Context[Any], sock: zmq.Socket[Any], guard: ExecutorGuard
     guard.stop()
     sock.close()  # lingers until the last reply has left
     context.term()
+
+
+def leave(origin: str, departing: Departure) -> None:
+    """Say on stderr why the worker ends, then end it with the departure's status (atexit handlers run)."""
+    print(f"{origin}: {departing.note}; the worker exits with status {departing.status}", file=sys.stderr, flush=True)
+    fast_exit(departing.status)
 
 
 def fast_exit(status: int = 0) -> None:

@@ -117,6 +117,50 @@ class MpiExecSpawner(SubprocessSpawner):
         return argv
 
 
+class SrunSpawner(SubprocessSpawner):
+    """Runs a worker command as a SLURM job step (``srun``), with executorlib 1.x's constructor: the spawner class
+    that ``SlurmJobExecutor.info`` names. The command comes from xl_spawn's srun builder."""
+
+    def __init__(
+        self,
+        cwd: str | None = None,
+        cores: int = 1,
+        threads_per_core: int = 1,
+        gpus_per_core: int = 0,
+        num_nodes: int | None = None,
+        worker_id: int = 0,
+        exclusive: bool = False,
+        openmpi_oversubscribe: bool = False,
+        slurm_cmd_args: list[str] | None = None,
+        pmi_mode: str | None = None,
+        run_time_max: int | None = None,
+    ) -> None:
+        super().__init__(cwd, cores, worker_id, openmpi_oversubscribe, threads_per_core)
+        self._gpus_per_core = gpus_per_core
+        self._num_nodes = num_nodes
+        self._exclusive = exclusive
+        self._slurm_cmd_args = slurm_cmd_args
+        self._pmi_mode = pmi_mode
+        self._run_time_max = run_time_max
+
+    def generate_command(self, command_lst: list[str]) -> list[str]:
+        from xl_spawn import SrunRequest, srun_argv
+
+        request = SrunRequest(
+            cores=self._cores,
+            threads_per_core=self._threads_per_core,
+            gpus_per_core=self._gpus_per_core,
+            num_nodes=self._num_nodes,
+            exclusive=self._exclusive,
+            run_time_max=self._run_time_max,
+            pmi_mode=self._pmi_mode,
+            cwd=self._cwd,
+            overcommit=self._openmpi_oversubscribe,
+            extra_args=self._slurm_cmd_args or (),
+        )
+        return srun_argv(request, command_lst)
+
+
 def child_environment() -> dict[str, str]:
     """Our environment with the submitter's cwd first on ``PYTHONPATH`` (so the worker imports what the
     submitting script imports) and the API key present."""

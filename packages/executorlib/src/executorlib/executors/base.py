@@ -338,13 +338,42 @@ class BaseExecutor(Executor):
         return True
 
     @property
-    def info(self) -> dict[str, Any]:
-        return self._scheduler.info()
+    def info(self) -> dict[str, Any] | None:
+        """executorlib 1.x's description of the executor's configuration (the arguments as given, plus the pool's
+        current size with block allocation); None after shutdown. Live, derived values: :meth:`status`."""
+        if self._is_shutdown:
+            return None
+        return self._describe()
+
+    def _describe(self) -> dict[str, Any]:
+        """The ``info`` dict while open; each executor family builds its own (see executors/info.py)."""
+        return {}
+
+    def status(self) -> dict[str, Any]:
+        """What the executor is doing now: its scheduler's derived values (core budget, pool size, running jobs,
+        queue status queries, ...), the tasks not yet handed on (``queued``) and whether it is shut down."""
+        return {**self._scheduler.info(), "queued": len(self), "shutdown": self._is_shutdown}
 
     @property
     def max_workers(self) -> int | None:
-        value = self._scheduler.info().get("max_workers")
-        return value if isinstance(value, int) else None
+        """With block allocation the pool's current number of workers; otherwise the constructor's ``max_workers``
+        as given (None in file mode); None after shutdown (executorlib 1.x)."""
+        if self._is_shutdown:
+            return None
+        return self._worker_count()
+
+    @max_workers.setter
+    def max_workers(self, workers: int) -> None:
+        """Resize the pool of a ``block_allocation=True`` executor (executorlib 1.x): growing returns at once, the
+        new workers boot meanwhile; shrinking returns once the surplus workers have finished their task and exited.
+        Other executors raise NotImplementedError, as in 1.x."""
+        self._resize(workers)
+
+    def _resize(self, workers: int) -> None:
+        raise NotImplementedError("The max_workers setter is not implemented.")
+
+    def _worker_count(self) -> int | None:
+        return None
 
 
 def takes_resource_dict(fn: Callable[..., Any]) -> bool:

@@ -35,6 +35,8 @@ class ClusterExecutor(BaseExecutor):
     local process)."""
 
     _job_launcher: JobLauncher | None = None
+    #: what ``info`` reports besides the options (1.x's names): pysqa_config_directory, pmi_mode
+    _info_extra: Mapping[str, Any] = {}
 
     def _compose_task_files(
         self, options: ExecutorOptions, rules: ExecutorRules, launcher: Callable[[], JobLauncher]
@@ -58,6 +60,7 @@ class ClusterExecutor(BaseExecutor):
                 "in file mode every call is a job of its own"
             )
         options.check()
+        self._options = options
         where = f"{executor}(resource_dict=...)"
         known, extras = split_resource_dict(options.resource_dict, where=where)
         resources = options.resources(rules, known)
@@ -94,7 +97,14 @@ class ClusterExecutor(BaseExecutor):
         from executorlib.launchers.batch_workers import BatchWorkerLauncher
         from executorlib.schedulers.pool import PoolScheduler
 
+        if options.max_workers is None and options.max_cores is None:
+            raise ValueError(
+                f"{rules.executor}(block_allocation=True) needs max_workers or max_cores: the pool's workers are batch "
+                "jobs of fixed resources, and there is no allocation here to size the pool from; pass max_workers "
+                "(the number of worker jobs)"
+            )
         options.check()
+        self._options = options
         where = f"{rules.executor}(resource_dict=...)"
         known, extras = split_resource_dict(options.resource_dict, where=where)
         resources = options.resources(rules, known)
@@ -126,6 +136,49 @@ class ClusterExecutor(BaseExecutor):
             record_dependency_graph=options.record_dependency_graph,
             wait=options.wait,
         )
+
+    def _describe(self) -> dict[str, Any]:
+        from executorlib.executors.info import file_mode_info, interactive_info
+        from executorlib.schedulers.pool import PoolScheduler
+
+        scheduler = self._scheduler
+        if isinstance(scheduler, PoolScheduler):  # block_allocation=True: a pool of batch-job workers
+            from executorlib.launchers.batch_workers import BatchWorkerLauncher
+
+            info = interactive_info(self._options, spawner=BatchWorkerLauncher, workers=scheduler.workers)
+            return {**info, **self._info_extra}
+        given = dict(self._options.resource_dict or {})
+        given["cache_directory"] = self._options.cache_directory or DEFAULT_CACHE_DIRECTORY
+        launcher = self._job_launcher
+        executor = type(self).__name__
+        return file_mode_info(
+            self._options,
+            resources=given,
+            execute_function=launcher.start if launcher is not None else None,
+            terminate_function=launcher.cancel if launcher is not None else None,
+            validate_function=launcher.check if launcher is not None else None,
+            backend={"SlurmClusterExecutor": "slurm", "FluxClusterExecutor": "flux"}.get(executor),
+            pysqa_config_directory=self._info_extra.get("pysqa_config_directory"),
+            pmi_mode=self._info_extra.get("pmi_mode"),
+        )
+
+    def _worker_count(self) -> int | None:
+        from executorlib.schedulers.pool import PoolScheduler
+
+        return self._scheduler.workers if isinstance(self._scheduler, PoolScheduler) else None
+
+    def _resize(self, workers: int) -> None:
+        from executorlib.executors.options import check_pool_size
+        from executorlib.schedulers.pool import PoolScheduler
+
+        scheduler = self._scheduler
+        if not isinstance(scheduler, PoolScheduler):  # file mode: the queue decides how many jobs run
+            super()._resize(workers)
+            return
+        check_pool_size(workers)
+        if self._is_shutdown:
+            raise RuntimeError("cannot change max_workers after shutdown")
+        scheduler.resize(workers)
 
     def _check_task(self, resources: Resources, extras: Mapping[str, Any], *, where: str) -> None:
         if self._job_launcher is not None:
@@ -357,6 +410,7 @@ class SlurmClusterExecutor(ClusterExecutor):
     ) -> None:
         check_pmi_mode(pmi_mode)
         config = os.fspath(pysqa_config_directory) if pysqa_config_directory is not None else None
+        self._info_extra = {"pysqa_config_directory": pysqa_config_directory, "pmi_mode": pmi_mode}
         options = ExecutorOptions.of(locals())
         from executorlib.launchers.sbatch_jobs import slurm_batch_system
 

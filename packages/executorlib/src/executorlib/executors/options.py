@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from executorlib.caching import check_executor_resources
 from executorlib.graph_mode import GraphRecorder
-from executorlib.resources import DEFAULTS, ExecutorRules, Resources, merge, parse_resource_dict
+from executorlib.resources import DEFAULTS, ExecutorRules, Resources, merge, parse_resource_dict, user_stacklevel
 
 
 def check_count(name: str, value: Any, minimum: int) -> None:
@@ -21,6 +22,14 @@ def check_count(name: str, value: Any, minimum: int) -> None:
         raise TypeError(f"{name} must be an int or None, got {type(value).__name__} {value!r}")
     if value < minimum:
         raise ValueError(f"{name} must be at least {minimum}, got {value}")
+
+
+def check_pool_size(workers: Any) -> None:
+    """The ``max_workers`` setter's value: an int of at least 1 (executorlib 1.x does not check)."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(
+            f"max_workers must be an int of at least 1 (the number of workers the pool keeps), got {workers!r}"
+        )
 
 
 def check_pmi_mode(pmi_mode: Any) -> None:
@@ -159,6 +168,14 @@ class ExecutorOptions:
             plot_dependency_graph_filename=self.plot_dependency_graph_filename,
             export_workflow_filename=self.export_workflow_filename,
         )
+        if self.init_function is not None and self.cache_directory is not None:
+            warnings.warn(  # executorlib 1.11 warns too
+                "init_function together with cache_directory: a cached result is found by the function and its "
+                "arguments only, not by what init_function set up on the worker, so a result cached with another "
+                "init_function may come back stale; give each set-up its own cache_directory (or cache_key)",
+                UserWarning,
+                stacklevel=user_stacklevel(),
+            )
 
     def graph(self) -> GraphRecorder | None:
         """Graph mode's recorder (nothing runs), or None."""

@@ -9,9 +9,17 @@ from typing import Any
 
 from executorlib.accounting import available_cores, core_budget, pool_size
 from executorlib.errors import ResourceDictError
+from executorlib.executors.info import interactive_info
 from executorlib.executors.options import ExecutorOptions, check_pmi_mode, check_wait_true
 from executorlib.executors.socket import SocketExecutor
-from executorlib.launchers.srun import SLURM_JOB_RULES, Allocation, SrunLauncher, current_allocation, single_node
+from executorlib.launchers.srun import (
+    SLURM_JOB_RULES,
+    Allocation,
+    SrunLauncher,
+    current_allocation,
+    single_node,
+    task_slots_error,
+)
 from executorlib.resources import Resources
 
 
@@ -144,6 +152,7 @@ class SlurmJobExecutor(SocketExecutor):
                 "cluster (inside salloc or an sbatch job), or use SingleNodeExecutor on this machine"
             )
         self._max_cores = max_cores
+        self._pmi_mode = pmi_mode
         self._check_max_cores(max_cores)
         max_tasks = max_workers
         if self._allocation is not None:
@@ -153,6 +162,8 @@ class SlurmJobExecutor(SocketExecutor):
             if max_workers is None and max_cores is None:
                 max_tasks = available_cores()  # calls in flight, each an srun process here
         self._check_task(resources, {}, where="SlurmJobExecutor(resource_dict=...)")  # before any worker starts
+        if block_allocation and (max_workers is not None or max_cores is not None):
+            self._check_task_slots(pool_size(max_workers, max_cores, resources.cpus, max_cores or 1), resources.cpus)
         if hostname_localhost is None:
             localhost = single_node(os.environ) and resources.num_nodes in (None, 1)
         else:
@@ -167,6 +178,39 @@ class SlurmJobExecutor(SocketExecutor):
             pool_size=lambda: self._pool_size(max_workers, max_cores, resources),
             localhost=localhost,
         )
+
+    def _describe(self) -> dict[str, Any]:
+        return interactive_info(
+            self._options,
+            spawner=self._spawner_class(),
+            workers=self._worker_count(),
+            slurm=True,
+            pmi_mode=self._pmi_mode,
+        )
+
+    def _check_task_slots(self, workers: int, cpus: int) -> None:
+        """executorlib 1.x's check of a pool against SLURM_NTASKS x SLURM_CPUS_PER_TASK (with or without a job id);
+        openmpi_oversubscribe (srun --overcommit) lifts it, as it lifts the allocation checks."""
+        problem = None if self._overcommit else task_slots_error(os.environ, workers, cpus)
+        if problem is not None:
+            raise ValueError(
+                f"SlurmJobExecutor(block_allocation=True): {problem}; lower max_workers or the cores per worker, "
+                "ask salloc/sbatch for more tasks or CPUs per task, or pass openmpi_oversubscribe=True to overcommit"
+            )
+
+    def _check_pool_size(self, workers: int) -> None:
+        cpus = self._resources.cpus
+        self._check_task_slots(workers, cpus)
+        if self._too_big(workers * cpus):
+            raise ValueError(
+                f"max_workers={workers} workers of {cpus} core(s) each (cores x threads_per_core) need "
+                f"{workers * cpus} cores, but {self._allocation_text()}; choose fewer workers"
+            )
+
+    def _spawner_class(self) -> type:
+        from executorlib.compat.spawners import SrunSpawner
+
+        return SrunSpawner
 
     @property
     def allocation(self) -> Allocation | None:

@@ -5,9 +5,11 @@ zmq, a fresh one per call (:class:`~executorlib.schedulers.per_call.PerCallSched
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from executorlib.executors.base import BaseExecutor, register_caller_module
-from executorlib.executors.options import ExecutorOptions
+from executorlib.executors.info import interactive_info
+from executorlib.executors.options import ExecutorOptions, check_pool_size
 from executorlib.graph_mode import NoScheduler
 from executorlib.launchers.protocol import Launcher
 from executorlib.resources import ExecutorRules, Resources
@@ -33,6 +35,7 @@ class SocketExecutor(BaseExecutor):
 
         ``core_budget``/``max_tasks`` bound the calls in flight without block allocation; ``pool_size()`` is the
         number of workers with it (called only then: it may warn or raise)."""
+        self._options = options
         graph = options.graph()
         register_caller_module(depth=2)
         scheduler: Scheduler
@@ -70,3 +73,36 @@ class SocketExecutor(BaseExecutor):
             record_dependency_graph=options.record_dependency_graph,
             wait=options.wait,
         )
+
+    def _describe(self) -> dict[str, Any]:
+        return interactive_info(self._options, spawner=self._spawner_class(), workers=self._worker_count())
+
+    def _spawner_class(self) -> type:
+        """The 1.x spawner class ``info`` names for this executor's workers."""
+        from executorlib.compat.spawners import MpiExecSpawner
+
+        return MpiExecSpawner
+
+    def _worker_count(self) -> int | None:
+        if not self._options.block_allocation:
+            return self._options.max_workers
+        from executorlib.schedulers.pool import PoolScheduler
+
+        scheduler = self._scheduler
+        return scheduler.workers if isinstance(scheduler, PoolScheduler) else self._options.max_workers
+
+    def _resize(self, workers: int) -> None:
+        from executorlib.schedulers.pool import PoolScheduler
+
+        scheduler = self._scheduler
+        if not self._options.block_allocation or not isinstance(scheduler, PoolScheduler):
+            super()._resize(workers)
+            return
+        check_pool_size(workers)
+        if self._is_shutdown:
+            raise RuntimeError("cannot change max_workers after shutdown")
+        self._check_pool_size(workers)
+        scheduler.resize(workers)
+
+    def _check_pool_size(self, workers: int) -> None:
+        """Reject a pool that cannot fit (e.g. a SLURM allocation) before anything changes."""

@@ -95,6 +95,28 @@ def current_allocation(environ: Mapping[str, str]) -> Allocation | None:
     return None
 
 
+def task_slots_error(environ: Mapping[str, str], workers: int, cpus_per_worker: int) -> str | None:
+    """Why a pool of ``workers`` workers of ``cpus_per_worker`` CPUs does not fit ``SLURM_NTASKS x
+    SLURM_CPUS_PER_TASK``, or None when it fits or either variable is unset (pure). As in executorlib 1.x, no
+    ``SLURM_JOB_ID`` is needed: the two variables alone describe what the steps may use.
+
+    >>> task_slots_error({"SLURM_NTASKS": "4", "SLURM_CPUS_PER_TASK": "2"}, 3, 4).endswith("need 12, but "
+    ...     "SLURM_NTASKS=4 x SLURM_CPUS_PER_TASK=2 give 8")
+    True
+    >>> task_slots_error({"SLURM_NTASKS": "4"}, 3, 4) is None
+    True
+    """
+    ntasks = _count(environ, "SLURM_NTASKS")
+    per_task = _count(environ, "SLURM_CPUS_PER_TASK")
+    if ntasks is None or per_task is None or workers * cpus_per_worker <= ntasks * per_task:
+        return None
+    return (
+        f"max_workers={workers} workers of {cpus_per_worker} CPU(s) each (cores x threads_per_core) need "
+        f"{workers * cpus_per_worker}, but SLURM_NTASKS={ntasks} x SLURM_CPUS_PER_TASK={per_task} give "
+        f"{ntasks * per_task}"
+    )
+
+
 def single_node(environ: Mapping[str, str]) -> bool:
     """Whether this process runs in an allocation of exactly one node (so workers started by srun run here)."""
     nodes = _count(environ, "SLURM_JOB_NUM_NODES") or _count(environ, "SLURM_NNODES")

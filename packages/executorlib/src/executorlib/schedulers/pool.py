@@ -3,7 +3,8 @@
 No thread of its own: ``submit`` hands a task straight to an idle worker, and the hub's reply callback (on the IO
 thread, or on a caller waiting in ``result()``) hands the next queued task to a worker the moment its reply
 arrives. A worker that dies fails exactly its task (or retries it on a restarted worker while ``restart_limit``
-allows); when no worker is left, every waiting task fails.
+allows); when no worker is left, every waiting task fails. ``resize`` (the executor's ``max_workers`` setter) adds
+workers at once, or retires surplus ones as they become free; a retiring worker is never replaced.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import threading
 import time
 import warnings
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -70,11 +71,17 @@ class _Worker:
     timed: bool = False
     #: being killed (its task ran out of time): it takes no more tasks
     doomed: bool = False
+    #: leaving the pool (it shrank): it takes no more tasks, is told to stop once idle, and is not replaced
+    retiring: bool = False
+    #: it was told to stop (Shutdown sent, or its process signalled while it was still booting)
+    told: bool = False
+    #: to be told to stop as soon as it says hello (an MPI worker still booting: see _tell_to_stop)
+    stop_on_hello: bool = False
 
     def room(self) -> int:
         """How many tasks to send now: one to an idle worker; a quick worker is topped up when it is down to
         its last task (not after every reply, which would send many small batches)."""
-        if not self.ready or self.exited or self.ending or self.doomed:
+        if not self.ready or self.exited or self.ending or self.doomed or self.retiring:
             return 0
         if self.quick and not self.timed and len(self.inflight) <= 1:
             return MAX_QUEUED_PER_WORKER - len(self.inflight)
@@ -111,13 +118,22 @@ class PoolScheduler(WorkerScheduler):
         self._time_limit = None if launcher.enforces_run_time_max else resources.run_time_max
         self._launcher = launcher
         self._log_obj_size = log_obj_size
-        gpus = launcher.gpus  # None: the resource manager assigns devices to each worker, none are handed out here
-        self._gpus = block_gpus(workers, gpus_needed(resources), gpus) if gpus is not None else [()] * workers
+        # None: the resource manager assigns devices to each worker, none are handed out here
+        self._visible_gpus = launcher.gpus
+        self._gpus: dict[int, tuple[str, ...]] = {}
+        self._assign_gpus(range(workers))
         self._init = Init(init_function) if init_function is not None else None
         self._lock = threading.Lock()
         self._pending: deque[TaskItem] = deque()
         self._workers: dict[int, _Worker] = {}
         self._restarts_left = dict.fromkeys(range(workers), restart_limit)
+        #: the pool's positions (each a worker index, its executorlib_worker_id); a resize adds or drops some
+        self._positions = set(range(workers))
+        #: surplus workers still to be picked (each the next to answer) and surplus workers not yet exited
+        self._to_retire = 0
+        self._leaving = 0
+        self._resized = threading.Condition(self._lock)
+        self._resize_lock = threading.Lock()
         self._restart_limit = restart_limit
         self._warned_restart = False  # the first restart is a warning the user sees; later ones only logged
         self._worker_ids = itertools.count(1)
@@ -187,6 +203,106 @@ class PoolScheduler(WorkerScheduler):
     def queued(self) -> int:
         return len(self._pending)
 
+    @property
+    def workers(self) -> int:
+        """The pool's size: how many workers it keeps."""
+        return self._size
+
+    def resize(self, workers: int) -> None:
+        """Keep ``workers`` workers from now on (executorlib 1.x's ``max_workers`` setter).
+
+        Growing starts the new workers (the lowest free worker indices, the pool's resources, init_function and
+        restart_limit) and returns without waiting for them to boot. Shrinking retires the surplus: workers still
+        booting first, then idle ones, then each next worker to answer; a retiring worker gets no new task, finishes
+        what it was sent, is told to stop and is not replaced. It returns once they have exited (at once when
+        called on the hub's own thread, which must go on to see them exit). Queued tasks go to the other workers."""
+        with self._resize_lock:  # one resize at a time
+            with self._lock:
+                if self._shutdown:
+                    raise RuntimeError("cannot resize the pool of an executor that is shut down")
+                current = self._size
+            if workers > current:
+                self._grow(workers - current)
+            elif workers < current:
+                with self._lock:
+                    self._size = workers
+                    self._leaving += current - workers
+                self._hub.call_soon(lambda: self._retire_surplus(current - workers))
+                if not self._hub.in_io_thread():
+                    with self._resized:
+                        self._resized.wait_for(lambda: self._leaving <= 0 or self._stopping or self._broken is not None)
+
+    def _assign_gpus(self, indices: Iterable[int]) -> None:
+        """Each worker index has its own devices (as at start-up); ValueError naming the shortfall, before anything
+        changes, when there are too few."""
+        indices = list(indices)
+        if self._visible_gpus is None or not indices:
+            self._gpus.update(dict.fromkeys(indices, ()))
+            return
+        per_worker = block_gpus(max(indices) + 1, gpus_needed(self._resources), self._visible_gpus)
+        self._gpus.update({index: per_worker[index] for index in indices})
+
+    def _grow(self, count: int) -> None:
+        with self._lock:
+            free = [index for index in range(len(self._positions) + count) if index not in self._positions][:count]
+        self._assign_gpus(free)
+        with self._lock:
+            self._positions.update(free)
+            self._restarts_left.update(dict.fromkeys(free, self._restart_limit))
+            self._size += count
+        for index in free:
+            try:
+                self._start(index)
+            except BaseException:
+                with self._lock:
+                    self._positions.discard(index)
+                    self._size -= 1
+                raise
+
+    def _retire_surplus(self, count: int) -> None:
+        """Hub thread: pick ``count`` workers to leave: positions whose worker is gone for good first (restarts used
+        up), then workers still booting, then idle ones; the rest are the next workers to answer (on_reply)."""
+        told: list[tuple[int, _Worker]] = []
+        with self._lock:
+            staffed = {worker.worker_index for worker in self._workers.values()}
+            for index in sorted(self._positions - staffed, reverse=True)[:count]:
+                self._positions.discard(index)
+                self._leaving -= 1
+                count -= 1
+            idle = [(wid, w) for wid, w in self._workers.items() if not w.retiring and (not w.ready or not w.inflight)]
+            idle.sort(key=lambda taker: taker[1].ready)  # booting ones first
+            for worker_id, worker in idle[:count]:
+                self._mark_retiring(worker)
+                told.append((worker_id, worker))
+            self._to_retire += count - len(told)
+            self._resized.notify_all()
+        for worker_id, worker in told:
+            self._tell_to_stop(worker_id, worker)
+        self._dispatch()
+
+    def _mark_retiring(self, worker: _Worker) -> None:
+        """(under the lock) ``worker`` leaves the pool: its position is dropped, nothing more is sent to it."""
+        worker.retiring = True
+        self._positions.discard(worker.worker_index)
+
+    def _tell_to_stop(self, worker_id: int, worker: _Worker) -> None:
+        if worker.told:
+            return
+        worker.told = True
+        if worker.ready:
+            self._hub.send(worker_id, Shutdown())
+        elif self._resources.cores > 1 and self._launcher.same_host:
+            # Local MPI ranks still booting: a signal now makes mpiexec print its "BAD TERMINATION" banner, so it is
+            # told to stop once it says hello, and killed only if it has not ended in time.
+            worker.stop_on_hello = True
+            self._hub.call_later(STOP_TIMEOUT_SECONDS, lambda: self._kill_if_alive(worker))
+        else:  # still booting (a step or batch job may still be queued and never start): it has nothing to finish
+            worker.spawner.shutdown(wait=False)
+
+    def _kill_if_alive(self, worker: _Worker) -> None:
+        if not worker.exited:
+            worker.spawner.shutdown(wait=False)
+
     def pending(self) -> list[Future[Any]]:
         with self._lock:
             return [item.future for item in self._pending]
@@ -225,6 +341,7 @@ class PoolScheduler(WorkerScheduler):
         with self._lock:  # submit() walks the workers from the caller's thread
             self._workers[worker_id] = _Worker(index, spawner, timed=self._time_limit is not None)
         log.debug("started worker %d (executorlib_worker_id %d): %s", worker_id, index, spawner.describe())
+        # a resize may add workers from the caller's thread
         self._hub.expect(worker_id, spawner.sentinel)
 
     def _dispatch(self) -> None:
@@ -286,7 +403,8 @@ class PoolScheduler(WorkerScheduler):
         worker = self._workers.get(worker_id)
         if worker is None:
             return
-        if self._stopping:  # it was still starting when the pool stopped: now it can be told to stop in order
+        if worker.stop_on_hello:  # told to stop while it booted (see _tell_to_stop)
+            worker.ready = True
             self._hub.send(worker_id, Shutdown())
             return
         if self._init is not None:
@@ -294,7 +412,12 @@ class PoolScheduler(WorkerScheduler):
         with self._lock:
             worker.ready = True
             worker.last_reply = time.monotonic()
+            if self._to_retire > 0 and not worker.retiring:  # the pool shrank while it booted: it leaves at once
+                self._to_retire -= 1
+                self._mark_retiring(worker)
         log.debug("worker %d is ready (pid %d on %s)", worker_id, hello.pid, hello.host)
+        if worker.retiring:
+            self._tell_to_stop(worker_id, worker)
         self._dispatch()
 
     def on_reply(self, worker_id: int, task_id: int, reply: Result | Failure) -> None:
@@ -320,10 +443,16 @@ class PoolScheduler(WorkerScheduler):
             worker.ending = isinstance(reply, Failure) and reply.ends_worker
             worker.quick = now - worker.last_reply < PREFETCH_BELOW_SECONDS
             worker.last_reply = now
+            if self._to_retire > 0 and not worker.retiring:  # the pool shrank: the first to answer leaves
+                self._to_retire -= 1
+                self._mark_retiring(worker)
             # Nothing queued: submit() hands the next task to this now idle worker itself.
             more = bool(self._pending) or self._shutdown
+            leave = worker.retiring and not worker.inflight
         if not item.future.done():  # done: it ran out of time and its worker is being killed
             settle(item.future, reply)
+        if leave:
+            self._tell_to_stop(worker_id, worker)
         if more:
             self._dispatch()
 
@@ -352,6 +481,13 @@ class PoolScheduler(WorkerScheduler):
         if self._stopping:
             if not self._workers:
                 self._finish()
+            return
+        with self._lock:
+            if self._to_retire > 0 and not worker.retiring:  # the pool shrinks: a worker that died is the one to go
+                self._to_retire -= 1
+                self._mark_retiring(worker)
+        if worker.retiring:
+            self._retired(worker_id, worker, lost)
             return
         if worker.ending and lost is None:
             try:
@@ -392,13 +528,31 @@ class PoolScheduler(WorkerScheduler):
                 stacklevel=2,
             )
 
+    def _retired(self, worker_id: int, worker: _Worker, lost: TaskItem | None) -> None:
+        """A worker that left a shrinking pool has exited: not replaced, not a crash. Had it died while running a
+        task, that task fails (there is no restart to retry it on); the tasks queued behind it went back to the
+        queue in _gone."""
+        if lost is not None and not lost.future.done():
+            lost.future.set_exception(
+                death_error(worker_id, worker.worker_index, worker.spawner, f"running {lost.label}")
+            )
+        with self._lock:
+            self._leaving -= 1
+            self._resized.notify_all()
+        if not self._workers:  # the others died meanwhile: nothing is left to run the queue
+            self._all_gone(worker_id, worker, None)
+        self._dispatch()
+
     def _retire(self, worker_id: int, worker: _Worker, lost: TaskItem | None, problem: Exception | None) -> None:
         if lost is not None and not lost.future.done():
             lost.future.set_exception(
                 death_error(worker_id, worker.worker_index, worker.spawner, f"running {lost.label}")
             )
-        if self._workers:
-            return
+        if not self._workers:
+            self._all_gone(worker_id, worker, problem)
+
+    def _all_gone(self, worker_id: int, worker: _Worker, problem: Exception | None) -> None:
+        """No worker is left: every waiting task fails, and so does every later one."""
         error = ExecutorlibSocketError(
             f"all {self._size} workers of this executor died (restart_limit={self._restart_limit}); "
             f"the last was worker {worker_id} ({process_name(worker.spawner)}). Create a new executor, or raise "
@@ -410,6 +564,7 @@ class PoolScheduler(WorkerScheduler):
             self._broken = error
             orphans = list(self._pending)
             self._pending.clear()
+            self._resized.notify_all()  # a resize waiting for surplus workers to leave: none is left
         for item in orphans:
             if item.future.set_running_or_notify_cancel() if not item.started else True:
                 item.future.set_exception(error)
@@ -424,14 +579,10 @@ class PoolScheduler(WorkerScheduler):
         if not self._workers:
             self._finish()
             return
+        with self._lock:
+            self._resized.notify_all()  # a resize waiting for surplus workers: shutdown stops them all
         for worker_id, worker in list(self._workers.items()):
-            if worker.ready:
-                self._hub.send(worker_id, Shutdown())
-            elif not self._launcher.same_host:
-                worker.spawner.shutdown(wait=False)  # a step or batch job still queued may never start
-            # else a local worker still starting is told to stop once it says hello (on_hello): SIGTERM now would
-            # make mpiexec print its "BAD TERMINATION" banner, and an orderly shutdown prints nothing. One that
-            # never says hello is killed with the rest after STOP_TIMEOUT_SECONDS.
+            self._tell_to_stop(worker_id, worker)
         self._hub.call_later(STOP_TIMEOUT_SECONDS, self._kill_all)
 
     def _kill_all(self) -> None:

@@ -165,8 +165,8 @@ class WorkerScheduler:
         except Exception as problem:
             future.set_exception(problem)
             return
-        if self._log_obj_size:
-            log.info("submit %s: %d bytes", function_name(fn), frames_nbytes(body))
+        if self._log_obj_size:  # executorlib 1.x's line and level: shown on stderr unless logging is configured
+            log.warning("Send dictionary of size: %d", frames_nbytes(body))
         self._enqueue(TaskItem(future, body, resources, fn))
 
     def _enqueue(self, item: TaskItem) -> None:
