@@ -848,7 +848,7 @@ def slurm_cluster(sizes: Sizes, notes: list[str]) -> list[Row]:
         with SlurmClusterExecutor(cache_directory=tmp) as exe:
             futures = [exe.submit(echo, (i, salt)) for i in range(n)]
             results = [f.result(timeout=600) for f in futures]
-            queries = int(exe.info.get("status_queries", 0))
+            queries = int(exe.status().get("status_queries", 0))
         wall = time.perf_counter() - start
     if results != [(i, salt) for i in range(n)]:
         notes.append("SlurmClusterExecutor: WRONG RESULTS")
