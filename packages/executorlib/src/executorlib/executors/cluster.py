@@ -3,8 +3,8 @@
 Without block allocation every call is a task file in the cache directory (default ``./executorlib_cache``) run by
 a job: the :class:`~executorlib.schedulers.task_files.TaskFileScheduler` with a job launcher. Keys of
 ``resource_dict`` beyond the executorlib ones (``partition``, ``memory_max``, ``queue``, ...) are handed to the job
-script template, as in executorlib 1.x; a key that is neither one of those nor a variable of the template in use is
-rejected (it is most likely a misspelt resource). ``SlurmClusterExecutor(block_allocation=True)`` is the pool
+script template, as in executorlib 1.x; a key that is neither one of those nor a variable of the template in use
+gives 1.x's warning with the closest valid key (it is most likely a misspelt resource). ``SlurmClusterExecutor(block_allocation=True)`` is the pool
 scheduler with workers that are batch jobs (:class:`~executorlib.launchers.batch_workers.BatchWorkerLauncher`).
 """
 
@@ -210,7 +210,7 @@ class TestClusterExecutor(ClusterExecutor):
     ``shutdown(wait=False)``, even in another Python process) is re-attached to. Queue-only ``resource_dict`` keys
     (``run_time_max``, ``submission_template``, ``partition``, ...) are accepted and ignored, so code written for
     ``SlurmClusterExecutor`` runs unchanged; any other key must be a variable of the ``submission_template``
-    given, else it is rejected with the closest valid key.
+    given, else it gives executorlib 1.x's warning with the closest valid key.
 
     Args:
         max_workers: File mode (the default): must be None, as every call is a job of its own and the queue decides how
@@ -229,8 +229,8 @@ class TestClusterExecutor(ClusterExecutor):
             ``slurm_cmd_args``, ``submission_template`` (see :class:`executorlib.api.Resources`)) are checked, and one
             the executor cannot honour raises ResourceDictError at construction or at ``submit()``. Other keys
             (``partition``, ``memory_max``, ``job_name``, ...) are variables of the job script template; one the
-            template in use does not read is rejected, naming the closest valid key (TestClusterExecutor accepts the
-            queue-only keys and ignores them). None (default): 1 core, 1 thread per core.
+            template in use does not read gives executorlib 1.x's warning with the closest valid key and is passed on
+            (TestClusterExecutor accepts the queue-only keys and ignores them). None (default): 1 core, 1 thread per core.
         hostname_localhost: File mode (the default): must be None, as jobs talk through files (ValueError otherwise).
             With ``block_allocation=True``: True makes the worker jobs connect over loopback (they must all run on this
             host); None or False: to this host's name, as batch jobs may run on other nodes.
@@ -320,7 +320,7 @@ class SlurmClusterExecutor(ClusterExecutor):
     only when given), from ``resource_dict["submission_template"]`` (jinja2, pysqa's variable names), or from
     the ``queue.yaml`` of ``pysqa_config_directory``. Keys of ``resource_dict`` that are not executorlib resources
     (``partition``, ``memory_max``, ``job_name``, ...) are template variables; one the template in use does not
-    read is rejected at construction or ``submit()`` with the closest valid key. A call taking another call's
+    read gives a warning at construction or ``submit()`` with the closest valid key. A call taking another call's
     Future is submitted at once with ``--dependency=afterok:<ids>``, so this process may exit
     (``shutdown(wait=False)``) and a later one, submitting the same calls with the same cache directory, gets the
     cached results or re-attaches to the jobs still queued; no call ever runs twice. A job that dies (time limit,
@@ -345,11 +345,11 @@ class SlurmClusterExecutor(ClusterExecutor):
             ``slurm_cmd_args``, ``submission_template`` (see :class:`executorlib.api.Resources`)) are checked, and one
             the executor cannot honour raises ResourceDictError at construction or at ``submit()``. Other keys
             (``partition``, ``memory_max``, ``job_name``, ...) are variables of the job script template; one the
-            template in use does not read is rejected, naming the closest valid key (TestClusterExecutor accepts the
-            queue-only keys and ignores them). None (default): 1 core, 1 thread per core.
+            template in use does not read gives executorlib 1.x's warning with the closest valid key and is passed on
+            (TestClusterExecutor accepts the queue-only keys and ignores them). None (default): 1 core, 1 thread per core.
         pysqa_config_directory: A directory with a pysqa ``queue.yaml`` (and its jinja2 templates) that supplies the job
             script template; needs ``executorlib[cluster]`` (pysqa). None (default): the built-in template, which needs
-            no configuration and no jinja2.
+            no configuration (jinja2 renders it: ``executorlib[cluster]``).
         pmi_mode: SLURM's MPI plugin for tasks with ``cores`` > 1, ``srun --mpi=<pmi_mode>`` (``pmix``, ``pmi2``, ...);
             one word or None (default: the cluster's MpiDefault).
         hostname_localhost: File mode (the default): must be None, as jobs talk through files (ValueError otherwise).

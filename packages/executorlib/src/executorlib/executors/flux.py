@@ -249,7 +249,7 @@ class FluxClusterExecutor(ClusterExecutor):
     ``exclusive``, ``run_time_max`` as ``--time-limit`` in seconds, ``priority`` as ``--urgency``), from
     ``resource_dict["submission_template"]`` (jinja2, pysqa's variable names), or from the ``queue.yaml`` of
     ``pysqa_config_directory`` (``queue_type: FLUX``). Other ``resource_dict`` keys are template variables; one the
-    template in use does not read is rejected with the closest valid key. A task of N cores runs under ``flux run
+    template in use does not read gives a warning with the closest valid key. A task of N cores runs under ``flux run
     --ntasks=N`` inside its batch job (``pmi_mode`` sets the job shell's pmi option); a batch job is an instance of
     its own, so the function may open a ``FluxJobExecutor`` inside it. A call taking another call's Future is
     submitted at once with ``--dependency=afterok:<id>``. A job that flux ends (time limit, ``flux cancel``, an
@@ -276,11 +276,11 @@ class FluxClusterExecutor(ClusterExecutor):
             ``slurm_cmd_args``, ``submission_template`` (see :class:`executorlib.api.Resources`)) are checked, and one
             the executor cannot honour raises ResourceDictError at construction or at ``submit()``. Other keys
             (``partition``, ``memory_max``, ``job_name``, ...) are variables of the job script template; one the
-            template in use does not read is rejected, naming the closest valid key (TestClusterExecutor accepts the
-            queue-only keys and ignores them). None (default): 1 core, 1 thread per core.
+            template in use does not read gives executorlib 1.x's warning with the closest valid key and is passed on
+            (TestClusterExecutor accepts the queue-only keys and ignores them). None (default): 1 core, 1 thread per core.
         pysqa_config_directory: A directory with a pysqa ``queue.yaml`` (and its jinja2 templates) that supplies the job
             script template; needs ``executorlib[cluster]`` (pysqa). None (default): the built-in template, which needs
-            no configuration and no jinja2.
+            no configuration (jinja2 renders it: ``executorlib[cluster]``).
         pmi_mode: The flux job shell's ``pmi`` option of the ``flux run`` that starts a task with ``cores`` > 1 in its
             batch job (``pmix`` for Open MPI 5, ``simple``, ``pmi2``, ``simple,pmi2``); None (default): flux's default.
         hostname_localhost: File mode (the default): must be None, as jobs talk through files (ValueError otherwise).
