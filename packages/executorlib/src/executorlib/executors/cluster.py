@@ -4,8 +4,9 @@ Without block allocation every call is a task file in the cache directory (defau
 a job: the :class:`~executorlib.schedulers.task_files.TaskFileScheduler` with a job launcher. Keys of
 ``resource_dict`` beyond the executorlib ones (``partition``, ``memory_max``, ``queue``, ...) are handed to the job
 script template, as in executorlib 1.x; a key that is neither one of those nor a variable of the template in use
-gives 1.x's warning with the closest valid key (it is most likely a misspelt resource). ``SlurmClusterExecutor(block_allocation=True)`` is the pool
-scheduler with workers that are batch jobs (:class:`~executorlib.launchers.batch_workers.BatchWorkerLauncher`).
+gives 1.x's warning with the closest valid key (it is most likely a misspelt resource).
+``SlurmClusterExecutor(block_allocation=True)`` is the pool scheduler with workers that are batch jobs
+(:class:`~executorlib.launchers.batch_workers.BatchWorkerLauncher`).
 """
 
 from __future__ import annotations
@@ -229,8 +230,9 @@ class TestClusterExecutor(ClusterExecutor):
             ``slurm_cmd_args``, ``submission_template`` (see :class:`executorlib.api.Resources`)) are checked, and one
             the executor cannot honour raises ResourceDictError at construction or at ``submit()``. Other keys
             (``partition``, ``memory_max``, ``job_name``, ...) are variables of the job script template; one the
-            template in use does not read gives executorlib 1.x's warning with the closest valid key and is passed on
-            (TestClusterExecutor accepts the queue-only keys and ignores them). None (default): 1 core, 1 thread per core.
+            template in use does not read gives executorlib 1.x's warning with the closest valid key and is passed
+            on (TestClusterExecutor accepts the queue-only keys and ignores them). None (default): 1 core, 1 thread
+            per core.
         hostname_localhost: File mode (the default): must be None, as jobs talk through files (ValueError otherwise).
             With ``block_allocation=True``: True makes the worker jobs connect over loopback (they must all run on this
             host); None or False: to this host's name, as batch jobs may run on other nodes.
@@ -345,8 +347,9 @@ class SlurmClusterExecutor(ClusterExecutor):
             ``slurm_cmd_args``, ``submission_template`` (see :class:`executorlib.api.Resources`)) are checked, and one
             the executor cannot honour raises ResourceDictError at construction or at ``submit()``. Other keys
             (``partition``, ``memory_max``, ``job_name``, ...) are variables of the job script template; one the
-            template in use does not read gives executorlib 1.x's warning with the closest valid key and is passed on
-            (TestClusterExecutor accepts the queue-only keys and ignores them). None (default): 1 core, 1 thread per core.
+            template in use does not read gives executorlib 1.x's warning with the closest valid key and is passed
+            on (TestClusterExecutor accepts the queue-only keys and ignores them). None (default): 1 core, 1 thread
+            per core.
         pysqa_config_directory: A directory with a pysqa ``queue.yaml`` (and its jinja2 templates) that supplies the job
             script template; needs ``executorlib[cluster]`` (pysqa). None (default): the built-in template, which needs
             no configuration (jinja2 renders it: ``executorlib[cluster]``).

@@ -276,8 +276,9 @@ class FluxClusterExecutor(ClusterExecutor):
             ``slurm_cmd_args``, ``submission_template`` (see :class:`executorlib.api.Resources`)) are checked, and one
             the executor cannot honour raises ResourceDictError at construction or at ``submit()``. Other keys
             (``partition``, ``memory_max``, ``job_name``, ...) are variables of the job script template; one the
-            template in use does not read gives executorlib 1.x's warning with the closest valid key and is passed on
-            (TestClusterExecutor accepts the queue-only keys and ignores them). None (default): 1 core, 1 thread per core.
+            template in use does not read gives executorlib 1.x's warning with the closest valid key and is passed
+            on (TestClusterExecutor accepts the queue-only keys and ignores them). None (default): 1 core, 1 thread
+            per core.
         pysqa_config_directory: A directory with a pysqa ``queue.yaml`` (and its jinja2 templates) that supplies the job
             script template; needs ``executorlib[cluster]`` (pysqa). None (default): the built-in template, which needs
             no configuration (jinja2 renders it: ``executorlib[cluster]``).
