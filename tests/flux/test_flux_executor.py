@@ -434,3 +434,35 @@ def test_cluster_with_a_pysqa_config_directory(executors: list[Any], tmp_path: P
     assert second.result(timeout=TIMEOUT) == 5 and first.result(timeout=TIMEOUT) == 2
     [script] = cache.glob("memory*/run_queue.sh")
     assert "# flux: --dependency=afterok:" in script.read_text()
+
+
+@pytest.mark.parametrize("block", [False, True], ids=["per-call", "block"])
+def test_info_has_executorlib_1x_shape(executors: list[Any], block: bool) -> None:
+    """The keys and values executorlib 1.11's FluxJobExecutor shows (recorded from 1.11.0 in this instance); the
+    spawner is ours (xl_spawn.FluxJobSpawner), and info is None after shutdown."""
+    from xl_spawn import FluxJobSpawner
+
+    exe = FluxJobExecutor(max_workers=2, block_allocation=block, resource_dict={"cwd": "/tmp"}, flux_log_files=True)
+    executors.append(exe)
+    expected: dict[str, Any] = {
+        "cores": 1,
+        "threads_per_core": 1,
+        "gpus_per_core": 0,
+        "cwd": "/tmp",
+        "cache_directory": None,
+        "hostname_localhost": None,
+        "log_obj_size": False,
+        "pmi_mode": None,
+        "flux_executor": None,
+        "flux_executor_nesting": False,
+        "flux_log_files": True,
+        "spawner": FluxJobSpawner,
+        "max_workers": 2,
+    }
+    if block:
+        expected.update(init_function=None, queue_join_on_shutdown=False, restart_limit=0)
+    else:
+        expected["max_cores"] = None
+    assert exe.info == expected
+    exe.shutdown(wait=True)
+    assert exe.info is None

@@ -10,6 +10,7 @@ from typing import Any
 from executorlib.accounting import core_budget, pool_size
 from executorlib.errors import ResourceDictError
 from executorlib.executors.cluster import ClusterExecutor
+from executorlib.executors.info import flux_job_info
 from executorlib.executors.options import ExecutorOptions, check_wait_true
 from executorlib.executors.socket import SocketExecutor
 from executorlib.launchers.batch_jobs import BatchJobLauncher, BatchSystem
@@ -217,6 +218,23 @@ class FluxJobExecutor(SocketExecutor):
     def instance(self) -> FluxInstance | None:
         """The flux instance the jobs run in (None in graph mode, which runs nothing)."""
         return self._instance
+
+    def _describe(self) -> dict[str, Any]:
+        launcher = self._launcher
+        return flux_job_info(
+            self._options,
+            spawner=self._spawner_class(),
+            workers=self._worker_count(),
+            pmi_mode=launcher.pmi_mode,
+            flux_executor=launcher.flux_executor,
+            flux_executor_nesting=launcher.nested,
+            flux_log_files=launcher.log_files,
+        )
+
+    def _spawner_class(self) -> type:
+        from xl_spawn import FluxJobSpawner
+
+        return FluxJobSpawner
 
     def _check_task(self, resources: Resources, extras: Mapping[str, Any], *, where: str) -> None:
         self._launcher.check(resources, where=where)

@@ -61,6 +61,47 @@ def interactive_info(
     return info
 
 
+def flux_job_info(
+    options: ExecutorOptions,
+    *,
+    spawner: Any,
+    workers: int | None,
+    pmi_mode: str | None,
+    flux_executor: Any,
+    flux_executor_nesting: bool,
+    flux_log_files: bool,
+) -> dict[str, Any]:
+    """The info of a FluxJobExecutor: 1.x keeps the resource keys a flux job honours (with their defaults, no
+    ``openmpi_oversubscribe``) and adds its flux options after ``log_obj_size``.
+
+    >>> info = flux_job_info(ExecutorOptions(), spawner="S", workers=None, pmi_mode=None, flux_executor=None,
+    ...                      flux_executor_nesting=False, flux_log_files=True)
+    >>> info["threads_per_core"], info["flux_log_files"], "openmpi_oversubscribe" in info
+    (1, True, False)
+    """
+    info: dict[str, Any] = dict(options.resource_dict or {})
+    for key, value in (("cores", 1), ("threads_per_core", 1), ("gpus_per_core", 0), ("cwd", None)):
+        info.setdefault(key, value)
+    info["cache_directory"] = options.cache_directory
+    info["hostname_localhost"] = options.hostname_localhost
+    info["log_obj_size"] = options.log_obj_size
+    info["pmi_mode"] = pmi_mode
+    info["flux_executor"] = flux_executor
+    info["flux_executor_nesting"] = flux_executor_nesting
+    info["flux_log_files"] = flux_log_files
+    if options.block_allocation:
+        info["init_function"] = options.init_function
+    info["spawner"] = spawner
+    if options.block_allocation:
+        info["queue_join_on_shutdown"] = False
+        info["restart_limit"] = options.restart_limit
+        info["max_workers"] = workers
+    else:
+        info["max_cores"] = options.max_cores
+        info["max_workers"] = options.max_workers
+    return info
+
+
 def file_mode_info(
     options: ExecutorOptions,
     *,
