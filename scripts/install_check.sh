@@ -66,11 +66,13 @@ with tempfile.TemporaryDirectory() as scratch:
     assert len(get_cache_data(f"{scratch}/cache")) == 2
     with TestClusterExecutor(cache_directory=f"{scratch}/files") as exe:
         assert exe.submit(sum, [2, 3]).result(timeout=120) == 5
-    try:
-        SlurmClusterExecutor(cache_directory=f"{scratch}/slurm")
-        raise AssertionError("SlurmClusterExecutor without jinja2 was accepted")
-    except ImportError as missing_cluster:
-        assert 'executorlib[cluster]' in str(missing_cluster), missing_cluster
+    with SlurmClusterExecutor(cache_directory=f"{scratch}/slurm") as exe:  # the built-in job script: no jinja2
+        assert "#SBATCH --ntasks=1" in exe.dry_run(sum, [1, 2])
+        try:
+            exe.dry_run(sum, [1, 2], resource_dict={"submission_template": "{{ command }}"})
+            raise AssertionError("a submission_template without jinja2 was accepted")
+        except ImportError as missing_cluster:
+            assert 'executorlib[cluster]' in str(missing_cluster), missing_cluster
 print("install_check: executorlib alone gives the full API; missing extras are named")
 EOF
 

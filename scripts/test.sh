@@ -17,8 +17,6 @@ echo "== each xl-* wheel alone in a fresh venv"
 bash scripts/isolation.sh
 echo "== pip install executorlib and executorlib[all] from the built wheels, in fresh venvs"
 bash scripts/install_check.sh
-echo "== benchmark smoke run (ratios are reported, not asserted)"
-$py -m benchmarks --quick --timeout 600
 echo "== SLURM test cluster for tests/slurm (scripts/slurm-cluster.sh; stopped at exit if started here)"
 if ! bash scripts/slurm-cluster.sh status >/dev/null 2>&1; then
     slurm_rc=0
@@ -42,6 +40,9 @@ case $flux_rc in
         exit "$flux_rc"
         ;;
 esac
+# After the SLURM and Flux set-up, so the srun, sbatch and flux rows run too.
+echo "== benchmark smoke run (ratios are reported, not asserted)"
+$py -m benchmarks --quick --timeout 600
 echo "== all test suites (real processes, real sockets)"
 # pytest exits 5 when it collects no test; set -e turns that, like any failure, into a failed run.
 $py -m pytest -q -p no:randomly packages/xl-serial/tests packages/xl-comm/tests packages/xl-spawn/tests \

@@ -19,26 +19,36 @@ def hide(monkeypatch: pytest.MonkeyPatch, *modules: str) -> None:
         monkeypatch.setitem(sys.modules, module, None)
 
 
-def test_slurm_cluster_executor_without_jinja2_names_the_cluster_extra(
+def test_the_cluster_executors_built_in_job_scripts_need_no_jinja2(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     from executorlib import SlurmClusterExecutor
 
     hide(monkeypatch, "jinja2")
-    with pytest.raises(ImportError, match=r'jinja2.*pip install "executorlib\[cluster\]"') as raised:
-        SlurmClusterExecutor(cache_directory=str(tmp_path))
+    with SlurmClusterExecutor(cache_directory=str(tmp_path)) as exe:
+        script = exe.dry_run(sum, [1, 2], resource_dict={"cores": 2, "run_time_max": 120})
+    assert "#SBATCH --ntasks=2" in script and "#SBATCH --time=2" in script
+
+
+def test_a_submission_template_without_jinja2_names_the_cluster_extra(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from executorlib import SlurmClusterExecutor
+
+    hide(monkeypatch, "jinja2")
+    template = {"submission_template": "#!/bin/bash\n{{ command }}\n"}
+    exe = SlurmClusterExecutor(cache_directory=str(tmp_path / "cache"))
+    try:
+        with pytest.raises(ImportError, match=r'jinja2.*pip install "executorlib\[cluster\]"') as raised:
+            exe.submit(sum, [1, 2], resource_dict=template)
+    finally:
+        exe.shutdown(wait=True)
     assert isinstance(raised.value, MissingExtraError)
-    assert not list(tmp_path.iterdir())  # refused before any file is written
-
-
-def test_a_pool_of_batch_job_workers_without_jinja2_names_the_cluster_extra(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    from executorlib import SlurmClusterExecutor
-
-    hide(monkeypatch, "jinja2")
-    with pytest.raises(ImportError, match=r"executorlib\[cluster\]"):
-        SlurmClusterExecutor(max_workers=1, cache_directory=str(tmp_path), block_allocation=True)
+    assert not list((tmp_path / "cache").glob("*_i.h5"))  # refused before any task file is written
+    with pytest.raises(MissingExtraError, match=r"executorlib\[cluster\]"):  # a pool: at construction
+        SlurmClusterExecutor(
+            max_workers=1, cache_directory=str(tmp_path), block_allocation=True, resource_dict=template
+        )
 
 
 def test_pysqa_config_directory_without_pysqa_names_the_cluster_extra(

@@ -46,6 +46,9 @@ def test_public_names() -> None:
         "DEFAULT_FLUX_TEMPLATE",
         "FluxBatchQueue",
         "flux_job_script_variables",
+        "default_flux_script",
+        "default_slurm_script",
+        "render_flux_script",
     }
     for name in xl_spawn.__all__:
         assert getattr(xl_spawn, name) is not None

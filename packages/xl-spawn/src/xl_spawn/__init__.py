@@ -29,7 +29,13 @@ if TYPE_CHECKING:
         flux_jobspec_dict,
         import_flux,
     )
-    from xl_spawn.flux_batch import DEFAULT_FLUX_TEMPLATE, FluxBatchQueue, flux_job_script_variables
+    from xl_spawn.flux_batch import (
+        DEFAULT_FLUX_TEMPLATE,
+        FluxBatchQueue,
+        default_flux_script,
+        flux_job_script_variables,
+        render_flux_script,
+    )
     from xl_spawn.mpi import (
         MpiFlavour,
         detect_mpi_flavour,
@@ -42,6 +48,7 @@ if TYPE_CHECKING:
     from xl_spawn.sbatch import (
         DEFAULT_SLURM_TEMPLATE,
         SlurmQueue,
+        default_slurm_script,
         job_script_variables,
         render_job_script,
         template_variables,
@@ -57,6 +64,9 @@ _LAZY = {
     "DEFAULT_FLUX_TEMPLATE": "flux_batch",
     "FluxBatchQueue": "flux_batch",
     "flux_job_script_variables": "flux_batch",
+    "default_flux_script": "flux_batch",
+    "render_flux_script": "flux_batch",
+    "default_slurm_script": "sbatch",
     "FluxJobFailure": "flux",
     "FluxJobPlan": "flux",
     "FluxJobSpawner": "flux",
@@ -107,6 +117,8 @@ __all__ = [
     "SrunRequest",
     "SubmissionError",
     "SubprocessSpawner",
+    "default_flux_script",
+    "default_slurm_script",
     "describe_returncode",
     "describe_srun_exit",
     "detect_mpi_flavour",
@@ -125,6 +137,7 @@ __all__ = [
     "pid_runs",
     "prepend_path",
     "python_module_argv",
+    "render_flux_script",
     "render_job_script",
     "srun_argv",
     "srun_time_minutes",

@@ -35,14 +35,17 @@ from xl_spawn.batch import (
 
 __all__ = [
     "DEFAULT_FLUX_TEMPLATE",
+    "DEFAULT_FLUX_VARIABLES",
     "FLUX_STATES",
     "FluxBatchQueue",
+    "default_flux_script",
     "flux_batch_argv",
     "flux_cancel_argv",
     "flux_job_script_variables",
     "flux_jobs_argv",
     "parse_flux_jobs",
     "parse_job_id",
+    "render_flux_script",
 ]
 
 #: The script of a task when no template is given (pysqa's variable names; each dependency on its own line).
@@ -79,6 +82,50 @@ DEFAULT_FLUX_TEMPLATE = (
 {{ command }}
 """
 )
+
+#: The variables :data:`DEFAULT_FLUX_TEMPLATE` reads (what the queue's ``template_variables(None)`` returns).
+DEFAULT_FLUX_VARIABLES = frozenset(
+    {
+        "job_name",
+        "cores",
+        "threads_per_core",
+        "gpus_per_core",
+        "num_nodes",
+        "exclusive",
+        "run_time_max",
+        "priority",
+        "dependency",
+        "command",
+    }
+)
+
+
+def default_flux_script(variables: Mapping[str, Any]) -> str:
+    """:data:`DEFAULT_FLUX_TEMPLATE` rendered without jinja2 (the same text, line for line: a property test
+    compares the two), so the default job script needs no optional package."""
+    get = variables.get
+    lines = [
+        "#!/bin/bash",
+        f"# flux: --job-name={get('job_name')}",
+        f"# flux: --output={JOB_LOG_NAME}",
+        f"# flux: --nslots={get('cores')}",
+    ]
+    threads = get("threads_per_core")
+    if threads and threads > 1:
+        lines.append(f"# flux: --cores-per-slot={threads}")
+    if get("gpus_per_core"):
+        lines.append(f"# flux: --gpus-per-slot={get('gpus_per_core')}")
+    if get("num_nodes"):
+        lines.append(f"# flux: --nodes={get('num_nodes')}")
+    if get("exclusive"):
+        lines.append("# flux: --exclusive")
+    if get("run_time_max"):
+        lines.append(f"# flux: --time-limit={get('run_time_max')}s")
+    if get("priority") is not None:
+        lines.append(f"# flux: --urgency={get('priority')}")
+    lines += [f"# flux: --dependency=afterok:{job}" for job in get("dependency") or ()]
+    return "\n".join(lines) + f"\n\n{get('command')}\n"
+
 
 #: ``flux jobs`` status abbreviations -> the state names the watcher knows (SLURM's spelling).
 FLUX_STATES = {
@@ -154,6 +201,11 @@ def flux_job_script_variables(
     return variables
 
 
+def render_flux_script(template: str | None, variables: Mapping[str, Any]) -> str:
+    """The flux batch script: ``template`` (jinja2) filled in; ``None``: the default script (no jinja2 needed)."""
+    return default_flux_script(variables) if template is None else render_template(template, variables)
+
+
 def flux_batch_argv(script: str, *, flux: str = "flux") -> list[str]:
     return [flux, "batch", script]
 
@@ -209,7 +261,7 @@ class FluxBatchQueue:
         """The variables of the job script ``submit`` would render for ``template`` (see SlurmQueue)."""
         if self.pysqa_config_directory is not None and template is None:
             return pysqa_template_variables(self.pysqa_config_directory)
-        return template_names(template if template is not None else DEFAULT_FLUX_TEMPLATE)
+        return DEFAULT_FLUX_VARIABLES if template is None else template_names(template)
 
     def submit(self, working_directory: str, variables: Mapping[str, Any], template: str | None = None) -> int:
         """Write ``run_queue.sh`` into ``working_directory`` and ``flux batch`` it there; return the job id."""
@@ -217,7 +269,7 @@ class FluxBatchQueue:
             return self._pysqa.submit(working_directory, variables)
         script = os.path.join(working_directory, "run_queue.sh")
         with open(script, "w", encoding="utf-8") as handle:
-            handle.write(render_template(template if template is not None else DEFAULT_FLUX_TEMPLATE, variables))
+            handle.write(render_flux_script(template, variables))
         out = run_queue_command(flux_batch_argv(script, flux=self.flux), cwd=working_directory, timeout=self.timeout)
         for line in out.splitlines()[::-1]:  # the id, after any warning flux printed
             try:

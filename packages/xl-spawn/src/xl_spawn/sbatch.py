@@ -14,7 +14,8 @@ Two SLURM pitfalls are handled here rather than left to templates:
 - ``--time`` has whole minutes and ``run_time_max`` is in seconds: it is rounded *up* (61 s is 2 minutes), and
   templates receive ``run_time_max`` rounded up to whole minutes, so ``run_time_max // 60`` is right too.
 
-jinja2 (and pysqa for ``pysqa_config_directory``) come with ``pip install "xl-spawn[pysqa]"``.
+jinja2 (for your own templates) and pysqa (for ``pysqa_config_directory``) come with ``pip install "xl-spawn[pysqa]"``;
+the default job script needs neither (:func:`default_slurm_script`).
 
 The names every batch queue shares (:class:`JobState`, :class:`SubmissionError`, :data:`JOB_LOG_NAME`, the
 final states, :func:`pysqa_template_variables`) live in :mod:`xl_spawn.batch` and are re-exported here.
@@ -44,12 +45,14 @@ from xl_spawn.batch import (
 
 __all__ = [
     "DEFAULT_SLURM_TEMPLATE",
+    "DEFAULT_SLURM_VARIABLES",
     "FAILED_STATES",
     "FINAL_STATES",
     "JOB_LOG_NAME",
     "JobState",
     "SlurmQueue",
     "SubmissionError",
+    "default_slurm_script",
     "job_script_variables",
     "parse_sacct",
     "parse_sbatch_output",
@@ -103,6 +106,56 @@ DEFAULT_SLURM_TEMPLATE = (
 )
 
 
+#: The variables :data:`DEFAULT_SLURM_TEMPLATE` reads (what ``template_variables(None)`` returns without jinja2).
+DEFAULT_SLURM_VARIABLES = frozenset(
+    {
+        "job_name",
+        "working_directory",
+        "partition",
+        "run_time_max",
+        "dependency",
+        "memory_max",
+        "cores",
+        "threads_per_core",
+        "num_nodes",
+        "exclusive",
+        "command",
+    }
+)
+
+
+def default_slurm_script(variables: Mapping[str, Any]) -> str:
+    """:data:`DEFAULT_SLURM_TEMPLATE` rendered without jinja2 (the same text, line for line: a property test
+    compares the two), so the default job script needs no optional package."""
+    get = variables.get
+    run_time_max, dependency = get("run_time_max"), get("dependency")
+    lines = [
+        "#!/bin/bash",
+        f"#SBATCH --output={JOB_LOG_NAME}",
+        f"#SBATCH --job-name={get('job_name')}",
+        f"#SBATCH --chdir={get('working_directory')}",
+        "#SBATCH --get-user-env=L",
+    ]
+    if get("partition"):
+        lines.append(f"#SBATCH --partition={get('partition')}")
+    if run_time_max:
+        lines.append(f"#SBATCH --time={run_time_max // 60}")
+    if dependency:
+        lines.append(f"#SBATCH --dependency=afterok:{':'.join(str(job) for job in dependency)}")
+        lines.append("#SBATCH --kill-on-invalid-dep=yes")
+    if get("memory_max"):
+        lines.append(f"#SBATCH --mem={get('memory_max')}G")
+    lines.append(f"#SBATCH --ntasks={get('cores')}")
+    threads = get("threads_per_core")
+    if threads and threads > 1:
+        lines.append(f"#SBATCH --cpus-per-task={threads}")
+    if get("num_nodes"):
+        lines.append(f"#SBATCH --nodes={get('num_nodes')}")
+    if get("exclusive"):
+        lines.append("#SBATCH --exclusive")
+    return "\n".join(lines) + f"\n\n{get('command')}\n"
+
+
 def _minutes(seconds: float) -> int:
     return max(1, math.ceil(check_run_time_max(seconds) / 60))
 
@@ -141,14 +194,14 @@ def job_script_variables(
 
 
 def render_job_script(template: str | None, variables: Mapping[str, Any]) -> str:
-    """The job script: ``template`` (jinja2; ``None`` for :data:`DEFAULT_SLURM_TEMPLATE`) filled in."""
-    return render_template(template if template is not None else DEFAULT_SLURM_TEMPLATE, variables)
+    """The job script: ``template`` (jinja2) filled in; ``None``: the default script (no jinja2 needed)."""
+    return default_slurm_script(variables) if template is None else render_template(template, variables)
 
 
 def template_variables(template: str | None) -> frozenset[str]:
     """The variables ``template`` (jinja2; ``None`` for :data:`DEFAULT_SLURM_TEMPLATE`) reads: the names a
     ``resource_dict`` may hand to the job script. Raises ``jinja2.TemplateSyntaxError`` for a broken template."""
-    return template_names(template if template is not None else DEFAULT_SLURM_TEMPLATE)
+    return DEFAULT_SLURM_VARIABLES if template is None else template_names(template)
 
 
 def sbatch_argv(script: str, *, sbatch: str = "sbatch") -> list[str]:

@@ -67,24 +67,28 @@ class BatchSystem:
     queue: BatchQueue
     step: Callable[[Resources, Sequence[str]], list[str]]
     variables: ScriptVariables
-    default_template: str  # the job script when no template is given
+    default_script: Callable[[Mapping[str, Any]], str]  # the job script when no template is given (no jinja2)
     default_template_name: str  # how messages name it
     #: rejects at construction or submit() a request the system can never run (e.g. larger than the instance)
     check_request: Callable[[Resources, str], None] = lambda resources, where: None
 
     def render(self, template: str | None, variables: Mapping[str, Any]) -> str:
+        """The job script of ``variables``: the user's jinja2 ``template``, or the built-in one."""
+        if template is None:
+            return self.default_script(variables)
         from xl_spawn import render_job_script
 
-        return render_job_script(template if template is not None else self.default_template, variables)
+        return render_job_script(template, variables)
 
 
-def require_cluster_extra(system: BatchSystem) -> None:
-    """At construction, not at the first submit: job scripts are jinja2 templates, and a pysqa_config_directory is
-    read by pysqa; both come with ``executorlib[cluster]``."""
+def require_cluster_extra(system: BatchSystem, template: str | None = None) -> None:
+    """At construction, not at the first submit: a pysqa_config_directory is read by pysqa (with its jinja2
+    templates), and a ``submission_template`` is a jinja2 template; both come with ``executorlib[cluster]``. The
+    built-in job scripts need neither."""
     import importlib.util
 
-    if importlib.util.find_spec("jinja2") is None:
-        raise missing_extra(f"{system.name} batch jobs (their job scripts are jinja2 templates)", "jinja2", "cluster")
+    if template is not None and importlib.util.find_spec("jinja2") is None:
+        raise missing_extra("a submission_template (a jinja2 template)", "jinja2", "cluster")
     if system.queue.pysqa_config_directory is not None and importlib.util.find_spec("pysqa") is None:
         raise missing_extra("pysqa_config_directory", "pysqa", "cluster")
 
@@ -134,8 +138,10 @@ class BatchJobLauncher:
         if template is not None and template not in self._valid_templates:
             try:
                 render_job_script(template, {})
-            except ImportError:
-                raise
+            except ImportError as missing:
+                raise missing_extra(f"{where}: a submission_template (a jinja2 template)", "jinja2", "cluster") from (
+                    missing
+                )
             except Exception as problem:
                 raise ValueError(
                     f"{where}: resource_dict['submission_template'] is not a valid jinja2 template: {problem}"

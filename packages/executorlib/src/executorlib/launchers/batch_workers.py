@@ -57,7 +57,7 @@ class BatchWorkerLauncher:
     ) -> None:
         from xl_spawn import QueueWatcher
 
-        require_cluster_extra(system)
+        require_cluster_extra(system, resources.submission_template)
         self.system = system
         self.queue = system.queue
         self.directory = directory

@@ -21,7 +21,7 @@ def flux_batch_system(
 ) -> BatchSystem:
     """flux batch jobs in ``instance`` (the one at ``FLUX_URI``), ``flux run`` around a task of N cores; a request
     larger than the instance is rejected at submit() (flux would refuse the job as unsatisfiable)."""
-    from xl_spawn import DEFAULT_FLUX_TEMPLATE, FluxBatchQueue
+    from xl_spawn import FluxBatchQueue, default_flux_script
 
     def check_request(resources: Resources, where: str) -> None:
         check_fits(instance, resources, where=where)
@@ -31,7 +31,7 @@ def flux_batch_system(
         queue=FluxBatchQueue(pysqa_config_directory=pysqa_config_directory),
         step=partial(flux_job_step, pmi_mode=pmi_mode),
         variables=flux_batch_variables,
-        default_template=DEFAULT_FLUX_TEMPLATE,
+        default_script=default_flux_script,
         default_template_name="the default flux batch job script template",
         check_request=check_request,
     )

@@ -14,14 +14,14 @@ from executorlib.resources import Resources
 
 def slurm_batch_system(*, pysqa_config_directory: str | None = None, pmi_mode: str | None = None) -> BatchSystem:
     """sbatch jobs, ``srun --ntasks=N`` around a task of N cores, ``--mpi=<pmi_mode>``."""
-    from xl_spawn import DEFAULT_SLURM_TEMPLATE, SlurmQueue
+    from xl_spawn import SlurmQueue, default_slurm_script
 
     return BatchSystem(
         name="SLURM",
         queue=SlurmQueue(pysqa_config_directory=pysqa_config_directory),
         step=partial(batch_job_step, pmi_mode=pmi_mode),
         variables=sbatch_variables,
-        default_template=DEFAULT_SLURM_TEMPLATE,
+        default_script=default_slurm_script,
         default_template_name="the default SLURM job script template",
     )
 
