@@ -112,12 +112,14 @@ SelectTypeParameters=CR_Core
 SlurmdParameters=config_overrides
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
-# no slurmdbd: final job states come from squeue -t all / scontrol show job (MinJobAge s) or sacct -c (this file)
+# no slurmdbd: final job states come from squeue -t all / scontrol show job (MinJobAge s) or sacct -c (this file).
+# MinJobAge=3600: a test session is longer than slurm's default 300 s, and tests that start a job at collection
+# (the time-limit ones) read its final record with scontrol at the end.
 JobCompType=jobcomp/filetxt
 JobCompLoc=$BASE/log/jobcomp.log
 InactiveLimit=0
 KillWait=5
-MinJobAge=300
+MinJobAge=3600
 Waittime=0
 NodeName=$NODE NodeAddr=127.0.0.1 NodeHostname=$NODE CPUs=$cpus Boards=1 SocketsPerBoard=1 CoresPerSocket=$cpus ThreadsPerCore=1 RealMemory=$mem State=UNKNOWN
 PartitionName=$PARTITION Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
