@@ -48,6 +48,14 @@ def interactive_info(
     info["log_obj_size"] = options.log_obj_size
     if slurm:
         info["pmi_mode"] = pmi_mode
+    return _with_workers(info, options, spawner=spawner, workers=workers)
+
+
+def _with_workers(
+    info: dict[str, Any], options: ExecutorOptions, *, spawner: Any, workers: int | None
+) -> dict[str, Any]:
+    """The keys every socket executor's info ends with, in 1.x's order: the pool's (``init_function``, the spawner,
+    ``queue_join_on_shutdown``, ``restart_limit``, its size ``workers``), else the spawner and the two limits."""
     if options.block_allocation:
         info["init_function"] = options.init_function
     info["spawner"] = spawner
@@ -89,17 +97,7 @@ def flux_job_info(
     info["flux_executor"] = flux_executor
     info["flux_executor_nesting"] = flux_executor_nesting
     info["flux_log_files"] = flux_log_files
-    if options.block_allocation:
-        info["init_function"] = options.init_function
-    info["spawner"] = spawner
-    if options.block_allocation:
-        info["queue_join_on_shutdown"] = False
-        info["restart_limit"] = options.restart_limit
-        info["max_workers"] = workers
-    else:
-        info["max_cores"] = options.max_cores
-        info["max_workers"] = options.max_workers
-    return info
+    return _with_workers(info, options, spawner=spawner, workers=workers)
 
 
 def file_mode_info(
