@@ -15,7 +15,11 @@ valid_values: dict[str, st.SearchStrategy[Any]] = {
     "threads_per_core": st.integers(1, 64),
     "gpus_per_core": st.integers(0, 8),
     "cwd": st.none() | st.text(min_size=1, max_size=10),
-    "cache_key": st.none() | st.from_regex(r"[A-Za-z0-9_.-]{1,10}", fullmatch=True),
+    # "." and ".." name no file and ".tmp-" marks unfinished files: check_key rejects them, so they are not valid.
+    "cache_key": st.none()
+    | st.from_regex(r"[A-Za-z0-9_.-]{1,10}", fullmatch=True).filter(
+        lambda k: k not in (".", "..") and ".tmp-" not in k
+    ),
     "cache_directory": st.none() | st.text(min_size=1, max_size=10),
     "num_nodes": st.none() | st.integers(1, 64),
     "exclusive": st.booleans(),
