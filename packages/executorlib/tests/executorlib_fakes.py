@@ -161,6 +161,9 @@ class FakeLauncher:
     def key_directory(self, resources: Resources) -> str | None:
         return None
 
+    def prestarts(self, resources: Resources) -> bool:
+        return False  # a fake sentinel is no fd: prestarting is tested with real processes
+
     def argv(self, resources: Resources, worker_args: Sequence[str]) -> list[str]:
         return ["fake-worker", "--fake-cpus", str(resources.cpus), *worker_args]
 

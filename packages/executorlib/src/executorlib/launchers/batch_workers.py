@@ -72,6 +72,9 @@ class BatchWorkerLauncher:
 
     # -- the Launcher protocol ----------------------------------------------------------------------------------
 
+    def prestarts(self, resources: Resources) -> bool:
+        return False  # an idle batch job would hold a queued or running job of the cluster
+
     def check(self, resources: Resources, *, where: str) -> None:
         """What the batch system can run at all; else a job that cannot run fails through the submission's own
         message."""

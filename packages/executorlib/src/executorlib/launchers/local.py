@@ -47,6 +47,10 @@ class LocalLauncher:
                 + mpi_missing_message(resources.cores, mpi4py=has_mpi4py, mpiexec=launcher is not None)
             )
 
+    def prestarts(self, resources: Resources) -> bool:
+        # One local process holds nothing until it runs a task; an MPI team would (ranks spin in a collective call).
+        return resources.cores == 1
+
     def key_directory(self, resources: Resources) -> str | None:
         return None  # every worker runs on this host
 

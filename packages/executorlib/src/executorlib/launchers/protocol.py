@@ -50,6 +50,11 @@ class Launcher(Protocol):
     def check(self, resources: Resources, *, where: str) -> None:
         """Reject, at submit time, a request this launcher cannot start (e.g. MPI ranks without mpi4py)."""
 
+    def prestarts(self, resources: Resources) -> bool:
+        """A worker for ``resources`` may be started before a task needs it (one-process-per-call mode keeps one
+        ready): True only when an idle worker holds nothing a task or another user could need (no allocation in a
+        resource manager, no MPI ranks spinning in a collective call)."""
+
     def argv(self, resources: Resources, worker_args: Sequence[str]) -> list[str]:
         """The command that starts one worker with ``resources``."""
 
