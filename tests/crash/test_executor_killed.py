@@ -53,7 +53,12 @@ def _assert_all_exit(pids: list[int], within: float = 5.0) -> None:
 def test_kill_9_of_the_executor_leaves_no_worker(tmp_path: Path, mode: str) -> None:
     script = tmp_path / "driver.py"
     script.write_text(_SCRIPT)
-    driver = subprocess.Popen([sys.executable, str(script), mode], stdout=subprocess.PIPE, text=True)
+    # Key directories go to this TMPDIR, to be found even where no /proc file names them (a worker forked by the
+    # fork server has its key file's name only in its os.environ).
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {**os.environ, "TMPDIR": str(tmp)}
+    driver = subprocess.Popen([sys.executable, str(script), mode], stdout=subprocess.PIPE, text=True, env=env)
     try:
         assert driver.stdout is not None
         ready, _, _ = select.select([driver.stdout], [], [], 60)
@@ -66,10 +71,14 @@ def test_kill_9_of_the_executor_leaves_no_worker(tmp_path: Path, mode: str) -> N
             for entry in Path(f"/proc/{pid}/environ").read_text().split("\0")
             if entry.startswith("XL_COMM_KEY_FILE=")
         ]
+        assert all(path.startswith(str(tmp)) for path in key_files), "key files were made outside TMPDIR"
         driver.kill()
         driver.wait(timeout=10)
-        assert key_files and not [path for path in key_files if os.path.exists(os.path.dirname(path))]
         _assert_all_exit(descendants)
+        left = list(tmp.glob(".xl-comm-keys-*"))
+        assert not left + [path for path in key_files if os.path.exists(os.path.dirname(path))], (
+            "a key directory outlived the executor"
+        )
     finally:
         driver.kill()
 
@@ -117,7 +126,12 @@ _FORKING_SCRIPT = textwrap.dedent(
 def test_kill_9_of_the_executor_stops_its_workers_despite_a_fork_helper(tmp_path: Path, mode: str) -> None:
     script = tmp_path / "driver.py"
     script.write_text(_FORKING_SCRIPT)
-    driver = subprocess.Popen([sys.executable, str(script), mode], stdout=subprocess.PIPE, text=True)
+    # Key directories go to this TMPDIR, to be found even where no /proc file names them (a worker forked by the
+    # fork server has its key file's name only in its os.environ).
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {**os.environ, "TMPDIR": str(tmp)}
+    driver = subprocess.Popen([sys.executable, str(script), mode], stdout=subprocess.PIPE, text=True, env=env)
     helper, workers = None, []
     try:
         assert driver.stdout is not None

@@ -24,12 +24,18 @@ def _workers() -> list[psutil.Process]:
     found = []
     for child in psutil.Process().children(recursive=True):
         try:
-            worker = "xl_comm.worker" in " ".join(child.cmdline())
-            if worker and child.status() != psutil.STATUS_ZOMBIE:
+            if _is_worker(child.name(), child.cmdline()) and child.status() != psutil.STATUS_ZOMBIE:
                 found.append(child)
         except psutil.NoSuchProcess:
             pass
     return found
+
+
+def _is_worker(name: str, cmdline: list[str]) -> bool:
+    """A started worker, or one forked by the fork server (named after the module; its command line is the
+    server's, which names the module too)."""
+    command = " ".join(cmdline)
+    return name == "xl_comm.worker" or ("xl_comm.worker" in command and "xl_spawn.forkserver" not in command)
 
 
 def _spare_pids(busy: set[int]) -> set[int]:
@@ -96,8 +102,7 @@ def test_interpreter_exit_without_shutdown_stops_the_spare(tmp_path: Path) -> No
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
                 kids = [p.pid for p in psutil.Process().children(recursive=True) if p.pid != used]
-                workers = [p for p in kids if "xl_comm.worker" in " ".join(psutil.Process(p).cmdline())]
-                if workers:
+                if any(psutil.Process(p).name() == "xl_comm.worker" for p in kids):
                     break
                 time.sleep(0.01)
             print(" ".join(map(str, kids)), flush=True)

@@ -40,7 +40,10 @@ def _inspect_descendants(key: bytes, earlier: set[int]) -> tuple[int, list[str]]
         assert secret not in environ.lower(), f"the key is in the environment of {cmdline!r}"
         assert secret not in cmdline.lower(), f"the key is on the command line {cmdline!r}"
         assert key not in environ and key not in cmdline
-        if b"xl_comm.worker" in cmdline and b"mpiexec" not in cmdline.split(b"\0")[0] and process.pid not in earlier:
+        # A worker forked by the fork server shows the server's command line but the worker module's name.
+        forked = _proc_file(process.pid, "comm").strip() == b"xl_comm.worker"
+        started = b"xl_comm.worker" in cmdline and b"xl_spawn.forkserver" not in cmdline
+        if (forked or started) and b"mpiexec" not in cmdline.split(b"\0")[0] and process.pid not in earlier:
             workers += 1
         for entry in environ.split(b"\0"):
             if entry.startswith(KEY_FILE_VARIABLE):
@@ -79,11 +82,16 @@ def test_the_key_is_nowhere_in_proc_while_a_task_runs(
     try:
         gate.wait_started("task", timeout=TIMEOUT)
         workers, key_files = _inspect_descendants(key, earlier)
-        assert workers == cores, "every rank of the running worker should have been inspected"
-        assert key_files, "the worker was told where its key file was"
+        # one process per call may have started the next one-core worker ahead: one more (a forked one shows
+        # its key file's name in no /proc file at all, as the fork server's child changed only os.environ)
+        spare = 1 if cores == 1 and not options["block_allocation"] else 0
+        assert cores <= workers <= cores + spare, "every rank of the running worker should have been inspected"
+        key_dirs = list(exe._scheduler._hub._key_files._directories.values())
+        assert key_files or key_dirs, "the worker was told where its key file was"
         assert not [path for path in key_files if os.path.exists(path)], "a worker left its key file behind"
     finally:
         gate.release()
     assert future.result(timeout=TIMEOUT) == ("done" if cores == 1 else ["done"] * cores)
     exe.shutdown(wait=True)
-    assert not [path for path in key_files if os.path.exists(os.path.dirname(path))], "key directory left over"
+    left = [path for path in key_files if os.path.exists(os.path.dirname(path))]
+    assert not left + [path for path in key_dirs if os.path.exists(path)], "key directory left over"

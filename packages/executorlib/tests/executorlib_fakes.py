@@ -161,6 +161,9 @@ class FakeLauncher:
     def key_directory(self, resources: Resources) -> str | None:
         return None
 
+    def close(self) -> None:
+        pass
+
     def prestarts(self, resources: Resources) -> bool:
         return False  # a fake sentinel is no fd: prestarting is tested with real processes
 

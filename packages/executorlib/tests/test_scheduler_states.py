@@ -81,7 +81,7 @@ class SchedulerMachine(RuleBasedStateMachine):
             return FakeHub(handler, world)
 
         with (
-            mock.patch("executorlib.executors.single.LocalLauncher", lambda *_: FakeLauncher(world)),
+            mock.patch("executorlib.executors.single.LocalLauncher", lambda *_, **__: FakeLauncher(world)),
             mock.patch("executorlib.schedulers.per_call.Hub", hub),
             mock.patch("executorlib.schedulers.pool.Hub", hub),
         ):

@@ -12,6 +12,8 @@ def test_public_names() -> None:
         "prepend_path",
         "Spawner",
         "SubprocessSpawner",
+        "ForkServer",
+        "ForkedSpawner",
         "MpiFlavour",
         "detect_mpi_flavour",
         "find_mpiexec",

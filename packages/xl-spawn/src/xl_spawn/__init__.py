@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from xl_spawn.argv import python_module_argv
 from xl_spawn.env import prepend_path, thread_env
 from xl_spawn.exitcodes import describe_returncode
+from xl_spawn.forkserver import ForkedSpawner, ForkServer
 from xl_spawn.process import Spawner, SubprocessSpawner
 
 if TYPE_CHECKING:
@@ -108,6 +109,8 @@ __all__ = [
     "FluxJobPlan",
     "FluxJobSpawner",
     "FluxRequest",
+    "ForkServer",
+    "ForkedSpawner",
     "JobEnd",
     "JobState",
     "MpiFlavour",

@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import IO, Protocol
 
-__all__ = ["Spawner", "SubprocessSpawner"]
+__all__ = ["Lifeline", "Spawner", "SubprocessSpawner"]
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ class Spawner(Protocol):
     def describe(self) -> str: ...
 
 
-class _Lifeline:
+class Lifeline:
     """Kills the child's process group when this process dies, however it dies (kill -9, OOM), with no help
     from the child: a watchdog thread in a Python child cannot run while the user's code holds the GIL (a
     spinning MPI call does). The child inherits the read end of a pipe whose write end only we hold; the
@@ -107,7 +107,7 @@ class _Lifeline:
 
 
 # Every lifeline not closed yet. The lock is held across fork(), so a child never sees the set half-changed.
-_live: set[_Lifeline] = set()
+_live: set[Lifeline] = set()
 _live_lock = threading.Lock()
 
 
@@ -128,7 +128,8 @@ class SubprocessSpawner:
     ``env`` is laid over a copy of ``os.environ``; ``cwd`` is created (private to the user) if missing.
     ``shutdown`` sends SIGTERM to the whole group, SIGKILL after ``terminate_timeout`` seconds, and kills what
     the process left behind in its group even when it had exited on its own. With ``lifeline`` (the default, on
-    Linux) the kernel also kills the group if this process dies first, e.g. by SIGKILL.
+    Linux) the kernel also kills the group if this process dies first, e.g. by SIGKILL. ``pass_fds``: more fds the
+    child inherits (e.g. one end of a socket pair).
 
     >>> with SubprocessSpawner() as spawner:
     ...     spawner.bootup(["true"])
@@ -144,6 +145,7 @@ class SubprocessSpawner:
         terminate_timeout: float = 2.0,
         lifeline: bool = True,
         keep_stderr: int = 0,
+        pass_fds: Sequence[int] = (),
     ) -> None:
         if not (isinstance(terminate_timeout, (int, float)) and math.isfinite(terminate_timeout)) or (
             terminate_timeout < 0
@@ -161,10 +163,11 @@ class SubprocessSpawner:
         self._stopped = False
         self._shutdown_called = False
         self._background: threading.Thread | None = None
-        self._lifeline = _Lifeline() if lifeline and _Lifeline.supported() else None
+        self._lifeline = Lifeline() if lifeline and Lifeline.supported() else None
         if isinstance(keep_stderr, bool) or not isinstance(keep_stderr, int) or keep_stderr < 0:
             raise ValueError(f"keep_stderr must be a number of bytes >= 0, got {keep_stderr!r}")
         self._keep_stderr = keep_stderr
+        self._pass_fds = tuple(pass_fds)
         self._stderr_tail = bytearray()
         self._stderr_pump: threading.Thread | None = None
 
@@ -198,7 +201,7 @@ class SubprocessSpawner:
                 # reaches it and everything it starts without touching our own group.
                 start_new_session=True,
                 close_fds=True,
-                pass_fds=(self._lifeline.read_fd,) if self._lifeline is not None else (),
+                pass_fds=(*self._pass_fds, *((self._lifeline.read_fd,) if self._lifeline is not None else ())),
             )
         except BaseException:
             if self._lifeline is not None:

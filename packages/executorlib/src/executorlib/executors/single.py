@@ -138,7 +138,8 @@ class SingleNodeExecutor(SocketExecutor):
         check_wait_true(wait, "SingleNodeExecutor")
         resources = options.resources(SINGLE_NODE_RULES)
         self._budget = core_budget(max_workers, max_cores, available_cores())
-        self._launcher = LocalLauncher(openmpi_oversubscribe)
+        # one process per call forks its one-core workers from a warm parent (launchers/local.py)
+        self._launcher = LocalLauncher(openmpi_oversubscribe, fork=not block_allocation)
         self._launcher.check_oversubscribe()
         self._check_task(resources, {}, where="SingleNodeExecutor(resource_dict=...)")  # before any worker starts
 

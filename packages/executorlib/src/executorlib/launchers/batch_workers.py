@@ -72,6 +72,9 @@ class BatchWorkerLauncher:
 
     # -- the Launcher protocol ----------------------------------------------------------------------------------
 
+    def close(self) -> None:
+        pass  # nothing kept between workers
+
     def prestarts(self, resources: Resources) -> bool:
         return False  # an idle batch job would hold a queued or running job of the cluster
 

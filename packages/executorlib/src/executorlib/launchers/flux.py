@@ -161,6 +161,9 @@ class FluxLauncher:
     gpus = None  # flux assigns each job its devices
     _checked: set[Resources] = field(default_factory=set, repr=False)
 
+    def close(self) -> None:
+        pass  # nothing kept between workers
+
     def prestarts(self, resources: Resources) -> bool:
         return False  # an idle flux job would hold cores of the instance that flux counts as used
 

@@ -66,6 +66,10 @@ class Launcher(Protocol):
         """A spawner for one worker with ``resources``, in ``resources.cwd`` (not started yet: the scheduler calls
         ``bootup(argv)``)."""
 
+    def close(self) -> None:
+        """Stop what the launcher keeps running between workers (LocalLauncher's fork server); called by the
+        scheduler once its last worker is reaped."""
+
 
 class JobLauncher(Protocol):
     """Runs the task files of the file flow as jobs and reports each job's end to the scheduler's

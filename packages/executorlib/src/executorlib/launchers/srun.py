@@ -158,6 +158,9 @@ class SrunLauncher:
     def spawner(self, resources: Resources, *, env: dict[str, str], keep_stderr: int) -> SubprocessSpawner:
         return SubprocessSpawner(cwd=resources.cwd, env=env, keep_stderr=keep_stderr)
 
+    def close(self) -> None:
+        pass  # nothing kept between workers
+
     def prestarts(self, resources: Resources) -> bool:
         return False  # an idle srun step would hold cores of the allocation that SLURM counts as used
 

@@ -189,6 +189,7 @@ class PerCallScheduler(WorkerScheduler):
     def _start_loop(self) -> None:
         while self._start_next():
             pass
+        self._launcher.close()
         self._hub.close()
         self._done.set()
 
