@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     print("ratio = executorlib / column; for throughput higher is better, for everything else lower is better.")
     print(
         "floor: 1 = zmq REQ/REP + cloudpickle echo process, over the executor's transport (abstract unix socket); "
-        "3 = python -c 'import zmq, cloudpickle, xl_serial';"
+        "3 = python -c pass (a bare interpreter start);"
     )
     print("       4, 7 = nothing burns CPU while waiting; 5 = executorlib's own single-task latency, same run.")
     print("PPE = concurrent.futures.ProcessPoolExecutor.")

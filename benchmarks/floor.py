@@ -65,3 +65,8 @@ class EchoClient:
 def python_start() -> None:
     """``python -c "import zmq, cloudpickle, xl_serial"``: the least a fresh worker process costs."""
     subprocess.run([sys.executable, "-c", "import zmq, cloudpickle, xl_serial"], check=True)
+
+
+def bare_python_start() -> None:
+    """``python -c pass``: a bare interpreter start, the floor of a fresh process per call (issue 17)."""
+    subprocess.run([sys.executable, "-c", "pass"], check=True)

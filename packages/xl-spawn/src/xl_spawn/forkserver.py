@@ -546,13 +546,8 @@ class _Server:
 
 def _name_process(module: str) -> None:
     """Show the child as ``module`` (its last 15 characters) in ps and top: its command line is the server's."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None)
-        libc.prctl(15, module[-15:].encode(), 0, 0, 0)  # PR_SET_NAME
-    except (OSError, AttributeError):
-        pass  # only the name in ps is lost
+    with contextlib.suppress(OSError), open("/proc/self/comm", "w", encoding="ascii", errors="replace") as comm:
+        comm.write(module[-15:])  # the main thread's name is the process's
 
 
 def _exit_on_signal(signum: int, _frame: object) -> None:
@@ -576,7 +571,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("usage: python -c 'from xl_spawn.forkserver import main; main()' --fd FD [MODULE ...]")
         return 2
     sock = socket.socket(fileno=int(words[1]))
-    import ctypes  # noqa: F401 (imported once here, used by every child: see _name_process)
 
     for module in words[2:]:
         importlib.import_module(module)
