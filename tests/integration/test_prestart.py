@@ -14,7 +14,15 @@ from pathlib import Path
 
 import psutil
 import pytest
-from xl_test_helpers import block_until_released, get_cwd, get_env, get_pid, wait_for_files, wait_until
+from xl_test_helpers import (
+    block_until_released,
+    get_cwd,
+    get_env,
+    get_pid,
+    mpi_rank_size,
+    wait_for_files,
+    wait_until,
+)
 
 TIMEOUT = 60
 
@@ -139,3 +147,23 @@ def test_a_task_of_another_shape_gets_a_worker_of_its_shape(make_executor, tmp_p
     assert seen[1][0] == here
     assert [cwd == here for cwd, _ in seen] == [False, True, False, False, False, False]
     assert [threads for _, threads in seen] == ["1", "1", "1", "2", "2", "1"]
+
+
+def _have_mpi() -> bool:
+    import importlib.util
+
+    from xl_spawn import find_mpiexec
+
+    return importlib.util.find_spec("mpi4py") is not None and find_mpiexec() is not None
+
+
+@pytest.mark.skipif(not _have_mpi(), reason="needs mpi4py and an mpiexec (pip install mpi4py mpich)")
+def test_an_mpi_task_between_one_core_tasks_runs_on_its_ranks(make_executor) -> None:
+    """A spare is one-core: a cores=2 task gets an mpiexec team of its own, and the one-core tasks around it
+    still run in fresh processes."""
+    exe = make_executor(max_cores=2)
+    first = exe.submit(get_pid).result(timeout=TIMEOUT)
+    ranks = exe.submit(mpi_rank_size, 7, resource_dict={"cores": 2}).result(timeout=TIMEOUT)
+    assert sorted(ranks) == [(7, 2, 0), (7, 2, 1)]  # (i, size, rank) from each rank
+    last = exe.submit(get_pid).result(timeout=TIMEOUT)
+    assert last != first
