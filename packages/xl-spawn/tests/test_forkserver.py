@@ -101,6 +101,9 @@ def test_shutdown_stops_the_child_and_what_it_left_in_its_group(
 
 def test_close_leaves_no_process(probe_dir: Path, tmp_path: Path) -> None:
     forks = ForkServer()
+    assert forks.pid is None, "the server starts on first use"
+    forks.start()  # ahead of the first fork
+    assert forks.pid is not None
     out = tmp_path / "out.json"
     child = _start(forks, probe_dir, out, -1)
     read_when_written(out, TIMEOUT)

@@ -140,6 +140,13 @@ class ForkServer:
         """A spawner for one child (``env`` laid over ``os.environ``; ``cwd`` created private if missing)."""
         return ForkedSpawner(self, cwd=cwd, env=env)
 
+    def start(self) -> None:
+        """Start the server now (it imports its modules in the background) instead of at the first fork."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("this ForkServer was closed; make a new one")
+            self._ensure_started()
+
     @property
     def pid(self) -> int | None:
         """The server's pid, None before first use or after ``close``."""
@@ -418,7 +425,7 @@ class _Server:
         os.set_blocking(self._wake_w, False)
         os.set_blocking(self._wake_r, False)
         signal.signal(signal.SIGCHLD, lambda *_: None)  # a Python handler, so the wake-up fd hears of it
-        signal.signal(signal.SIGTERM, _exit_on_signal)  # serve() stops the children on the way out
+        signal.signal(signal.SIGTERM, self._terminated)
         signal.set_wakeup_fd(self._wake_w)
         # The base of every child's sys.path: ours without our own script directory and PYTHONPATH entries.
         ours = {os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p}
@@ -488,6 +495,14 @@ class _Server:
             self._children.discard(pid)
             self._report(Exited(pid, os.waitstatus_to_exitcode(status)))
 
+    def _terminated(self, signum: int, _frame: object) -> None:
+        """SIGTERM (close() gave up waiting): kill the children's groups and leave at once, whatever the main
+        thread was doing."""
+        for pid in self._children:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+        os._exit(128 + signum)
+
     def _stop_all(self) -> None:
         """The executor closed the socket (or died): no child outlives the server."""
         for pid in self._children:
@@ -548,10 +563,6 @@ def _name_process(module: str) -> None:
     """Show the child as ``module`` (its last 15 characters) in ps and top: its command line is the server's."""
     with contextlib.suppress(OSError), open("/proc/self/comm", "w", encoding="ascii", errors="replace") as comm:
         comm.write(module[-15:])  # the main thread's name is the process's
-
-
-def _exit_on_signal(signum: int, _frame: object) -> None:
-    raise SystemExit(128 + signum)
 
 
 def _exit_code(code: object) -> int:

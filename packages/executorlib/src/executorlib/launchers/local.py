@@ -38,9 +38,12 @@ class LocalLauncher:
     def spawner(self, resources: Resources, *, env: dict[str, str], keep_stderr: int) -> WorkerSpawner:
         if self.fork and resources.cores == 1 and not keep_stderr:
             with self._lock:
-                if self._forks is None:
-                    self._forks = ForkServer([WORKER_MODULE])
-                return self._forks.spawner(cwd=resources.cwd, env=env)
+                if self._forks is not None:
+                    return self._forks.spawner(cwd=resources.cwd, env=env)
+                # The first worker starts as a plain process while the fork server imports beside it: waiting
+                # for the server would add its start to the first result.
+                self._forks = ForkServer([WORKER_MODULE])
+                self._forks.start()
         return SubprocessSpawner(cwd=resources.cwd, env=env, keep_stderr=keep_stderr)
 
     def close(self) -> None:
