@@ -387,6 +387,20 @@ def _idle_cpu(exe: Executor, seconds: float) -> tuple[float, float]:
     return own, kids
 
 
+def _steady_idle_cpu(exe: Executor, seconds: float) -> float:
+    """CPU seconds per second of this process over the middle of a ``sleep(seconds)`` task (from 1 s after its
+    submit to 1 s before its end)."""
+    exe.submit(echo, 0).result()
+    future = exe.submit(sleep, seconds)
+    time.sleep(1.0)
+    window = max(seconds - 2.0, 0.5)
+    before = time.process_time()
+    time.sleep(window)
+    own = time.process_time() - before
+    future.result()
+    return own / window
+
+
 def _cpu(process: psutil.Process) -> float:
     """CPU seconds of all threads of ``process``: nanoseconds from Linux schedstat, else psutil's 10 ms ticks."""
     try:
@@ -411,13 +425,11 @@ def idle_cpu(sizes: Sizes, notes: list[str]) -> list[Row]:
     with SingleNodeExecutor(max_workers=1, block_allocation=True) as exe:
         xl_base = _median_idle_cpu(exe, 0, k)
         xl, xl_kids = _median_idle_cpu(exe, s, k)
-    # One process per call: the worker sleeping was started ahead, and the next one is started while it sleeps.
-    # Starting workers is the cost of a call, not of idling, so the row is the CPU beyond a sleep(0) call's.
-    # Its workers come and go, so only this process is measured.
+    # One process per call: while a task sleeps, the next worker (the spare) is started and then waits. Starting
+    # it is the cost of a call, not of idling, so this process's CPU is taken over the middle of the sleep only,
+    # once the spare is up, per second.
     with SingleNodeExecutor(max_workers=1) as exe:
-        per_call_base, _ = _median_idle_cpu(exe, 0, k)
-        per_call_sleep, _ = _median_idle_cpu(exe, s, k)
-    per_call = per_call_sleep - per_call_base
+        per_call = statistics.median(_steady_idle_cpu(exe, s) for _ in range(k))
     with ProcessPoolExecutor(max_workers=1) as ppe:
         pool_base = _median_idle_cpu(ppe, 0, k)
         pool, pool_kids = _median_idle_cpu(ppe, s, k)
@@ -425,20 +437,19 @@ def idle_cpu(sizes: Sizes, notes: list[str]) -> list[Row]:
     notes.append(
         f"idle CPU baseline, the same with sleep(0) (cost of one submit + result, not idling): executorlib "
         f"{xl_base[0] * ms:.3f} + worker {xl_base[1] * ms:.3f} CPU-ms, PPE {pool_base[0] * ms:.3f} + worker "
-        f"{pool_base[1] * ms:.3f} CPU-ms; one process per call: sleep(0) {per_call_base * ms:.3f}, sleep({s:g}) "
-        f"{per_call_sleep * ms:.3f} CPU-ms in this process (each includes starting the next worker)"
+        f"{pool_base[1] * ms:.3f} CPU-ms"
     )
     what = f"while a task sleeps {s:g} s, median of {k}"
     return [
         Row(f"4 idle CPU, this process, {what}", "CPU-ms", xl * ms, 0.0, pool * ms, [Target("abs", "<=", 1.0)]),
         Row(f"4 idle CPU, the worker process, {what}", "CPU-ms", xl_kids * ms, 0.0, pool_kids * ms),
         Row(
-            f"4 idle CPU, this process, one process per call, beyond a sleep(0) call, {what}",
-            "CPU-ms",
+            f"4 idle CPU, this process, one process per call (a spare waits), per second of a sleep, median of {k}",
+            "CPU-ms/s",
             per_call * ms,
             0.0,
-            pool * ms,
-            [Target("abs", "<=", 1.0)],
+            pool / s * ms,
+            [Target("abs", "<=", round(1.0 / s, 2))],
         ),
     ]
 
