@@ -54,3 +54,6 @@ seed=(--hypothesis-seed="${HYPOTHESIS_SEED:-0}")
 [ "${HYPOTHESIS_SEED:-0}" = random ] && seed=()
 $py -m pytest -q -p no:randomly "${seed[@]}" packages/xl-serial/tests packages/xl-comm/tests packages/xl-spawn/tests \
     packages/xl-graph/tests packages/xl-cache/tests packages/executorlib/tests tests
+echo "== the Executor contract suite with every portable fallback forced (XL_PORTABLE=all, README: Platforms)"
+XL_PORTABLE=all $py -m pytest -q -p no:randomly "${seed[@]}" -m "not stdlib_reference" \
+    tests/contract/test_executor_contract.py

@@ -2,7 +2,7 @@
 
 Each task runs as ``python -m xl_cache.worker <key>_i.h5`` (under ``mpiexec -n N`` for N cores) in a session of its
 own, printing to this process's stdout and stderr, in the call's ``cwd`` or else the cache directory. One watcher
-thread waits in ``epoll`` on a pidfd per process (no polling, no sleeping); a task whose arguments come from other
+thread waits on one exit fd per process (``xl_spawn.exit_fd``, no polling); a task whose arguments come from other
 tasks starts from the end callback of the last of them, as a batch scheduler would start an ``afterok`` job. The
 processes are not tied to this one: ``shutdown(wait=False)`` leaves them running, and a later executor re-attaches
 to them by the pid recorded in ``<cache>/<key>/queue_id`` (checked against ``/proc/<pid>/cmdline`` so a recycled pid
@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from xl_cache import QUEUE_ID_FILE_VARIABLE, write_queue_id_file
-from xl_spawn import pid_runs
+from xl_spawn import UnwatchableProcessError, exit_fd, pid_runs
 
 from executorlib.launchers.local import LocalLauncher
 from executorlib.launchers.protocol import user_import_paths
@@ -170,14 +170,14 @@ class LocalJobLauncher:
             return False
         try:
             self._watch(task, pid, None)
-        except ProcessLookupError:
-            return False
+        except (ProcessLookupError, UnwatchableProcessError):
+            return False  # gone, or no way here to learn when it ends: the task is submitted again
         return True
 
     # -- watch -------------------------------------------------------------------------------------------------
 
     def _watch(self, task: FileTask, pid: int, proc: subprocess.Popen[bytes] | None) -> None:
-        fd = os.pidfd_open(pid)
+        fd = exit_fd(pid, child=proc is not None)
         with self._lock:
             if self._selector is None:
                 self._selector = selectors.DefaultSelector()
