@@ -216,13 +216,21 @@ def test_ps_replaces_proc_cmdline(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     real = xl_spawn.cmdline._ps_command_line
     monkeypatch.setattr(xl_spawn.cmdline, "_ps_command_line", lambda pid: calls.append(pid) or real(pid))
     marker = str(tmp_path / "task with spaces_i.h5")
-    with xl_spawn.SubprocessSpawner() as spawner:
-        spawner.bootup([sys.executable, "-c", "import sys; sys.stdin.read()", marker])
-        assert xl_spawn.pid_runs(spawner.pid, marker)
-        assert not xl_spawn.pid_runs(spawner.pid, str(tmp_path / "another_i.h5"))
-        spawner.shutdown()
-        assert not xl_spawn.pid_runs(spawner.pid, marker)  # gone (a recycled pid would not run the marker either)
-    assert calls == [spawner.pid] * 3
+    # "up" is printed after exec, so ps sees this command line (not the forking parent's); it runs until stdin closes
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import sys; print('up', flush=True); sys.stdin.read()", marker],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "up"
+        assert xl_spawn.pid_runs(child.pid, marker)
+        assert not xl_spawn.pid_runs(child.pid, str(tmp_path / "another_i.h5"))
+    finally:
+        child.communicate(timeout=TIMEOUT)  # closes stdin: the child ends, and is reaped here
+    assert not xl_spawn.pid_runs(child.pid, marker)  # gone (a recycled pid would not run the marker either)
+    assert calls == [child.pid] * 3
 
 
 # -- fdpath (xl-cache) --------------------------------------------------------------------------------------------

@@ -49,7 +49,7 @@ from zmq import Frame as ZmqFrame
 
 from xl_comm.messages import MESSAGE_CLASSES, Kind, Message, Task
 
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 3  # 3: large buffers under GMAC tags (a buffer table); Result carries the function's runtime
 MAGIC = b"XL"
 KEY_BYTES = 32
 _HEADER = struct.Struct("!2sBBIQQIQ")
