@@ -9,7 +9,7 @@ SHELL := /bin/bash
 VENV := $(CURDIR)/.venv
 PY := $(VENV)/bin/python
 PACKAGES := $(sort $(notdir $(wildcard packages/*)))
-LINT_PATHS := packages tests scripts benchmarks examples
+LINT_PATHS := packages tests scripts benchmarks examples docs
 #: one package folder under packages/ (or several, quoted): make test PKG=xl-comm, make check PKG="xl-comm xl-cache"
 PKG ?=
 #: what test-cross runs: the whole of tests/, or a part: make test-cross TESTS=tests/integration/test_cache.py

@@ -111,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         "floor: 1 = zmq REQ/REP + cloudpickle echo process, over the executor's transport (abstract unix socket); "
         "3 = python -c pass (a bare interpreter start);"
     )
-    print("       4, 7 = nothing burns CPU while waiting; 5 = executorlib's own single-task latency, same run.")
+    print("       4, 7 = nothing burns CPU while waiting; 5 = executorlib's own single-task latency, same run;")
+    print("       14 = zmq REQ/REP echo of the same pickle-5 buffers, copy=False, no framing or MAC.")
     print("PPE = concurrent.futures.ProcessPoolExecutor.")
     for note in notes:
         print(f"  {note}")

@@ -1,15 +1,20 @@
-"""The floor's far end: ``python -m benchmarks.echo_server ADDRESS``.
+"""The floor's far end: ``python -m benchmarks.echo_server ADDRESS [--out-of-band]``.
 
 A REP socket that connects to ADDRESS, unpickles ``(fn, args, kwargs)``, calls it and sends back the pickled
-result; an empty message ends it. Nothing else: no framing, no MAC. One thread blocks on stdin (a pipe from the
-benchmark) and ends the process when the benchmark goes away, so a killed benchmark leaves no server behind.
+result; an empty message ends it. Nothing else: no framing, no MAC. With ``--out-of-band`` a message is a pickle
+stream followed by its pickle-5 buffers, one frame each, received and sent without a copy (``copy=False``), as a
+large array travels at best; without it, one frame each way (the small-task floor). One thread blocks on stdin (a
+pipe from the benchmark) and ends the process when the benchmark goes away, so a killed benchmark leaves no server
+behind.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
 import sys
 import threading
+from typing import Any
 
 import cloudpickle
 import zmq
@@ -21,11 +26,16 @@ def _exit_with_parent() -> None:
     os._exit(0)
 
 
-def serve(address: str) -> None:
+def serve(address: str, out_of_band: bool = False) -> None:
     threading.Thread(target=_exit_with_parent, daemon=True).start()
     context = zmq.Context()
     sock = context.socket(zmq.REP)
     sock.connect(address)
+    if out_of_band:
+        _serve_out_of_band(sock)
+        sock.close(linger=1000)
+        context.term()
+        return
     while True:
         request = sock.recv()
         if not request:
@@ -37,5 +47,22 @@ def serve(address: str) -> None:
     context.term()
 
 
+def _serve_out_of_band(sock: Any) -> None:
+    while True:
+        frames = sock.recv_multipart(copy=False)
+        if len(frames) == 1 and not frames[0].bytes:
+            sock.send(b"")
+            return
+        fn, args, kwargs = pickle.loads(frames[0].buffer, buffers=[frame.buffer for frame in frames[1:]])
+        sock.send_multipart(dumps_out_of_band(fn(*args, **kwargs)), copy=False)
+
+
+def dumps_out_of_band(obj: Any) -> list[Any]:
+    """``[stream, buffer, ...]``: cloudpickle with every pickle-5 buffer out of band."""
+    buffers: list[pickle.PickleBuffer] = []
+    stream = cloudpickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
+    return [stream, *(buffer.raw() for buffer in buffers)]
+
+
 if __name__ == "__main__":
-    serve(sys.argv[1])
+    serve(sys.argv[1], out_of_band="--out-of-band" in sys.argv[2:])

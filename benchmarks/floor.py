@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import secrets
 import subprocess
 import sys
@@ -14,22 +15,26 @@ from typing import Any
 import cloudpickle
 import zmq
 
+from benchmarks.echo_server import dumps_out_of_band
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
 class EchoClient:
     """A REQ socket and the ``benchmarks.echo_server`` process connected to it, over the transport
     SingleNodeExecutor's workers use: a Linux abstract unix socket (it costs less per message than loopback
-    TCP, so comparing against a TCP floor would flatter the executor)."""
+    TCP, so comparing against a TCP floor would flatter the executor).
 
-    def __init__(self) -> None:
+    ``out_of_band=True``: the server expects :meth:`call_out_of_band` (a large payload's floor)."""
+
+    def __init__(self, out_of_band: bool = False) -> None:
         self._context = zmq.Context()
         self._sock = self._context.socket(zmq.REQ)
         address = f"ipc://@xl-bench-floor-{os.getpid()}-{secrets.token_hex(4)}"
         self._sock.bind(address)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
         self._server = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.echo_server", address],
+            [sys.executable, "-m", "benchmarks.echo_server", address, *(["--out-of-band"] if out_of_band else [])],
             cwd=ROOT,
             env=env,
             stdin=subprocess.PIPE,  # the server exits when this pipe closes, i.e. when we do
@@ -39,6 +44,12 @@ class EchoClient:
         """One round trip: pickle ``(fn, args, {})``, send, receive, unpickle."""
         self._sock.send(cloudpickle.dumps((fn, args, {})))
         return cloudpickle.loads(self._sock.recv())
+
+    def call_out_of_band(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """One round trip with every pickle-5 buffer in a frame of its own, sent and received without a copy."""
+        self._sock.send_multipart(dumps_out_of_band((fn, args, {})), copy=False)
+        frames = self._sock.recv_multipart(copy=False)
+        return pickle.loads(frames[0].buffer, buffers=[frame.buffer for frame in frames[1:]])
 
     def close(self) -> None:
         self._sock.setsockopt(zmq.RCVTIMEO, 10_000)

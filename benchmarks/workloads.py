@@ -45,6 +45,8 @@ class Sizes:
     cache_hits: int
     mpi_calls: int
     slurm_jobs: int
+    array_bytes: tuple[int, ...]
+    array_repeats: int
 
 
 FULL = Sizes(
@@ -66,6 +68,8 @@ FULL = Sizes(
     cache_hits=2000,
     mpi_calls=20,
     slurm_jobs=50,
+    array_bytes=(10**8, 10**9),
+    array_repeats=3,
 )
 QUICK = Sizes(
     latency_calls=300,
@@ -86,6 +90,8 @@ QUICK = Sizes(
     cache_hits=300,
     mpi_calls=4,
     slurm_jobs=10,
+    array_bytes=(10**8,),  # the CI smoke run stays short: no 1 GB array
+    array_repeats=3,
 )
 
 
@@ -949,6 +955,128 @@ def slurm_cluster(sizes: Sizes, notes: list[str]) -> list[Row]:
     ]
 
 
+def _peak_rss() -> int:
+    """This process's resident-set high-water mark since the last :func:`_reset_peak_rss`, in bytes."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM line in /proc/self/status")
+
+
+def _reset_peak_rss() -> None:
+    """Linux >= 4.0: writing 5 to clear_refs sets VmHWM back to the current RSS."""
+    with open("/proc/self/clear_refs", "w", encoding="ascii") as clear_refs:
+        clear_refs.write("5")
+
+
+def _array_peak(call: Callable[[Any], Any], nbytes: int) -> int:
+    """The driver's peak RSS while it makes an array of ``nbytes``, sends it there and receives it back, above
+    its RSS just before, in bytes: 2 * ``nbytes`` = the argument and the result, not one copy more."""
+    import numpy as np
+
+    gc.collect()
+    before = psutil.Process().memory_info().rss
+    _reset_peak_rss()
+    array = np.ones(nbytes, dtype=np.uint8)
+    result = call(array)
+    peak = _peak_rss() - before
+    if result.nbytes != nbytes or result[0] != 1 or result[-1] != 1:
+        raise RuntimeError(f"large array: the array came back changed: {result!r}")
+    del array, result
+    return peak
+
+
+def _array_round_trips(calls: dict[str, Callable[[Any], Any]], nbytes: int, repeats: int) -> dict[str, list[float]]:
+    """Seconds of each of ``repeats`` round trips of one array of ``nbytes`` per contender, interleaved (the array
+    is freed on return, before the memory pass)."""
+    import numpy as np
+
+    array = np.ones(nbytes, dtype=np.uint8)
+    contenders = {name: (lambda i, call=call: call(array)) for name, call in calls.items()}
+    return interleaved(contenders, repeats, warmup=0, rounds=repeats)
+
+
+def large_arrays(sizes: Sizes, notes: list[str]) -> list[Row]:
+    """A numpy array there and back (the argument of an echo defined in ``__main__``, and its result). GB/s = the
+    array's bytes / the round trip's seconds. executorlib on a block-allocation worker (one worker, started before
+    the clock runs), so the payload's path is what is timed; ``block_allocation=False`` in a row without target,
+    where each call also starts its worker. Floor: the raw zmq round trip of the same pickle-5 buffers between two
+    processes, each frame sent and received without a copy (no framing, no MAC). Memory: the driver's RSS
+    high-water mark (``VmHWM``, reset through ``/proc/self/clear_refs``) above its RSS before the argument was
+    made: it counts zmq's and numpy's native buffers, which tracemalloc misses."""
+    import numpy as np
+
+    echo_main = main_functions().echo
+    rows: list[Row] = []
+    with (
+        SingleNodeExecutor(max_workers=1, block_allocation=True) as exe,
+        SingleNodeExecutor(max_workers=1) as per_call,
+        EchoClient(out_of_band=True) as client,
+        ProcessPoolExecutor(max_workers=1) as ppe,
+    ):
+        calls: dict[str, Callable[[Any], Any]] = {
+            "executorlib": lambda array: exe.submit(echo_main, array).result(timeout=600),
+            "per call": lambda array: per_call.submit(echo_main, array).result(timeout=600),
+            "floor": lambda array: client.call_out_of_band(echo, array),
+            "PPE": lambda array: ppe.submit(echo_main, array).result(timeout=600),
+        }
+        small = np.ones(1 << 20, dtype=np.uint8)
+        for call in calls.values():  # every path warm (a 1 MB array: a full-size warm-up would double the run)
+            call(small)
+        for nbytes in sizes.array_bytes:
+            seconds = _array_round_trips(calls, nbytes, sizes.array_repeats)
+            peaks = {name: _array_peak(calls[name], nbytes) for name in ("executorlib", "floor", "PPE")}
+            rate = {name: nbytes / statistics.median(values) / 1e9 for name, values in seconds.items()}
+            # Rounded to 0.01 as printed: a round trip's own Python objects (a few KB) are not a copy of the array.
+            ratio = {name: round(peak / nbytes, 2) for name, peak in peaks.items()}
+            size = f"{nbytes / 1e9:g} GB" if nbytes >= 10**9 else f"{nbytes / 1e6:g} MB"
+            notes.append(
+                f"numpy array {size}, driver peak RSS above 2x the array (argument + result): "
+                + "; ".join(f"{name} {(peak - 2 * nbytes) / 1e3:+,.0f} KB" for name, peak in peaks.items())
+            )
+            notes.append(
+                f"numpy array {size} there and back, seconds per round trip ({sizes.array_repeats} interleaved): "
+                + "; ".join(f"{name} {', '.join(f'{t:.3f}' for t in values)}" for name, values in seconds.items())
+            )
+            what = f"14 numpy array {size} there and back"
+            rows.append(
+                Row(
+                    f"{what}, block, 1 worker, median of {sizes.array_repeats}",
+                    "GB/s",
+                    rate["executorlib"],
+                    rate["floor"],
+                    rate["PPE"],
+                    [Target("abs", ">=", 0.6)],
+                )
+            )
+            rows.append(
+                Row(
+                    f"{what}, block_allocation=False (worker start included)",
+                    "GB/s",
+                    rate["per call"],
+                    rate["floor"],
+                    rate["PPE"],
+                )
+            )
+            rows.append(
+                Row(
+                    f"{what}, driver peak RSS / array size",
+                    "x array",
+                    ratio["executorlib"],
+                    ratio["floor"],
+                    ratio["PPE"],
+                    [Target("abs", "<=", 2.0)],
+                )
+            )
+    notes.append(
+        "numpy arrays: GB/s = array bytes / round-trip seconds (1 GB = 10^9 bytes); floor = raw zmq REQ/REP of the "
+        "same pickle-5 buffers, copy=False, no framing or MAC; peak = VmHWM above the RSS before the argument was "
+        "made (2.0 = argument + result), rounded to 0.01, one round trip each, after the timed ones"
+    )
+    return rows
+
+
 WORKLOADS: list[tuple[str, Callable[[Sizes, list[str]], list[Row]]]] = [
     ("latency", latency),
     ("throughput", throughput),
@@ -965,4 +1093,5 @@ WORKLOADS: list[tuple[str, Callable[[Sizes, list[str]], list[Row]]]] = [
     ("TestClusterExecutor", test_cluster),
     ("SlurmClusterExecutor", slurm_cluster),
     ("flux", flux_rows),
+    ("large arrays", large_arrays),
 ]

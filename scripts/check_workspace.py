@@ -58,6 +58,7 @@ PYPI_TO_CONDA: dict[str, str] = {
     "pandas": "pandas",
     "ipython": "ipython",
     "pydantic": "pydantic",
+    "cryptography": "cryptography",
 }
 
 # Names that must never appear in a pyproject dependency list, with the reason.

@@ -8,8 +8,8 @@ command -v dot >/dev/null 2>&1 || (export DEBIAN_FRONTEND=noninteractive; apt-ge
 bash scripts/setup.sh
 py=.venv/bin/python
 echo "== lint, format, types, layers, workspace consistency"
-.venv/bin/ruff check packages tests scripts benchmarks examples
-.venv/bin/ruff format --check packages tests scripts benchmarks examples
+.venv/bin/ruff check packages tests scripts benchmarks examples docs
+.venv/bin/ruff format --check packages tests scripts benchmarks examples docs
 for pkg in packages/*/; do (cd "$pkg" && ../../.venv/bin/mypy --strict src); done
 .venv/bin/lint-imports
 $py scripts/check_workspace.py
@@ -40,6 +40,9 @@ case $flux_rc in
         exit "$flux_rc"
         ;;
 esac
+# After the SLURM and Flux set-up: the SLURM and Flux pages run against them (skipped only with the reasons above).
+echo "== documentation site: every notebook executed, warnings as errors, internal links checked (scripts/docs.sh)"
+bash scripts/docs.sh
 # After the SLURM and Flux set-up, so the srun, sbatch and flux rows run too.
 echo "== benchmark smoke run (ratios are reported, not asserted)"
 $py -m benchmarks --quick --timeout 600
@@ -51,3 +54,6 @@ seed=(--hypothesis-seed="${HYPOTHESIS_SEED:-0}")
 [ "${HYPOTHESIS_SEED:-0}" = random ] && seed=()
 $py -m pytest -q -p no:randomly "${seed[@]}" packages/xl-serial/tests packages/xl-comm/tests packages/xl-spawn/tests \
     packages/xl-graph/tests packages/xl-cache/tests packages/executorlib/tests tests
+echo "== the Executor contract suite with every portable fallback forced (XL_PORTABLE=all, README: Platforms)"
+XL_PORTABLE=all $py -m pytest -q -p no:randomly "${seed[@]}" -m "not stdlib_reference" \
+    tests/contract/test_executor_contract.py

@@ -48,6 +48,7 @@ def sleep_and_return(seconds: float, value: Any) -> Any:
 
 def die(code: int) -> None:
     print("about to die", flush=True)
+    print("last words on stderr", file=sys.stderr, flush=True)
     os._exit(code)
 
 
@@ -127,8 +128,11 @@ def test_a_process_that_dies_fails_its_future_and_its_dependents(
     error = dead.exception(timeout=TIMEOUT)
     assert isinstance(error, JobFailedError)
     assert error.state == "with exit status 3" and error.queue_id is not None
-    assert "stdout and stderr" in str(error) and error.log_file is None
-    assert "about to die" in capfd.readouterr().out  # the process printed to ours, as in executorlib 1.x
+    # the tail of its stderr, from the copy kept in its folder (xl_cache.STDERR_LOG_NAME)
+    assert str(error).endswith(":\nlast words on stderr") and error.log_file is not None
+    assert Path(error.log_file).parent.parent == cache and Path(error.log_file).name == "stderr"
+    printed = capfd.readouterr()
+    assert "about to die" in printed.out and "last words on stderr" in printed.err  # ours, as in executorlib 1.x
     assert isinstance(dependent.exception(timeout=TIMEOUT), JobFailedError)
     assert not list(cache.glob("*_i.h5"))  # nothing pending is left behind
     # the dead task keeps its folder with its pid for a post-mortem

@@ -62,7 +62,7 @@ def test_per_task_overrides_win_key_by_key(base: dict[str, Any], task: dict[str,
     )
 )
 def test_unknown_keys_list_every_valid_key(key: str) -> None:
-    with pytest.raises(ResourceDictError) as info:
+    with pytest.raises(ValueError) as info:  # pydantic's ValidationError where pydantic is installed
         parse_resource_dict({key: 1}, where="test")
     message = str(info.value)
     assert repr(key) in message and all(valid in message for valid in KEYS)
@@ -96,9 +96,9 @@ def test_bad_values_name_key_value_and_an_example(key: str, value: Any) -> None:
 
 
 def test_a_misspelling_suggests_the_key_and_moved_keys_point_to_the_constructor() -> None:
-    with pytest.raises(ResourceDictError, match="Did you mean 'cores'"):
+    with pytest.raises(ValueError, match="Did you mean 'cores'"):  # a ValidationError where pydantic is installed
         parse_resource_dict({"corse": 2}, where="test")
-    with pytest.raises(ResourceDictError, match="constructor argument"):
+    with pytest.raises(ValueError, match="constructor argument"):
         parse_resource_dict({"openmpi_oversubscribe": True}, where="test")
 
 

@@ -123,6 +123,19 @@ def test_the_job_id_comes_from_the_file_the_launcher_names(tmp_path: Path, monke
     assert entry["queue_id"] == 31337 and entry["output"] == 3
 
 
+def test_once_the_output_is_written_the_job_folder_goes_with_its_stderr_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = xl_cache.write_input(tmp_path, "k", operator.add, (1, 2))
+    folder = tmp_path / "k"
+    folder.mkdir()
+    (folder / xl_cache.QUEUE_ID_FILE_NAME).write_text("31337")
+    (folder / xl_cache.STDERR_LOG_NAME).write_text("what the job printed to stderr\n")
+    monkeypatch.setenv("XL_CACHE_QUEUE_ID_FILE", str(folder / xl_cache.QUEUE_ID_FILE_NAME))
+    xl_cache.run_task_file(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["k_o.h5"]
+
+
 def test_a_missing_job_id_file_leaves_the_id_unset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = xl_cache.write_input(tmp_path, "k", operator.add, (1, 2))
     for name in ("SLURM_JOB_ID", "FLUX_JOB_ID", "XL_CACHE_QUEUE_ID"):

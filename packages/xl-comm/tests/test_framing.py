@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 import pickle
+import random
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from xl_comm.framing import (
     HEADER_BYTES,
@@ -219,3 +220,106 @@ def test_open_frames_returns_the_verified_body_unpickled_by_nobody(value: Any, s
     tampered = [frames[0][:-1] + bytes([frames[0][-1] ^ 1]), *frames[1:]]
     with pytest.raises(AuthenticationError):
         open_frames(KEY, tampered)
+
+
+# -- large buffers: GMAC tags in the envelope's buffer table from FAST_MAC_MIN_BYTES on (see xl_comm.framing)
+
+
+def _sizes_near_threshold() -> st.SearchStrategy[list[int]]:
+    """One or two buffers that together hold a few bytes less or more than FAST_MAC_MIN_BYTES."""
+    from xl_comm.framing import FAST_MAC_MIN_BYTES
+
+    total = st.integers(FAST_MAC_MIN_BYTES - 3, FAST_MAC_MIN_BYTES + 3)
+    one = total.map(lambda size: [size])
+    two = st.tuples(total, st.integers(70_000, 1 << 20)).map(lambda pair: [pair[1], pair[0] - pair[1]])
+    return one | two
+
+
+class _Canary:
+    """A value whose unpickling is recorded: a message that must be refused never gets this far."""
+
+    unpickled: list[int] = []
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_Canary.unpickled.append, (1,))
+
+
+@settings(max_examples=20, deadline=None)
+@given(_sizes_near_threshold())
+def test_buffers_around_the_gmac_threshold_round_trip(sizes: list[int]) -> None:
+    from xl_comm.framing import FAST_MAC_MIN_BYTES, MAC_BYTES, table_bytes
+
+    frames = seal(KEY, Header(Kind.RESULT, 1, 1, 1), pack_body(Result(_buffers(sizes))))
+    views = [memoryview(f.raw()) for f in frames[1:]]
+    stream = len(frames[0]) - HEADER_BYTES - MAC_BYTES
+    table = table_bytes(views) if sum(sizes) >= FAST_MAC_MIN_BYTES else 0
+    assert stream - table == len(pack_body(Result(_buffers(sizes)))[0]), "a buffer table only from the threshold on"
+    received = _raw(frames)
+    back = open_body(open_header(KEY, received), received)
+    assert isinstance(back, Result)
+    assert [bytes(b) for b in back.value] == [bytes(b.raw()) for b in _buffers(sizes)]
+
+
+@settings(max_examples=30, deadline=None)
+@given(_sizes_near_threshold(), st.data())
+def test_any_flipped_byte_of_a_large_message_is_rejected_before_unpickling(
+    sizes: list[int], data: st.DataObject
+) -> None:
+    _Canary.unpickled.clear()
+    body = pack_body(Result((_Canary(), _buffers(sizes))))
+    frames = [bytearray(f) for f in _raw(seal(KEY, Header(Kind.RESULT, 1, 1, 1), body))]
+    index = data.draw(st.integers(0, len(frames) - 1), label="frame")
+    position = data.draw(st.integers(0, len(frames[index]) - 1), label="byte")
+    frames[index][position] ^= 1 << data.draw(st.integers(0, 7))
+    with pytest.raises(ProtocolError):
+        open_body(open_header(KEY, frames), frames)
+    assert not _Canary.unpickled
+
+
+def test_a_large_message_of_another_key_or_with_swapped_buffers_is_rejected() -> None:
+    from xl_comm.framing import FAST_MAC_MIN_BYTES
+
+    sizes = [FAST_MAC_MIN_BYTES, FAST_MAC_MIN_BYTES]
+    frames = _raw(seal(new_key(), Header(Kind.RESULT, 1, 1, 1), pack_body(Result(_buffers(sizes)))))
+    with pytest.raises(AuthenticationError):
+        open_header(KEY, frames)
+    frames = _raw(seal(KEY, Header(Kind.RESULT, 1, 1, 1), pack_body(Result(_buffers(sizes)))))
+    with pytest.raises(AuthenticationError):
+        open_header(KEY, [frames[0], frames[2], frames[1]])
+
+
+def test_each_large_message_gets_its_own_nonce() -> None:
+    """The one-time GMAC key comes from a fresh random nonce: the same buffers sealed twice get other tables."""
+    from xl_comm.framing import FAST_MAC_MIN_BYTES, MAC_BYTES, NONCE_BYTES, table_bytes
+
+    body = pack_body(Result(_buffers([FAST_MAC_MIN_BYTES])))
+    envelopes = [bytes(seal(KEY, Header(Kind.RESULT, 1, 1, 1), body)[0]) for _ in range(2)]
+    table = table_bytes([memoryview(body[1].raw())])
+    stream_end = len(envelopes[0]) - MAC_BYTES - table
+    tables = [envelope[stream_end : stream_end + table] for envelope in envelopes]
+    assert tables[0][:NONCE_BYTES] != tables[1][:NONCE_BYTES]
+    assert tables[0][-16:] != tables[1][-16:], "the tag of the same bytes differs under another one-time key"
+    for envelope in envelopes:
+        assert open_header(KEY, [envelope, body[1].raw().tobytes()]).kind is Kind.RESULT
+
+
+def test_a_buffer_of_several_gmac_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Buffers longer than one GMAC call takes (GMAC_CHUNK_BYTES, 1 GiB) get a tag per chunk; here the chunk is
+    1000 bytes so that the test needs no gigabyte."""
+    import xl_comm.framing as framing
+
+    monkeypatch.setattr(framing, "GMAC_CHUNK_BYTES", 1000)
+    monkeypatch.setattr(framing, "FAST_MAC_MIN_BYTES", 2000)
+    payload = random.Random(7).randbytes(3500)  # 4 chunks, no two alike
+    frames = _raw(seal(KEY, Header(Kind.RESULT, 1, 1, 1), [pickle.dumps(None), payload]))
+    assert len(frames[0]) - framing.table_bytes([memoryview(payload)]) == HEADER_BYTES + 4 + framing.MAC_BYTES
+    assert framing.table_bytes([memoryview(payload)]) == 16 + 8 + 4 * 16
+    assert open_header(KEY, frames).kind is Kind.RESULT
+    for position in (10, 1500, 2999, 3499):
+        tampered = bytearray(frames[1])
+        tampered[position] ^= 0x40
+        with pytest.raises(AuthenticationError, match="GMAC tag"):
+            open_header(KEY, [frames[0], bytes(tampered)])
+    swapped = frames[1][1000:2000] + frames[1][:1000] + frames[1][2000:]
+    with pytest.raises(AuthenticationError):
+        open_header(KEY, [frames[0], swapped])

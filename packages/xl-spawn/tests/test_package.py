@@ -7,6 +7,9 @@ import xl_spawn
 def test_public_names() -> None:
     assert set(xl_spawn.__all__) == {
         "describe_returncode",
+        "exit_fd",
+        "LIFELINE_VARIABLE",
+        "UnwatchableProcessError",
         "python_module_argv",
         "thread_env",
         "prepend_path",

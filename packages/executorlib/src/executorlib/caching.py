@@ -56,14 +56,19 @@ class CachedFuture(TaskFuture):
     """The Future of a task with a cache directory: its first successful result is written to the cache (in the
     executor's writer thread) before the Future completes. Exceptions pass straight through, uncached."""
 
-    _store: Callable[[Any], None] | None = None
+    _store: Callable[[Any, float | None], None] | None = None
 
     def set_result(self, result: Any) -> None:
+        self.set_timed_result(result, None)
+
+    def set_timed_result(self, result: Any, runtime: float | None) -> None:
+        """``set_result`` with the seconds the worker spent in the function, which the cache entry records
+        (None: not measured by a worker; then the time since the cache lookup is recorded instead)."""
         store, self._store = self._store, None
         if store is None:
             super().set_result(result)
             return
-        store(result)
+        store(result, runtime)
 
     def _finish(self, result: Any) -> None:
         # failed meanwhile (e.g. its worker was declared dead): that outcome stands
@@ -123,11 +128,12 @@ class ResultCache:
                     future.set_exception(outcome.value)
             return True
         if isinstance(future, CachedFuture):
-            started = time.perf_counter()
+            looked_up = time.perf_counter()
 
-            def store(result: Any) -> None:
-                runtime = time.perf_counter() - started
-                self._submit(lambda: self._write(future, directory, key, fn, args, kwargs, resources, result, runtime))
+            def store(result: Any, runtime: float | None) -> None:
+                # the worker's measure of the function (1.x's runtime); worker start-up and the wire are not in it
+                spent = time.perf_counter() - looked_up if runtime is None else runtime
+                self._submit(lambda: self._write(future, directory, key, fn, args, kwargs, resources, result, spent))
 
             future._store = store
         return False

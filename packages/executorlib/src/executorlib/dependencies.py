@@ -69,6 +69,9 @@ class Parked:
 
     __slots__ = ("_lock", "_release", "_substitute", "_upstream", "_waiting", "args", "future", "kwargs")
 
+    # Every slot, set and closure here is paid per pending task (the benchmark's 50,000 tasks on one Future):
+    # hence no set for the common single upstream, and no closure per task in the callers (see ParkedCall).
+
     def __init__(
         self,
         future: Future[Any],
@@ -83,7 +86,9 @@ class Parked:
         self.args = args
         self.kwargs = kwargs
         self._upstream: list[Future[Any]] | None = upstream
-        self._waiting = {id(f) for f in upstream}  # a set, not a count: settling one twice is harmless
+        # Which upstream Futures are still awaited: a set, not a count, so that settling one twice is harmless.
+        # With a single upstream, `_upstream` going to None on release already makes a second settle a no-op.
+        self._waiting = {id(f) for f in upstream} if len(upstream) > 1 else None
         self._release = release
         self._substitute = substitute
         self._lock = threading.Lock()
@@ -119,9 +124,10 @@ class Parked:
         with self._lock:
             if self._upstream is None:  # already released (an earlier upstream failed, or it was cancelled)
                 return
-            if id(upstream) not in self._waiting:  # settled already (catch_up)
-                return
-            self._waiting.discard(id(upstream))
+            if self._waiting is not None:
+                if id(upstream) not in self._waiting:  # settled already (catch_up)
+                    return
+                self._waiting.discard(id(upstream))
             failed = upstream.cancelled() or upstream.exception() is not None
             if not failed and self._waiting:
                 return

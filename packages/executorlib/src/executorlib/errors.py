@@ -7,8 +7,27 @@ class ResourceDictError(ValueError, TypeError):
     """A ``resource_dict`` key or value this executor cannot accept.
 
     A subclass of both ValueError and TypeError, so code written for either (or for pydantic's ValidationError,
-    a ValueError, which executorlib 1.x raised) keeps catching it.
+    a ValueError, which executorlib 1.x raised) keeps catching it. An unknown key is the exception: where pydantic
+    is installed it raises ``pydantic.ValidationError`` instead, as 1.x did (see :func:`unknown_key_error`);
+    ``except ValueError`` catches both.
     """
+
+
+def unknown_key_error(error: ResourceDictError, key: object, value: object) -> Exception:
+    """What an unknown ``resource_dict`` key raises: with pydantic importable a ``pydantic.ValidationError``, as
+    executorlib 1.x raised (code catching it keeps working), whose text is ``error``'s message; else ``error``.
+
+    pydantic's error class cannot be subclassed, so the error cannot be both; pydantic is imported only here, when
+    raising, so it costs nothing on the way of a valid call."""
+    try:
+        from pydantic import ValidationError
+        from pydantic_core import PydanticCustomError
+    except ImportError:
+        return error
+    where = key if isinstance(key, str | int) else repr(key)  # pydantic's locations are str or int
+    # 1.x's error type for a key the model does not declare, with our message (no context: braces stay as they are)
+    line = {"type": PydanticCustomError("extra_forbidden", str(error)), "loc": (where,), "input": value}
+    return ValidationError.from_exception_data("resource_dict", [line])  # type: ignore[list-item]
 
 
 class ResourceKeyWarning(UserWarning):

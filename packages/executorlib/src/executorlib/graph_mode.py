@@ -71,8 +71,12 @@ class GraphRecorder:
 def _display_inline(graph: TaskGraph) -> None:
     """Show the picture in Jupyter; outside IPython there is nowhere to show it, so say how to save it."""
     try:
+        import IPython.display
         from IPython import get_ipython
-        from IPython.display import SVG, display
+
+        # IPython's display functions are untyped: as Any, mypy --strict passes with IPython installed or not
+        show: Any = IPython.display.display
+        svg: Any = IPython.display.SVG
     except ImportError:
         get_ipython = None
     if get_ipython is None or get_ipython() is None:
@@ -85,7 +89,7 @@ def _display_inline(graph: TaskGraph) -> None:
             stacklevel=3,
         )
         return
-    display(SVG(render(graph, None)))
+    show(svg(render(graph, None)))
 
 
 class NoScheduler:

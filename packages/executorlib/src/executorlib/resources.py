@@ -1,7 +1,7 @@
 """``resource_dict``: parsed once into a frozen value, checked by type and by what the executor can honour.
 
 Pure functions only. Every rejection is a :class:`ResourceDictError` naming the key, the value, the rule and
-the fix.
+the fix; an unknown key's is a ``pydantic.ValidationError`` with that message where pydantic is installed.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from executorlib.errors import ResourceDictError, ResourceKeyWarning
+from executorlib.errors import ResourceDictError, ResourceKeyWarning, unknown_key_error
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,12 +162,14 @@ def parse_resource_dict(resource_dict: Mapping[str, Any] | None, *, where: str) 
         )
     parsed: dict[str, Any] = {}
     for key, value in resource_dict.items():
-        if key in _MOVED:
-            raise ResourceDictError(f"{where}: resource_dict key {key!r} = {value!r} is not a resource: {_MOVED[key]}")
+        if key in _MOVED:  # unknown to 1.x's resource model too, hence also a ValidationError with pydantic
+            moved = f"{where}: resource_dict key {key!r} = {value!r} is not a resource: {_MOVED[key]}"
+            raise unknown_key_error(ResourceDictError(moved), key, value)
         if key not in _RULES:
-            raise unknown_key(
+            error = unknown_key(
                 key, value, KEYS, where=where, rule="is not known", fix=f"Valid keys are: {', '.join(KEYS)}."
             )
+            raise unknown_key_error(error, key, value)
         check, example = _RULES[key]
         problem = check(value)
         if problem is not None:

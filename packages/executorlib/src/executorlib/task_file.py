@@ -46,6 +46,9 @@ class FileTask:
     ended: bool = False
     lost: BaseException | None = None
     """Set when the task ended without output (its job died, or an upstream job did)."""
+    job_log: str | None = None
+    """The job's log when its job launcher keeps one elsewhere than a batch job's ``time.out`` (a local
+    process's copy of its stderr in its job directory)."""
     _end_callbacks: list[Callable[[FileTask], None]] = field(default_factory=list)
 
     @property
@@ -70,7 +73,8 @@ class FileTask:
 
     @property
     def log_file(self) -> str:
-        return os.path.join(self.working_directory, JOB_LOG_NAME)
+        """The job's log, whose tail a job that ended without output is reported with."""
+        return self.job_log or os.path.join(self.working_directory, JOB_LOG_NAME)
 
     @property
     def queue_id_file(self) -> str:

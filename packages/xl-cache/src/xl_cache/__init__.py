@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from xl_cache.jobfiles import (
         QUEUE_ID_FILE_NAME,
         QUEUE_ID_FILE_VARIABLE,
+        STDERR_LOG_NAME,
         job_directory,
         log_tail,
         read_queue_id_file,
@@ -78,6 +79,7 @@ _LAZY = {
     "CacheVersionError": "errors",
     "QUEUE_ID_FILE_NAME": "jobfiles",
     "QUEUE_ID_FILE_VARIABLE": "jobfiles",
+    "STDERR_LOG_NAME": "jobfiles",
     "job_directory": "jobfiles",
     "log_tail": "jobfiles",
     "read_queue_id_file": "jobfiles",
@@ -102,6 +104,7 @@ __all__ = [
     "FORMAT_VERSION",
     "QUEUE_ID_FILE_NAME",
     "QUEUE_ID_FILE_VARIABLE",
+    "STDERR_LOG_NAME",
     "CacheCorruptError",
     "CacheEntry",
     "CacheError",

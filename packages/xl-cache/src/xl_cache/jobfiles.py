@@ -13,6 +13,7 @@ import threading
 __all__ = [
     "QUEUE_ID_FILE_NAME",
     "QUEUE_ID_FILE_VARIABLE",
+    "STDERR_LOG_NAME",
     "job_directory",
     "log_tail",
     "read_queue_id_file",
@@ -23,6 +24,10 @@ __all__ = [
 QUEUE_ID_FILE_NAME = "queue_id"
 #: Tells the worker (``python -m xl_cache.worker``) where the queue-id sidecar is.
 QUEUE_ID_FILE_VARIABLE = "XL_CACHE_QUEUE_ID_FILE"
+#: A copy of a local job's stderr beside its queue-id sidecar, kept while the job runs (the launcher shows the
+#: stderr as it comes and keeps this copy, whose tail names a dead job's last words); the worker removes it with
+#: the sidecar once the output is written, so a finished task leaves only its output.
+STDERR_LOG_NAME = "stderr"
 
 
 def job_directory(cache_directory: str | os.PathLike[str], key: str) -> str:

@@ -35,6 +35,7 @@ from xl_cache.layout import (
     trust_problem,
 )
 from xl_cache.legacy import LEGACY_FORMAT, legacy_meta
+from xl_cache.portable import forced
 
 PRIVATE_MODE = 0o700
 #: Numbered temporaries tried per write before falling back to a unique name (more live writers of one key than
@@ -339,8 +340,8 @@ def _proc_fd() -> str | None:
 
 def _open_pinned(path: str, fd: int, file_stat: os.stat_result) -> H5Reader:
     """HDF5 opened on the file ``fd`` holds: through ``/proc/self/fd`` on Linux, else by path, then checked to
-    be the same file."""
-    proc = _proc_fd()
+    be the same file (also with ``XL_PORTABLE=fdpath``, to test that path on Linux)."""
+    proc = None if forced("fdpath") else _proc_fd()
     if proc is not None:
         return H5Reader(path, source=f"{proc}/{fd}")
     reader = H5Reader(path)

@@ -20,7 +20,8 @@ come from the launcher's environment (``PMI_RANK``/``PMI_SIZE``, ``OMPI_COMM_WOR
 recorded after submission, possibly after the job started) is taken from ``SLURM_JOB_ID`` or ``FLUX_JOB_ID``
 (or ``XL_CACHE_QUEUE_ID``), else read, when the output is written, from the file ``XL_CACHE_QUEUE_ID_FILE`` names
 (a launcher that learns the id only once the job runs, such as a local process's pid, writes it there); once the
-output is written that file is removed, and its folder too if nothing else is in it.
+output is written that file is removed, with the launcher's copy of the job's stderr beside it
+(``STDERR_LOG_NAME``), and its folder too if nothing else is in it.
 
 An unreadable input (damaged, or from other Python/cloudpickle versions) still produces an output file holding
 that error, so whoever waits for the task learns why instead of waiting forever. An input someone else could have
@@ -42,7 +43,7 @@ from typing import Any
 from xl_serial import error_report
 
 from xl_cache.errors import CacheTrustError
-from xl_cache.jobfiles import QUEUE_ID_FILE_VARIABLE, read_queue_id_file
+from xl_cache.jobfiles import QUEUE_ID_FILE_VARIABLE, STDERR_LOG_NAME, read_queue_id_file
 from xl_cache.layout import INPUTS, parse_name
 from xl_cache.refs import resolve_refs
 from xl_cache.store import check_versions, open_file, read_meta, read_pickled, unpack
@@ -209,6 +210,7 @@ def _release_queue_id_file() -> None:
     if not path:
         return
     _remove(path)
+    _remove(os.path.join(os.path.dirname(path), STDERR_LOG_NAME))  # its launcher's copy of our stderr, if any
     with contextlib.suppress(OSError):  # other files in it (a job script, a log) stay, and so does the folder
         os.rmdir(os.path.dirname(path))
 

@@ -4,7 +4,7 @@ A caller blocked in ``result()`` would otherwise be woken by the hub's IO thread
 one thread wake-up more per call than a plain request-reply, which on a virtual machine is the largest single
 cost of a small task. While such a caller waits, it reads the socket itself (see :meth:`Hub.assist`); anything
 that completes its Future on another thread (a dead worker, ``cancel()``, another helping caller) pokes the
-caller's own eventfd, so the wait always ends with the Future.
+caller's own eventfd (a pipe where there is none), so the wait always ends with the Future.
 """
 
 from __future__ import annotations
@@ -17,19 +17,41 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, Protocol
 
+from xl_comm.portable import forced
+
 
 class Waiter:
-    """One thread's eventfd, to wake that thread while it sleeps on a hub's socket. Made once per thread."""
+    """One thread's wake-up fd, to wake that thread while it sleeps on a hub's socket. Made once per thread.
+
+    An eventfd on Linux; a non-blocking pipe where ``os.eventfd`` is missing (or ``XL_PORTABLE=pipe``)."""
 
     def __init__(self) -> None:
-        self.fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self.ident = threading.get_ident()
+        self._write_fd = -1
+        if hasattr(os, "eventfd") and not forced("pipe"):
+            self.fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        else:
+            self.fd, self._write_fd = os.pipe()
+            os.set_blocking(self.fd, False)
+            os.set_blocking(self._write_fd, False)
         self._poll = select.poll()
         self._poll.register(self.fd, select.POLLIN)
         self._socket_fd = -1
 
     def poke(self) -> None:
-        os.eventfd_write(self.fd, 1)
+        if self._write_fd < 0:
+            os.eventfd_write(self.fd, 1)
+            return
+        with contextlib.suppress(BlockingIOError):  # a full pipe wakes the thread all the same
+            os.write(self._write_fd, b"x")
+
+    def _drain(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            if self._write_fd < 0:
+                os.eventfd_read(self.fd)
+            else:
+                while os.read(self.fd, 4096):
+                    pass
 
     def sleep(self, socket_fd: int, timeout: float | None) -> bool:
         """Block until ``socket_fd`` turns readable, a poke arrives, or ``timeout`` seconds pass; whether
@@ -42,16 +64,17 @@ class Waiter:
         readable = False
         for fd, _ in self._poll.poll(None if timeout is None else max(0.0, timeout) * 1000):
             if fd == self.fd:
-                with contextlib.suppress(BlockingIOError):
-                    os.eventfd_read(self.fd)
+                self._drain()
             else:
                 readable = True
         return readable
 
     def __del__(self) -> None:
-        # Whoever pokes holds a reference, so the fd cannot be closed (and its number reused) under a poke.
-        with contextlib.suppress(OSError):
-            os.close(self.fd)
+        # Whoever pokes holds a reference, so the fds cannot be closed (and their numbers reused) under a poke.
+        for fd in (self.fd, self._write_fd):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
 
 
 _threads = threading.local()

@@ -1,6 +1,7 @@
 """The executor side of the wire: one ROUTER socket and one IO thread for all workers of an executor.
 
-The IO thread blocks in ``epoll`` on three kinds of handle at once and never sleeps in a loop:
+The IO thread blocks in ``epoll`` (``poll`` where epoll is missing, see :mod:`xl_comm.pollers`) on three kinds
+of handle at once and never sleeps in a loop:
 
 * the ROUTER socket (hellos and replies from workers),
 * a wake-up pipe (calls handed over by other threads: sends, new sentinels, shutdown),
@@ -48,6 +49,8 @@ from xl_comm.framing import (
 )
 from xl_comm.keys import KeyFiles
 from xl_comm.messages import TO_EXECUTOR, Failure, Hello, Kind, Message, Result
+from xl_comm.pollers import PollPoller, new_poller
+from xl_comm.portable import forced
 from xl_comm.sockets import NOBLOCK, input_pending, recv_routed, send_frames, try_recv_routed
 
 log = logging.getLogger(__name__)
@@ -72,7 +75,9 @@ class HubHandler(Protocol):
 
 
 def _bind(router: zmq.Socket[Any], *, localhost: bool, same_host: bool) -> str:
-    if same_host and localhost and sys.platform == "linux":
+    # Abstract unix sockets are a Linux kernel feature with no harmless probe (elsewhere zmq would make a file
+    # named "@..." in the working directory), hence the platform check.
+    if same_host and localhost and sys.platform == "linux" and not forced("tcp"):
         address = f"ipc://@xl-comm-{os.getpid()}-{secrets.token_hex(8)}"
         router.bind(address)
         return address
@@ -128,9 +133,11 @@ class Hub:
         router_fd = self._router.getsockopt(zmq.FD)
         assert isinstance(router_fd, int)
         self._router_fd = router_fd
-        self._poller = select.epoll()
-        self._poller.register(self._router_fd, select.EPOLLIN)
-        self._poller.register(self._wake_r, select.EPOLLIN)
+        self._poller = new_poller()
+        # select.poll (unlike epoll) does not see a modify() made while it waits
+        self._poller_snapshots = isinstance(self._poller, PollPoller)
+        self._poller.register(self._router_fd, select.POLLIN)
+        self._poller.register(self._wake_r, select.POLLIN)
         # Held by whoever reads the socket and runs handler callbacks: the IO thread, or a caller helping in
         # assist(). Callbacks therefore never run concurrently, whichever thread runs them.
         self._loop_lock = threading.Lock()
@@ -258,16 +265,22 @@ class Hub:
                 return timeout
             future.assisted_by = waiter
             self._helpers.add(waiter)
-            if len(self._helpers) == 1:  # muted rather than removed: two modify calls cost half a remove and add
+            muted = len(self._helpers) == 1
+            if muted:  # muted rather than removed: two modify calls cost half a remove and add
                 self._poller.modify(self._router_fd, 0)
         try:
+            if muted and self._poller_snapshots:
+                self._wake()  # a poll() under way watches the mask it started with: start it again, muted
             self._help(future, waiter, deadline)
         finally:
             future.assisted_by = None
             with self._socket_lock:
                 self._helpers.discard(waiter)
-                if not self._helpers and not self._closing:
-                    self._poller.modify(self._router_fd, select.EPOLLIN)
+                unmuted = not self._helpers and not self._closing
+                if unmuted:
+                    self._poller.modify(self._router_fd, select.POLLIN)
+            if unmuted and self._poller_snapshots:
+                self._wake()  # a poll() under way watches the muted mask it started with: start it again
         return None if deadline is None else max(0.0, deadline - time.monotonic())
 
     def _help(self, future: AssistedFuture, waiter: Waiter, deadline: float | None) -> None:
@@ -364,7 +377,7 @@ class Hub:
         self._expected.add(worker_id)
         if sentinel is not None:
             self._sentinels[sentinel] = worker_id
-            self._poller.register(sentinel, select.EPOLLIN)
+            self._poller.register(sentinel, select.POLLIN)
         held = self._held.pop(worker_id, None)
         if held is not None:
             self._receive(*held)

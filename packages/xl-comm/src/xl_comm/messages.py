@@ -82,9 +82,13 @@ class Hello:
 
 @dataclass(frozen=True, slots=True)
 class Result:
-    """The return value of the task named in the header."""
+    """The return value of the task named in the header, and ``runtime``: the seconds the worker spent in the
+    function (``time.perf_counter`` around the call only, so worker start-up and the wire are not in it; for an
+    MPI task the longest rank's). The cache records it, as executorlib 1.x does. A measurement, not part of the
+    answer: two Results with equal values are equal."""
 
     value: Any
+    runtime: float = field(default=0.0, compare=False)
 
     kind = Kind.RESULT
 

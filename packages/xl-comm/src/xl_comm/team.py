@@ -44,13 +44,15 @@ def rank_origin(rank: int, size: int, worker_id: int) -> str:
 def combine(outcomes: Mapping[int, Result | Failure], size: int) -> Result | Failure:
     """One answer for the executor from the ranks' answers (pure).
 
-    All ranks answered with values: the list of values in rank order. Otherwise the lowest failing rank's
-    exception, with every failing rank and every rank that never answered named in its origin.
+    All ranks answered with values: the list of values in rank order, and the longest rank's runtime (the call
+    lasts until its slowest rank returns). Otherwise the lowest failing rank's exception, with every failing rank
+    and every rank that never answered named in its origin.
     """
     failed = sorted(rank for rank, outcome in outcomes.items() if isinstance(outcome, Failure))
     missing = [rank for rank in range(size) if rank not in outcomes]
     if not failed and not missing:
-        return Result([outcome.value for _, outcome in sorted(outcomes.items()) if isinstance(outcome, Result)])
+        results = [outcome for _, outcome in sorted(outcomes.items()) if isinstance(outcome, Result)]
+        return Result([result.value for result in results], max((result.runtime for result in results), default=0.0))
     notes = []
     if len(failed) > 1:
         notes.append(f"ranks {_ranks(failed)} of {size} raised")

@@ -19,6 +19,7 @@ import zmq
 
 from xl_comm.keys import load_key
 from xl_comm.messages import Hello
+from xl_comm.watchdog import start_watchdog
 from xl_comm.worker_loop import WorkerLoop, close, connect, fast_exit, leave
 
 # This module is only the command line; the loop is xl_comm.worker_loop, which the MPI ranks share without
@@ -68,6 +69,7 @@ def _argparse(argv: Sequence[str] | None) -> SimpleNamespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     faulthandler.enable()  # a segfault in user code prints its native stack before the executor reports it
+    start_watchdog()  # only where the spawner asked for one: the kernel's lifeline is missing or disabled
     if args.mpi:
         from xl_comm.mpi_worker import run_rank
 

@@ -340,7 +340,9 @@ class WorkerLoop:
             presets = _preset_positions(fn, self._preset_names)
             if presets:  # e.g. executorlib_worker_id, or init_function's values
                 kwargs = with_presets(presets, args, kwargs, self._memory)
-            return Result(fn(*args, **kwargs))
+            started = time.perf_counter()
+            value = fn(*args, **kwargs)
+            return Result(value, time.perf_counter() - started)  # the function's time only (the cache's runtime)
         except (SystemExit, KeyboardInterrupt) as exc:  # never re-raised in the caller: the worker ends instead
             raise _Leave(departure(exc, f"the function {function_name(task.fn)}")) from None
         except BaseException as exc:  # every other failure of user code goes back to the caller

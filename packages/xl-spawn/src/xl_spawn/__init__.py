@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any
 from xl_spawn.argv import python_module_argv
 from xl_spawn.env import prepend_path, thread_env
 from xl_spawn.exitcodes import describe_returncode
+from xl_spawn.exits import UnwatchableProcessError, exit_fd
 from xl_spawn.forkserver import ForkedSpawner, ForkServer
-from xl_spawn.process import Spawner, SubprocessSpawner
+from xl_spawn.process import LIFELINE_VARIABLE, Spawner, SubprocessSpawner
 
 if TYPE_CHECKING:
     from xl_spawn.batch import JOB_LOG_NAME, JobState, SubmissionError
@@ -104,6 +105,7 @@ __all__ = [
     "DEFAULT_FLUX_TEMPLATE",
     "DEFAULT_SLURM_TEMPLATE",
     "JOB_LOG_NAME",
+    "LIFELINE_VARIABLE",
     "FluxBatchQueue",
     "FluxJobFailure",
     "FluxJobPlan",
@@ -120,11 +122,13 @@ __all__ = [
     "SrunRequest",
     "SubmissionError",
     "SubprocessSpawner",
+    "UnwatchableProcessError",
     "default_flux_script",
     "default_slurm_script",
     "describe_returncode",
     "describe_srun_exit",
     "detect_mpi_flavour",
+    "exit_fd",
     "find_mpiexec",
     "flux_job_plan",
     "flux_job_script_variables",

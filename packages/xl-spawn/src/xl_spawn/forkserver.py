@@ -37,7 +37,8 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from xl_spawn.process import Lifeline, SubprocessSpawner
+from xl_spawn.portable import forced
+from xl_spawn.process import LIFELINE_VARIABLE, Lifeline, SubprocessSpawner
 
 __all__ = ["ForkServer", "ForkedSpawner"]
 
@@ -61,13 +62,15 @@ _FORK_TIMEOUT = 30.0
 
 @dataclass(frozen=True)
 class Fork:
-    """Start ``module`` with ``args`` in a new child (the lifeline's read end travels as the message's fd)."""
+    """Start ``module`` with ``args`` in a new child (the lifeline's read end travels as the message's fd; with
+    ``watchdog`` the child names it in ``XL_LIFELINE`` for its own watchdog instead of arming it for the kernel)."""
 
     request: int
     module: str
     args: tuple[str, ...]
     env: dict[str, str]
     cwd: str | None
+    watchdog: bool = False
 
 
 @dataclass(frozen=True)
@@ -187,7 +190,9 @@ class ForkServer:
             self._waiting[request] = reply
         env = dict(os.environ)
         env.update(child._env)
-        message = Fork(request, module, tuple(args), env, None if child._cwd is None else os.fspath(child._cwd))
+        cwd = None if child._cwd is None else os.fspath(child._cwd)
+        watchdog = lifeline is not None and not lifeline.by_kernel
+        message = Fork(request, module, tuple(args), env, cwd, watchdog)
         try:
             with self._send_lock:
                 _send(sock, message, [lifeline.read_fd] if lifeline is not None else [])
@@ -304,7 +309,7 @@ class ForkedSpawner:
         #: a pidfd of the child: readable the moment it exits, before the server's report arrives
         self._pidfd = -1
         self._fd_lock = threading.Lock()
-        self._lifeline = Lifeline() if Lifeline.supported() else None
+        self._lifeline = Lifeline()
         self._shutdown_called = False
 
     def bootup(self, argv: Sequence[str]) -> None:
@@ -328,7 +333,7 @@ class ForkedSpawner:
         """Open a pidfd of the child (a non-child's pidfd turns readable at its exit too). Not reaped yet by the
         server, which reports the exit only after this message was read, so the pid is still the child's."""
         pidfd_open = getattr(os, "pidfd_open", None)
-        if pidfd_open is not None:
+        if pidfd_open is not None and not forced("waiter"):
             with contextlib.suppress(OSError):  # ENOSYS, EPERM (seccomp), ESRCH: the pipe reports the exit
                 self._pidfd = pidfd_open(pid)
 
@@ -438,8 +443,12 @@ class _Server:
             self._stop_all()
 
     def _serve(self) -> None:
+        lifeline = _inherited_lifeline()
+        watched = [self._sock.fileno(), self._wake_r, *([lifeline] if lifeline is not None else [])]
         while True:
-            readable, _, _ = select.select([self._sock.fileno(), self._wake_r], [], [])
+            readable, _, _ = select.select(watched, [], [])
+            if lifeline is not None and lifeline in readable and not os.read(lifeline, 1):
+                return  # our lifeline without F_SETSIG: the executor died (a fork helper may hold our socket)
             if self._wake_r in readable:
                 with contextlib.suppress(BlockingIOError):
                     while os.read(self._wake_r, 512):
@@ -526,7 +535,7 @@ class _Server:
             self._sock.close()
             os.setsid()
             _name_process(message.module)
-            if lifeline >= 0:  # SIGKILL to our group when the executor's end of the pipe closes
+            if lifeline >= 0 and not message.watchdog:  # SIGKILL to our group when the executor's end closes
                 fcntl.fcntl(lifeline, fcntl.F_SETOWN, -os.getpid())
                 fcntl.fcntl(lifeline, fcntl.F_SETSIG, signal.SIGKILL)
                 fcntl.fcntl(lifeline, fcntl.F_SETFL, fcntl.fcntl(lifeline, fcntl.F_GETFL) | os.O_ASYNC)
@@ -535,6 +544,10 @@ class _Server:
                 os.chdir(message.cwd)
             os.environ.clear()
             os.environ.update(message.env)
+            os.environ.pop(LIFELINE_VARIABLE, None)
+            if lifeline >= 0 and message.watchdog:  # no F_SETSIG: the worker's watchdog reads the pipe
+                status = os.fstat(lifeline)
+                os.environ[LIFELINE_VARIABLE] = f"{lifeline}:{status.st_dev}:{status.st_ino}"
             entries = [os.path.abspath(p) for p in message.env.get("PYTHONPATH", "").split(os.pathsep) if p]
             sys.path[:] = [os.getcwd(), *entries, *self._base_path]
             import runpy
@@ -557,6 +570,17 @@ class _Server:
                     if stream is not None:
                         stream.flush()
             os._exit(code)
+
+
+def _inherited_lifeline() -> int | None:
+    """The lifeline pipe named in ``XL_LIFELINE`` (``fd:device:inode``) if we inherited that very pipe: set where
+    the kernel cannot kill our group when the executor dies, so the server watches the pipe itself."""
+    try:
+        fd, device, inode = (int(part) for part in os.environ.get(LIFELINE_VARIABLE, "").split(":"))
+        status = os.fstat(fd)
+    except (ValueError, OSError):
+        return None
+    return fd if (status.st_dev, status.st_ino) == (device, inode) else None
 
 
 def _name_process(module: str) -> None:

@@ -2,9 +2,9 @@
 
 The sentinel is an fd that becomes readable once the process has exited, so a manager thread can wait on it
 next to its sockets (``select``, ``selectors``, ``zmq.Poller``) instead of polling ``poll()``. It is a pidfd
-(``os.pidfd_open``, Linux >= 5.3) when the kernel allows one, otherwise the read end of a pipe: a small daemon
-thread blocks in ``os.waitid(..., WEXITED | WNOWAIT)`` until the process exits, writes one byte and closes the
-write end. Both kinds report exit *without* reaping the process; reaping stays with the ``Popen`` object.
+(``os.pidfd_open``, Linux >= 5.3) when the kernel allows one, otherwise the read end of a pipe written by a waiter
+thread (see :mod:`xl_spawn.exits`). Both kinds report exit *without* reaping the process; reaping stays with the
+``Popen`` object.
 """
 
 from __future__ import annotations
@@ -25,7 +25,13 @@ from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import IO, Protocol
 
-__all__ = ["Lifeline", "Spawner", "SubprocessSpawner"]
+from xl_spawn.exits import exit_fd
+from xl_spawn.portable import forced
+
+__all__ = ["LIFELINE_VARIABLE", "Lifeline", "Spawner", "SubprocessSpawner"]
+
+#: names the lifeline pipe for the child's watchdog where the kernel cannot watch it (read by xl_comm.worker)
+LIFELINE_VARIABLE = "XL_LIFELINE"
 
 logger = logging.getLogger(__name__)
 
@@ -66,22 +72,37 @@ class Lifeline:
     from the child: a watchdog thread in a Python child cannot run while the user's code holds the GIL (a
     spinning MPI call does). The child inherits the read end of a pipe whose write end only we hold; the
     kernel sends SIGKILL to the child's group (F_SETOWN, F_SETSIG, O_ASYNC) when that pipe reaches end of file,
-    which happens when our write end closes with us. Linux only; elsewhere spawners do without.
+    which happens when our write end closes with us. That needs Linux's F_SETSIG; elsewhere (or with
+    ``XL_PORTABLE=watchdog``) the child is told the pipe in ``XL_LIFELINE`` (``fd:device:inode``) and a worker
+    that reads it (``xl_comm.worker``) runs a watchdog thread, blocked in a read of the pipe, that kills its group
+    at end of file: the same guarantee while the GIL is free.
 
     A child forked from this process (a ``multiprocessing`` fork helper, a fork Pool) would inherit the write
     end and keep the pipe open after we die, so every live lifeline is closed in forked children (see
     ``_forget_in_child``)."""
 
     def __init__(self) -> None:
+        #: the kernel kills the group (F_SETSIG); else the child's watchdog must
+        self.by_kernel = self.kernel_supported() and not forced("watchdog")
         with _live_lock:
             self.read_fd, self._write_fd = os.pipe()
             _live.add(self)
 
     @staticmethod
-    def supported() -> bool:
+    def kernel_supported() -> bool:
         return hasattr(fcntl, "F_SETSIG") and hasattr(os, "O_ASYNC")
 
+    def environment(self) -> dict[str, str]:
+        """What the child needs to watch the pipe itself (nothing when the kernel does): the fd with its device
+        and inode, so a process that did not inherit this very pipe at that number ignores it."""
+        if self.by_kernel:
+            return {}
+        status = os.fstat(self.read_fd)
+        return {LIFELINE_VARIABLE: f"{self.read_fd}:{status.st_dev}:{status.st_ino}"}
+
     def arm(self, group: int) -> None:
+        if not self.by_kernel:
+            return
         fcntl.fcntl(self.read_fd, fcntl.F_SETOWN, -group)
         fcntl.fcntl(self.read_fd, fcntl.F_SETSIG, signal.SIGKILL)
         fcntl.fcntl(self.read_fd, fcntl.F_SETFL, fcntl.fcntl(self.read_fd, fcntl.F_GETFL) | os.O_ASYNC)
@@ -91,7 +112,8 @@ class Lifeline:
         with _live_lock:
             if self.read_fd < 0:
                 return
-            fcntl.fcntl(self.read_fd, fcntl.F_SETFL, fcntl.fcntl(self.read_fd, fcntl.F_GETFL) & ~os.O_ASYNC)
+            if self.by_kernel:
+                fcntl.fcntl(self.read_fd, fcntl.F_SETFL, fcntl.fcntl(self.read_fd, fcntl.F_GETFL) & ~os.O_ASYNC)
             os.close(self.read_fd)
             os.close(self._write_fd)
             self.read_fd = self._write_fd = -1
@@ -127,9 +149,10 @@ class SubprocessSpawner:
 
     ``env`` is laid over a copy of ``os.environ``; ``cwd`` is created (private to the user) if missing.
     ``shutdown`` sends SIGTERM to the whole group, SIGKILL after ``terminate_timeout`` seconds, and kills what
-    the process left behind in its group even when it had exited on its own. With ``lifeline`` (the default, on
-    Linux) the kernel also kills the group if this process dies first, e.g. by SIGKILL. ``pass_fds``: more fds the
-    child inherits (e.g. one end of a socket pair).
+    the process left behind in its group even when it had exited on its own. With ``lifeline`` (the default) the
+    group is also killed if this process dies first, e.g. by SIGKILL: by the kernel on Linux, elsewhere by the
+    child's watchdog where the child runs one (``xl_comm.worker`` does). ``pass_fds``: more fds
+    the child inherits (e.g. one end of a socket pair).
 
     >>> with SubprocessSpawner() as spawner:
     ...     spawner.bootup(["true"])
@@ -163,7 +186,7 @@ class SubprocessSpawner:
         self._stopped = False
         self._shutdown_called = False
         self._background: threading.Thread | None = None
-        self._lifeline = Lifeline() if lifeline and Lifeline.supported() else None
+        self._lifeline = Lifeline() if lifeline else None
         if isinstance(keep_stderr, bool) or not isinstance(keep_stderr, int) or keep_stderr < 0:
             raise ValueError(f"keep_stderr must be a number of bytes >= 0, got {keep_stderr!r}")
         self._keep_stderr = keep_stderr
@@ -190,6 +213,8 @@ class SubprocessSpawner:
             os.makedirs(self._cwd, mode=0o700, exist_ok=True)
         env = dict(os.environ)
         env.update(self._env)
+        if self._lifeline is not None:
+            env.update(self._lifeline.environment())
         try:
             proc = subprocess.Popen(
                 command,
@@ -228,40 +253,7 @@ class SubprocessSpawner:
         logger.debug("started %s", self.describe())
 
     def _open_sentinel(self, pid: int) -> None:
-        pidfd_open = getattr(os, "pidfd_open", None)
-        if pidfd_open is not None:
-            try:
-                self._sentinel = pidfd_open(pid)
-                return
-            except OSError as exc:
-                # ENOSYS on kernels before 5.3, EPERM under some container seccomp profiles.
-                logger.debug("pidfd_open(%d) failed (%s); using a pipe sentinel", pid, exc)
-        read_fd, write_fd = os.pipe()
-        # Set before the watcher starts: it only writes its byte while the read end is registered here.
-        self._sentinel = read_fd
-        try:
-            threading.Thread(
-                target=self._watch_exit, args=(pid, write_fd), name=f"xl-spawn-sentinel-{pid}", daemon=True
-            ).start()
-        except BaseException:
-            os.close(write_fd)
-            raise
-
-    def _watch_exit(self, pid: int, write_fd: int) -> None:
-        """Pipe fallback: make the read end readable once ``pid`` has exited, without reaping it."""
-        try:
-            os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
-        except ChildProcessError:
-            pass  # already reaped by Popen: it has exited all the same
-        finally:
-            with self._fd_lock:
-                try:
-                    # One byte, not just EOF: a pipe at EOF polls as POLLHUP only, which zmq.Poller reports as
-                    # an error instead of POLLIN. Skipped once the read end is closed, as the write would fail.
-                    if self._sentinel is not None:
-                        os.write(write_fd, b"x")
-                finally:
-                    os.close(write_fd)
+        self._sentinel = exit_fd(pid, child=True)
 
     def _pump_stderr(self, stream: IO[bytes]) -> None:
         """Copy the child's stderr to ours as it comes (so the user still sees it) and keep its tail."""

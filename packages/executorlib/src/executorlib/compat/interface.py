@@ -76,7 +76,7 @@ class SocketInterface:
             )
         if self._spawner is None:
             raise ValueError("SocketInterface.bootup() needs a spawner: SocketInterface(spawner=SubprocessSpawner())")
-        new_peer(self._open_socket())
+        new_peer(self._open_socket())  # a new session: nothing recorded from an earlier worker is accepted
         self._booted = bool(self._spawner.bootup(command_lst=self._command_lst, stop_function=self._stop_function))
         if not self._booted:
             self._close()

@@ -6,6 +6,13 @@ functions take no key and may be handed a raw ``zmq.Socket``, and because worker
 with ``Popen`` and no ``env=`` must inherit it. It never appears on a command line, and it is apart from the
 per-executor keys of our own executors. The MAC is checked before a byte is unpickled; a sequence number per socket
 stops replays within a connection.
+
+The key outlives a worker, so a message recorded from one worker would still verify after a restart, when the
+sequence numbers start again. Each worker session therefore has a random session id, carried in the MAC-covered
+header's task-id field: ``SocketInterface.bootup`` draws a new one (:func:`new_peer`), the worker adopts the id of
+the first message it receives and answers under it, and a socket that has a session refuses any other id. A raw
+socket (``interface_connect``, a plain PAIR) has no session until its first message, whose id it adopts: session 0
+for a sender without one, as before.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ LINGER_MS = 2000
 # pyzmq sockets take no new attributes, so the counters live beside them and go with them.
 _sent: weakref.WeakKeyDictionary[zmq.Socket[Any], int] = weakref.WeakKeyDictionary()
 _received: weakref.WeakKeyDictionary[zmq.Socket[Any], int] = weakref.WeakKeyDictionary()
+_sessions: weakref.WeakKeyDictionary[zmq.Socket[Any], int] = weakref.WeakKeyDictionary()
 _lock = threading.Lock()
 
 
@@ -60,14 +68,15 @@ def interface_send(socket: zmq.Socket[Any] | None, result_dict: dict[str, Any]) 
     key = api_key()
     with _lock:
         seq = _sent[socket] = _sent.get(socket, 0) + 1
-    socket.send_multipart(seal(key, Header(Kind.API_DICT, 0, seq, 0), dumps(result_dict)))
+        session = _sessions.get(socket, 0)
+    socket.send_multipart(seal(key, Header(Kind.API_DICT, 0, seq, session), dumps(result_dict)))
 
 
 def interface_receive(socket: zmq.Socket[Any] | None) -> dict[str, Any]:
     """Block for one message and return its dict (``{}`` for ``socket=None``).
 
     Raises AuthenticationError, without unpickling anything, for a message that is not sealed with this process
-    tree's key or that repeats an earlier one."""
+    tree's key, that belongs to another worker session (one before a restart), or that repeats an earlier one."""
     if socket is None:
         return {}
     frames = socket.recv_multipart(copy=False)
@@ -81,6 +90,13 @@ def interface_receive(socket: zmq.Socket[Any] | None) -> dict[str, Any]:
     if header.kind != Kind.API_DICT:
         raise AuthenticationError(f"refused a {header.kind.name} message: this socket carries API dicts only")
     with _lock:
+        session = _sessions.setdefault(socket, header.task_id)  # a socket without a session adopts the first
+        if header.task_id != session:
+            raise AuthenticationError(
+                f"refused a message of another worker session (id {header.task_id:#x}, this connection's is "
+                f"{session:#x}): a message recorded before the worker was restarted cannot be replayed into the new "
+                "session"
+            )
         last = _received.get(socket, 0)
         if header.seq <= last:
             raise AuthenticationError(
@@ -94,10 +110,12 @@ def interface_receive(socket: zmq.Socket[Any] | None) -> dict[str, Any]:
 
 
 def new_peer(socket: zmq.Socket[Any]) -> None:
-    """Forget the sequence numbers seen on ``socket``: a new process is about to connect to it (a restart), and
-    its numbers start again at 1."""
+    """A new worker process is about to connect to ``socket`` (a start or a restart): forget the sequence numbers
+    seen (the new worker's start again at 1) and draw a new session id, so nothing recorded from an earlier worker
+    is accepted (the worker adopts the id from the first message sent to it)."""
     with _lock:
         _received.pop(socket, None)
+        _sessions[socket] = secrets.randbits(64) | 1  # never 0, the id of a sender without a session
 
 
 def interface_connect(host: str, port: str) -> tuple[zmq.Context[Any], zmq.Socket[Any]]:

@@ -1,8 +1,12 @@
 """LocalJobLauncher: local processes as the jobs of the file-mode scheduler (``TestClusterExecutor``).
 
 Each task runs as ``python -m xl_cache.worker <key>_i.h5`` (under ``mpiexec -n N`` for N cores) in a session of its
-own, printing to this process's stdout and stderr, in the call's ``cwd`` or else the cache directory. One watcher
-thread waits in ``epoll`` on a pidfd per process (no polling, no sleeping); a task whose arguments come from other
+own, printing to this process's stdout and stderr, in the call's ``cwd`` or else the cache directory. Its stderr
+passes through ``tee``, which also keeps a copy in ``<cache>/<key>/stderr`` (``xl_cache.STDERR_LOG_NAME``): a job
+that dies without output (``os._exit``, a signal) is reported with its exit status and that copy's last lines.
+``tee`` is a process of its own rather than a thread here, so a job left running by ``shutdown(wait=False)`` keeps
+a reader for its stderr after this process is gone (it would fail writing to a pipe whose reader died). One watcher
+thread waits on one exit fd per process (``xl_spawn.exit_fd``, no polling); a task whose arguments come from other
 tasks starts from the end callback of the last of them, as a batch scheduler would start an ``afterok`` job. The
 processes are not tied to this one: ``shutdown(wait=False)`` leaves them running, and a later executor re-attaches
 to them by the pid recorded in ``<cache>/<key>/queue_id`` (checked against ``/proc/<pid>/cmdline`` so a recycled pid
@@ -16,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 import selectors
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,8 +28,8 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from xl_cache import QUEUE_ID_FILE_VARIABLE, write_queue_id_file
-from xl_spawn import pid_runs
+from xl_cache import QUEUE_ID_FILE_VARIABLE, STDERR_LOG_NAME, write_queue_id_file
+from xl_spawn import UnwatchableProcessError, exit_fd, pid_runs
 
 from executorlib.launchers.local import LocalLauncher
 from executorlib.launchers.protocol import user_import_paths
@@ -34,6 +39,8 @@ from executorlib.task_file import FileTask, JobEnd
 WORKER_MODULE = "xl_cache.worker"
 #: After SIGTERM, how long a cancelled process may take before it gets SIGKILL.
 TERMINATE_GRACE_SECONDS = 2.0
+#: How long a job that ended without output may take to pass its last words through ``tee`` to its log.
+LOG_DRAIN_SECONDS = 2.0
 
 
 def _variables(template: str | None) -> frozenset[str] | None:
@@ -51,10 +58,11 @@ def _variables(template: str | None) -> frozenset[str] | None:
 
 
 def remove_job_directory(task: FileTask) -> None:
-    """Delete ``<key>/queue_id`` and then ``<key>/`` if nothing else is in it (a task whose process died keeps
-    them for a post-mortem)."""
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(task.queue_id_file)
+    """Delete ``<key>/queue_id``, the copy of the job's stderr, and then ``<key>/`` if nothing else is in it (a
+    task whose process died keeps them for a post-mortem)."""
+    for path in (task.queue_id_file, os.path.join(task.job_directory, STDERR_LOG_NAME)):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
     with contextlib.suppress(OSError):  # gone already, or holds files that are not ours to delete
         os.rmdir(task.job_directory)
 
@@ -72,6 +80,8 @@ class LocalJobLauncher:
         self._wake_r, self._wake_w = -1, -1
         self._pending_registrations: list[tuple[int, FileTask, subprocess.Popen[bytes] | None]] = []
         self._running: dict[int, tuple[FileTask, subprocess.Popen[bytes] | None, int]] = {}  # pid -> task, proc, fd
+        self._tees: dict[int, subprocess.Popen[bytes]] = {}  # pid -> the tee copying its stderr
+        self._cancelled: set[int] = set()  # pids stopped by cancel(): their end needs no last words
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._env: dict[str, str] | None = None
@@ -149,35 +159,69 @@ class LocalJobLauncher:
 
     def _spawn(self, task: FileTask) -> None:
         os.makedirs(task.job_directory, mode=0o700, exist_ok=True)
-        # stdout and stderr are ours, so prints show in the terminal (1.x); the worker changes into the call's
-        # cwd itself, so a process starts in the cache directory, leaving nothing there but the task's files
-        proc = subprocess.Popen(
-            self.argv(task),
-            cwd=task.cache_directory,
-            stdin=subprocess.DEVNULL,
-            env=self._task_env(task),
-            start_new_session=True,
-        )
+        task.job_log = os.path.join(task.job_directory, STDERR_LOG_NAME)
+        # stdout and stderr reach ours, so prints show in the terminal (1.x); stderr through tee, which keeps the
+        # copy a death is reported with. The worker changes into the call's cwd itself, so a process starts in
+        # the cache directory, leaving nothing there but the task's files.
+        copier, write_end = self._start_tee(task.job_log)
+        try:
+            proc = subprocess.Popen(
+                self.argv(task),
+                cwd=task.cache_directory,
+                stdin=subprocess.DEVNULL,
+                stderr=write_end,  # None (ours) when tee is missing
+                env=self._task_env(task),
+                start_new_session=True,
+            )
+        finally:
+            if write_end is not None:
+                os.close(write_end)  # the job holds it now; tee ends when the job's stderr closes
         task.queue_id = proc.pid
+        if copier is not None:
+            with self._lock:
+                self._tees[proc.pid] = copier
         # before the watch: the end (and the removal of this file with its folder) cannot come first
         with contextlib.suppress(OSError):  # the id serves re-attachment and the output; the process runs anyway
             write_queue_id_file(task.queue_id_file, proc.pid)
         self._watch(task, proc.pid, proc)
 
+    @staticmethod
+    def _start_tee(log: str) -> tuple[subprocess.Popen[bytes] | None, int | None]:
+        """A ``tee`` from a new pipe to our stderr and ``log``, and the pipe's write end for the job's stderr;
+        ``(None, None)`` where tee is missing or cannot start (the job then prints to our stderr directly, and a
+        death is reported without its last words). In a session of its own, as the job, so Ctrl-C stops neither;
+        it ends at the end of the job's stderr, and if our stderr goes away it keeps the copy going
+        (``warn-nopipe``), so the job never meets a broken pipe."""
+        tee = shutil.which("tee")
+        if tee is None:
+            return None, None
+        read_end, write_end = os.pipe()
+        try:
+            copier = subprocess.Popen(
+                [tee, "-a", "--output-error=warn-nopipe", log], stdin=read_end, stdout=2, start_new_session=True
+            )
+        except OSError:
+            os.close(write_end)
+            return None, None
+        finally:
+            os.close(read_end)
+        return copier, write_end
+
     def attach(self, task: FileTask) -> bool:
         pid = task.queue_id
+        task.job_log = os.path.join(task.job_directory, STDERR_LOG_NAME)  # kept by the earlier executor's tee
         if pid is None or not pid_runs(pid, task.input_file):
             return False
         try:
             self._watch(task, pid, None)
-        except ProcessLookupError:
-            return False
+        except (ProcessLookupError, UnwatchableProcessError):
+            return False  # gone, or no way here to learn when it ends: the task is submitted again
         return True
 
     # -- watch -------------------------------------------------------------------------------------------------
 
     def _watch(self, task: FileTask, pid: int, proc: subprocess.Popen[bytes] | None) -> None:
-        fd = os.pidfd_open(pid)
+        fd = exit_fd(pid, child=proc is not None)
         with self._lock:
             if self._selector is None:
                 self._selector = selectors.DefaultSelector()
@@ -220,6 +264,16 @@ class LocalJobLauncher:
         os.close(fd)
         with self._lock:
             _, proc, _ = self._running.pop(task.queue_id, (task, None, fd))
+            copier = self._tees.pop(task.queue_id, None)
+            stopped = task.queue_id in self._cancelled
+            self._cancelled.discard(task.queue_id)
+        if copier is not None and not stopped and not os.path.exists(task.output_file):
+            # no output: its last words must be in the log before the error quotes them (a grandchild still
+            # holding the stderr open keeps tee going: then the log is quoted as it is)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                copier.wait(LOG_DRAIN_SECONDS)
+        elif copier is not None:
+            copier.poll()  # reaped now if it has ended; else subprocess reaps it later
         if proc is not None:
             code = proc.wait()
             state = "COMPLETED" if code == 0 else f"with exit status {code}"
@@ -244,6 +298,8 @@ class LocalJobLauncher:
                 assert self._on_end is not None
                 self._on_end(task, JobEnd("CANCELLED", "cancelled before it started"))
             return
+        with self._lock:
+            self._cancelled.add(pid)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGTERM)
 

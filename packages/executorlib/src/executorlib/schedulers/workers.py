@@ -17,6 +17,7 @@ from xl_comm import EXIT_TEAM_ABORTED, Failure, Hub, Result, discard_key_file, p
 from xl_serial import Frame, frames_nbytes, function_name
 from xl_spawn import describe_returncode, prepend_path, thread_env
 
+from executorlib.caching import CachedFuture
 from executorlib.dependencies import start_unless_cancelled
 from executorlib.errors import ExecutorlibSocketError
 from executorlib.gpus import gpu_env
@@ -60,7 +61,9 @@ class TaskItem:
 
 def settle(future: Future[Any], reply: Result | Failure) -> None:
     """Complete ``future`` from a worker's reply (the rebuilt exception keeps its type and remote traceback)."""
-    if isinstance(reply, Result):
+    if isinstance(future, CachedFuture) and isinstance(reply, Result):
+        future.set_timed_result(reply.value, reply.runtime)  # the cache entry records the function's time
+    elif isinstance(reply, Result):
         future.set_result(reply.value)
     else:
         future.set_exception(reply.error.rebuild())
