@@ -8,10 +8,8 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
-import shutil
 import stat
 import sys
-import tempfile
 import threading
 import weakref
 from collections.abc import Mapping, MutableMapping
@@ -61,6 +59,8 @@ class KeyFiles:
                 if private is None or not os.path.isdir(private):
                     if parent is not None:
                         os.makedirs(parent, mode=0o700, exist_ok=True)
+                    import tempfile  # the executor's side only: a worker imports this module to load its key
+
                     private = self._directories[parent] = tempfile.mkdtemp(prefix=_PREFIX, dir=parent)  # 0700
                 path = os.path.join(private, f"worker-{next(self._numbers)}")
             try:
@@ -84,6 +84,8 @@ def _remove_all(directories: dict[str | None, str], owner: int) -> None:
     if os.getpid() != owner:
         return  # a forked child exiting: the directories are still its parent's
     for private in directories.values():
+        import shutil  # the executor's side only, like tempfile
+
         shutil.rmtree(private, ignore_errors=True)
     directories.clear()
 

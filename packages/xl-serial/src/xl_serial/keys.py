@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 import pickle
 import re
@@ -76,5 +75,8 @@ def task_key(fn: Any, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None
     security boundary: it names cache entries, it does not authenticate them.
     """
     call = (fn, tuple(args), sorted((kwargs or {}).items()))
+    import hashlib  # here, not at the top: a worker imports this module (function_name) but never hashes, and
+    # hashlib loads OpenSSL, milliseconds on every worker start
+
     digest = hashlib.md5(canonical_bytes(call), usedforsecurity=False).hexdigest()
     return function_name(fn) + digest
