@@ -286,12 +286,7 @@ class PerCallScheduler(WorkerScheduler):
             spawner = start_worker(self._hub, spare.worker_id, index, shape, one_shot=True, launcher=self._launcher)
         except Exception as problem:
             log.debug("could not start a worker ahead for tasks like %s: %s", shape, problem)
-            with self._cond:
-                del self._spares[spare.worker_id]
-                if self._spare is spare:
-                    self._spare = None
-                heapq.heappush(self._free_indices, index)
-                self._cond.notify()
+            self._drop_unstarted_spare(spare)
             return
         with self._cond:
             spare.spawner = spawner
@@ -300,12 +295,7 @@ class PerCallScheduler(WorkerScheduler):
         except Exception as problem:  # the starter thread must live on: drop the spare
             log.debug("could not watch worker %d, started ahead: %s", spare.worker_id, problem)
             spawner.shutdown(wait=True)
-            with self._cond:
-                del self._spares[spare.worker_id]
-                if self._spare is spare:
-                    self._spare = None
-                heapq.heappush(self._free_indices, index)
-                self._cond.notify()
+            self._drop_unstarted_spare(spare)
             return
         with self._cond:
             spare.expected = True
@@ -415,6 +405,15 @@ class PerCallScheduler(WorkerScheduler):
             self._reap(worker_id)
         else:  # the reply may still be in flight behind the exit
             self._hub.call_later(EXIT_GRACE_SECONDS, lambda: self._reap(worker_id))
+
+    def _drop_unstarted_spare(self, spare: _Spare) -> None:
+        """A spare that could not be started or watched: forget it and free its worker index."""
+        with self._cond:
+            del self._spares[spare.worker_id]
+            if self._spare is spare:
+                self._spare = None
+            heapq.heappush(self._free_indices, spare.worker_index)
+            self._cond.notify()
 
     def _spare_exited(self, spare: _Spare) -> None:
         """Under the lock: a spare exited, stopped or dead while idle. One that had said hello is replaced (one
