@@ -39,6 +39,7 @@ def test_public_names() -> None:
         "JOB_LOG_NAME",
         "JobEnd",
         "QueueWatcher",
+        "pid_is_zombie",
         "pid_runs",
         "FluxJobFailure",
         "FluxJobPlan",

@@ -20,7 +20,7 @@ from xl_spawn.process import LIFELINE_VARIABLE, Spawner, SubprocessSpawner
 
 if TYPE_CHECKING:
     from xl_spawn.batch import JOB_LOG_NAME, JobState, SubmissionError
-    from xl_spawn.cmdline import pid_runs
+    from xl_spawn.cmdline import pid_is_zombie, pid_runs
     from xl_spawn.flux import (
         FluxJobFailure,
         FluxJobPlan,
@@ -62,6 +62,7 @@ if TYPE_CHECKING:
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 _LAZY = {
+    "pid_is_zombie": "cmdline",
     "pid_runs": "cmdline",
     "DEFAULT_FLUX_TEMPLATE": "flux_batch",
     "FluxBatchQueue": "flux_batch",
@@ -141,6 +142,7 @@ __all__ = [
     "mpiexec_argv",
     "parse_mpi_version_text",
     "parse_slurm_state",
+    "pid_is_zombie",
     "pid_runs",
     "prepend_path",
     "python_module_argv",

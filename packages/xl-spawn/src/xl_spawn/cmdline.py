@@ -1,4 +1,5 @@
-"""Whether a pid still runs a given command: a recorded pid may have been recycled by an unrelated process."""
+"""Questions about a pid from ``/proc``: does it still run a given command (a recorded pid may have been recycled
+by an unrelated process), has it exited without being reaped yet."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import subprocess
 
 from xl_spawn.portable import forced
 
-__all__ = ["pid_runs"]
+__all__ = ["pid_is_zombie", "pid_runs"]
 
 #: how long ``ps`` may take before the pid counts as not running that command
 PS_TIMEOUT_SECONDS = 10.0
@@ -31,6 +32,25 @@ def pid_runs(pid: int, argument: str) -> bool:
         except OSError:
             return False
     return os.fsencode(argument) in _ps_command_line(pid)
+
+
+def pid_is_zombie(pid: int) -> bool:
+    """True if process ``pid`` has exited and is not reaped yet (state Z or X in ``/proc/<pid>/stat``); False if
+    it runs, is gone, or there is no ``/proc`` (also with ``XL_PORTABLE=ps``) to ask. Sooner than a pidfd of a
+    process with threads, which turns readable only once every thread has ended: a SIGKILLed worker's main thread
+    is a zombie while its other threads are still being torn down."""
+    if isinstance(pid, bool) or not isinstance(pid, int):
+        raise TypeError(f"pid must be an int, got {pid!r}")
+    if pid <= 0 or forced("ps"):
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            stat = handle.read()
+    except OSError:
+        return False
+    # "pid (comm) S ...": comm may hold spaces and parentheses, the state follows the last ")"
+    fields = stat[stat.rfind(b")") + 1 :].split()
+    return bool(fields) and fields[0] in (b"Z", b"X")
 
 
 def _ps_command_line(pid: int) -> bytes:

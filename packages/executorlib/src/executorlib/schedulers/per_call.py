@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from xl_comm import Failure, Hello, Hub, Kind, Result
+from xl_spawn import pid_is_zombie
 
 from executorlib.accounting import fits
 from executorlib.dependencies import cancel_and_notify
@@ -88,13 +89,17 @@ def worker_shape(resources: Resources) -> Resources:
 
 
 def _has_exited(spawner: WorkerSpawner) -> bool:
-    """The process has exited (its sentinel is readable), without reaping it; True once its sentinel is closed."""
+    """The process has exited (its sentinel is readable, or its main thread is a zombie), without reaping it; True
+    once its sentinel is closed. The zombie check sees a SIGKILLed process before its pidfd does (that waits for
+    every thread to end), so a spare killed just before a task claims it is not sent the task."""
     try:
         poller = select.poll()
         poller.register(spawner.sentinel, select.POLLIN)
-        return bool(poller.poll(0))
+        if poller.poll(0):
+            return True
     except (RuntimeError, OSError, ValueError):
         return True
+    return pid_is_zombie(spawner.pid)
 
 
 class PerCallScheduler(WorkerScheduler):
