@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import stat
 import threading
 
@@ -47,6 +46,8 @@ def _watch(fd: int) -> None:
     except OSError:
         return  # the fd was closed under us (user code): no news of the executor, so no kill
     # The executor is gone: end everything this worker leads (the spawner made it a session and group leader).
+    import signal  # here, not at the top: the signal module's enums cost every worker's start about 1 ms
+
     with contextlib.suppress(OSError):
         os.killpg(os.getpgrp(), signal.SIGKILL)
     os.kill(os.getpid(), signal.SIGKILL)

@@ -10,17 +10,15 @@ executor leaves no workers behind.
 from __future__ import annotations
 
 import os
-import signal
 import struct
 import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import zmq
-from xl_serial import Frame, RemoteError, capture, function_name
+from xl_serial import Frame
 
 from xl_comm.framing import (
     BodyError,
@@ -35,6 +33,12 @@ from xl_comm.framing import (
 )
 from xl_comm.messages import TO_WORKER, Failure, Init, Kind, Message, Result, Shutdown, Task
 from xl_comm.sockets import recv_frames, send_frames
+
+if TYPE_CHECKING:
+    from xl_serial import RemoteError
+
+# Imported where used, not here: what only a failure or a departure needs (xl_serial's capture and
+# function_name, signal) is left out of every worker's start (issue 17, row 15).
 
 #: A batch that has run this long sends the answers it has so far (tiny tasks are batched; slow ones are not).
 FLUSH_AFTER_SECONDS = 0.002
@@ -63,8 +67,7 @@ def presets(worker_index: int, one_shot: bool) -> dict[str, int]:
 EXIT_INTERRUPTED = 130
 
 
-@dataclass(frozen=True, slots=True)
-class Departure:
+class Departure(NamedTuple):
     """The worker ends because user code raised SystemExit or KeyboardInterrupt: with ``status``, after printing
     ``note``. As in executorlib 1.x, where workers catch only Exception, the executor sees a dead worker; the
     exception never travels back to be re-raised in the caller's process, where it would end the user's program."""
@@ -145,6 +148,8 @@ def _monitor_event(frames: list[bytes]) -> int:
 def _orphaned(reason: str) -> None:
     print(f"xl_comm.worker (pid {os.getpid()}): {reason}; exiting", file=sys.stderr, flush=True)
     if os.getpgrp() == os.getpid():  # we lead our own group: take the function's child processes with us
+        import signal
+
         os.killpg(os.getpid(), signal.SIGKILL)
     os._exit(EXIT_ORPHANED)
 
@@ -303,6 +308,8 @@ class WorkerLoop:
             send_frames(self._out, seal(self._key, header, body))
 
     def _failure(self, problem: BodyError, task_id: int) -> tuple[Kind, int, Sequence[Frame]]:
+        from xl_serial import capture
+
         return Kind.FAILURE, task_id, pack_body(Failure(capture(problem.reportable(), origin=self._origin)))
 
     def _init(self, message: Init) -> None:
@@ -315,6 +322,8 @@ class WorkerLoop:
         except (SystemExit, KeyboardInterrupt) as exc:
             raise _Leave(departure(exc, "init_function")) from None
         except BaseException as exc:
+            from xl_serial import capture
+
             self._init_error = capture(exc, origin=f"init_function on {self._origin}")
 
     def _run(self, task: Task, task_id: int) -> tuple[Kind, int, Sequence[Frame]]:
@@ -325,6 +334,8 @@ class WorkerLoop:
         try:
             return Kind.RESULT, task_id, pack_body(outcome)
         except Exception as exc:  # an unpicklable result fails this task only
+            from xl_serial import capture
+
             return (
                 Kind.FAILURE,
                 task_id,
@@ -344,8 +355,12 @@ class WorkerLoop:
             value = fn(*args, **kwargs)
             return Result(value, time.perf_counter() - started)  # the function's time only (the cache's runtime)
         except (SystemExit, KeyboardInterrupt) as exc:  # never re-raised in the caller: the worker ends instead
+            from xl_serial import function_name
+
             raise _Leave(departure(exc, f"the function {function_name(task.fn)}")) from None
         except BaseException as exc:  # every other failure of user code goes back to the caller
+            from xl_serial import capture
+
             if task.error_log_file:
                 _append_error_log(task, exc)
             return Failure(capture(exc, origin=self._origin))
