@@ -42,7 +42,7 @@ from xl_comm.framing import (
     new_key,
     open_batch,
     open_body,
-    open_header,
+    open_message,
     pack_batch,
     pack_body,
     seal,
@@ -51,6 +51,7 @@ from xl_comm.keys import KeyFiles
 from xl_comm.messages import TO_EXECUTOR, Failure, Hello, Kind, Message, Result
 from xl_comm.pollers import PollPoller, new_poller
 from xl_comm.portable import forced
+from xl_comm.shared import HubMailbox, available
 from xl_comm.sockets import NOBLOCK, input_pending, recv_routed, send_frames, try_recv_routed
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,8 @@ class Hub:
         self._router.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_MS)
         self._router.setsockopt(zmq.HEARTBEAT_TIMEOUT, 3 * HEARTBEAT_MS)
         self.address = _bind(self._router, localhost=localhost, same_host=same_host)
+        # Large buffers to and from workers on this host go through sealed shared memory (xl_comm.shared).
+        self._mailbox = HubMailbox(self.key, self.address) if available(self.address) else None
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -138,6 +141,8 @@ class Hub:
         self._poller_snapshots = isinstance(self._poller, PollPoller)
         self._poller.register(self._router_fd, select.POLLIN)
         self._poller.register(self._wake_r, select.POLLIN)
+        if self._mailbox is not None:  # drained as datagrams arrive, so its short queue never fills
+            self._poller.register(self._mailbox.fileno(), select.POLLIN)
         # Held by whoever reads the socket and runs handler callbacks: the IO thread, or a caller helping in
         # assist(). Callbacks therefore never run concurrently, whichever thread runs them.
         self._loop_lock = threading.Lock()
@@ -336,6 +341,8 @@ class Hub:
         for fd, _ in events:
             if fd == self._wake_r:
                 self._run_calls()
+            elif self._mailbox is not None and fd == self._mailbox.fileno():
+                self._mailbox.drain()
             elif fd in self._sentinels:
                 self._exited(fd)
         if self._timers:
@@ -395,6 +402,8 @@ class Hub:
             self._identities.pop(worker_id, None)
             self._sent.pop(worker_id, None)
         self._received.pop(worker_id, None)
+        if self._mailbox is not None:
+            self._mailbox.forget(worker_id)
         for fd, owner in list(self._sentinels.items()):
             if owner == worker_id:
                 del self._sentinels[fd]
@@ -410,7 +419,7 @@ class Hub:
             return
         self._quiet_for = 0
         seq = self._sent[worker_id] = self._sent.get(worker_id, 0) + 1
-        frames = seal(self.key, Header(kind, worker_id, seq, task_id), body)
+        frames = seal(self.key, Header(kind, worker_id, seq, task_id), body, self._mailbox)
         try:
             send_frames(self._router, [identity, *frames])
         except zmq.ZMQError as problem:  # the worker disconnected; its sentinel reports the exit
@@ -438,7 +447,7 @@ class Hub:
 
     def _receive(self, identity: bytes, frames: Sequence[Any]) -> None:
         try:
-            header = open_header(self.key, frames)
+            header, frames = open_message(self.key, frames, self._mailbox)
         except (AuthenticationError, ProtocolError) as problem:
             self._reject("a message on %s: %s", self.address, problem)
             return
@@ -501,6 +510,8 @@ class Hub:
                 waiter.poke()
             self._poller.close()
             self._router.close(linger=0)
+            if self._mailbox is not None:
+                self._mailbox.close()
         self._context.term()
         with self._wake_lock:
             os.close(self._wake_r)

@@ -25,10 +25,11 @@ from xl_serial import Frame, RemoteError, capture, function_name
 from xl_comm.framing import (
     BodyError,
     Header,
+    Mailbox,
     ProtocolError,
     open_batch,
     open_body,
-    open_header,
+    open_message,
     pack_batch,
     pack_body,
     seal,
@@ -205,8 +206,11 @@ class WorkerLoop:
         origin: str | None = None,
         out: zmq.Socket[Any] | None = None,
         one_shot: bool = False,
+        mailbox: Mailbox | None = None,
     ) -> None:
+        """``mailbox``: where large buffers travel through shared memory (see xl_comm.shared), or None."""
         self._sock = sock
+        self._mailbox = mailbox
         self._out = out if out is not None else sock  # where answers go (MPI ranks answer rank 0 elsewhere)
         self._key = key
         self._worker_id = worker_id
@@ -241,7 +245,7 @@ class WorkerLoop:
         while True:
             frames = recv_frames(self._sock)
             try:
-                header = open_header(self._key, frames)
+                header, frames = open_message(self._key, frames, self._mailbox)
             except ProtocolError as problem:
                 print(f"xl_comm.worker: dropped a message: {problem}", file=sys.stderr, flush=True)
                 continue
@@ -300,7 +304,7 @@ class WorkerLoop:
         with self._send_lock:
             self._sent += 1
             header = Header(kind, self._worker_id, self._sent, task_id)
-            send_frames(self._out, seal(self._key, header, body))
+            send_frames(self._out, seal(self._key, header, body, self._mailbox))
 
     def _failure(self, problem: BodyError, task_id: int) -> tuple[Kind, int, Sequence[Frame]]:
         return Kind.FAILURE, task_id, pack_body(Failure(capture(problem.reportable(), origin=self._origin)))
