@@ -5,10 +5,11 @@ A message on the wire is ``[envelope, buffer...]``:
 * envelope = header (36 bytes) + the pickle stream of the message + buffer table + mac (32 bytes);
 * header: magic ``XL``, protocol version, kind, worker id (u32), sequence number (u64), task id (u64), the
   number of buffers (u32) and the length of the stream (u64);
-* buffers: the message's large out-of-band pickle-5 buffers, one frame each, never copied into the envelope;
+* buffers: the message's large out-of-band pickle-5 buffers, one frame each, never copied into the envelope, or,
+  with a mailbox (a peer on this host), in a sealed memfd whose fd travelled ahead (see :mod:`xl_comm.shared`);
 * buffer table: empty unless the buffers together hold at least ``FAST_MAC_MIN_BYTES`` (a rule of the protocol,
-  so both ends agree without a flag): then a random 16-byte nonce, and per buffer its length (u64) and one
-  AES-256-GMAC tag (16 bytes) per ``GMAC_CHUNK_BYTES`` of it;
+  so both ends agree without a flag): then a random 16-byte nonce, and per buffer its length (u64), its place
+  (u8: a frame, or shared memory) and one AES-256-GMAC tag (16 bytes) per ``GMAC_CHUNK_BYTES`` of it;
 * mac: keyed BLAKE2b-256 over the header, the stream, and either the length and bytes of every buffer (small
   buffers) or the buffer table (large buffers).
 
@@ -28,6 +29,9 @@ BLAKE2b would on the message itself. GMAC is only safe with a nonce never reused
 derives a one-time AES key from the executor's key and its random nonce (BLAKE2b), and each chunk of each buffer
 gets its own GCM nonce (buffer index, chunk index) under that key.
 
+A shared buffer's tags are checked on the receiver's copy-on-write mapping of the sealed memfd: the seals make
+its bytes immutable, so what was checked is what gets unpickled.
+
 Every MAC and tag is checked before a single byte of the body is unpickled, so a peer without the executor's key
 can never get a pickle loaded. Sequence numbers only grow per sender, which stops replays within a session; the
 key is per executor, which stops them across sessions.
@@ -38,6 +42,7 @@ from __future__ import annotations
 import os
 import pickle
 import struct
+import threading
 from _blake2 import blake2b  # hashlib would load OpenSSL too: milliseconds on every worker start
 from _operator import _compare_digest as compare_digest
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -64,8 +69,11 @@ _KINDS = {int(kind): kind for kind in Kind}  # a dict lookup: calling the enum c
 #: Buffers that together hold at least this many bytes are authenticated by AES-GMAC tags in the buffer table
 #: (see the module's docstring); part of the protocol: both ends must agree on it.
 FAST_MAC_MIN_BYTES = 4 << 20
-#: Largest slice of a buffer under one GMAC tag (cryptography takes at most 2**31 - 1 bytes per call).
-GMAC_CHUNK_BYTES = 1 << 30
+#: Largest slice of a buffer under one GMAC tag (cryptography takes at most 2**31 - 1 bytes per call; smaller
+#: chunks let a receiver check a large buffer on two threads).
+GMAC_CHUNK_BYTES = 16 << 20
+#: Buffers that together hold at least this many bytes are checked on two threads by the receiver.
+PARALLEL_GMAC_MIN_BYTES = 32 << 20
 NONCE_BYTES = 16
 TAG_BYTES = 16
 _CHUNK_NONCE = struct.Struct("!IQ")  # 12 bytes: buffer index, chunk index
@@ -183,8 +191,11 @@ def seal(key: bytes, header: Header, body: Sequence[Frame], mailbox: Mailbox | N
         _mac_buffers(mac, views)
         return [b"".join((head, stream, mac.digest())), *buffers]
     nonce = os.urandom(NONCE_BYTES)
-    shared = _share(mailbox, header.worker_id, nonce, views) if mailbox is not None else frozenset()
-    table = buffer_table(key, nonce, views, shared)
+    if mailbox is not None:
+        shared, tags = _share(key, mailbox, header.worker_id, nonce, views)
+    else:
+        shared, tags = frozenset(), gmac_tags(key, nonce, views)
+    table = _table(nonce, views, tags, shared)
     mac.update(table)
     envelope = b"".join((head, stream, table, mac.digest()))
     if shared:
@@ -192,21 +203,34 @@ def seal(key: bytes, header: Header, body: Sequence[Frame], mailbox: Mailbox | N
     return [envelope, *buffers]
 
 
-def _share(mailbox: Mailbox, worker_id: int, nonce: bytes, views: Sequence[memoryview]) -> frozenset[int]:
-    """Write the large buffers into sealed memfds and send their fds ahead of the message; the indices of the
-    buffers that went that way (none when memfds could not be made or the mailbox could not take them)."""
+def _share(
+    key: bytes, mailbox: Mailbox, worker_id: int, nonce: bytes, views: Sequence[memoryview]
+) -> tuple[frozenset[int], list[bytes]]:
+    """Write the large buffers into sealed memfds (on a helper thread, while this one computes the GMAC tags over
+    the same bytes: both release the GIL) and send their fds ahead of the message. Returns the indices of the
+    buffers that went that way (none when memfds could not be made or the mailbox could not take them) and the
+    tags."""
     chosen = [index for index, view in enumerate(views) if view.nbytes >= SHARED_MIN_BYTES]
     if not chosen or len(chosen) > MAX_SHARED_BUFFERS:
-        return frozenset()
-    fds = share([views[index] for index in chosen])
+        return frozenset(), gmac_tags(key, nonce, views)
+    made: list[list[int] | None] = []
+    writer = threading.Thread(
+        target=lambda: made.append(share([views[index] for index in chosen])), name="xl-comm-share", daemon=True
+    )
+    writer.start()
+    try:
+        tags = gmac_tags(key, nonce, views)
+    finally:
+        writer.join()
+    fds = made[0] if made else None
     if fds is None:
-        return frozenset()
+        return frozenset(), tags
     try:
         sent = mailbox.send(worker_id, nonce, fds)
     finally:
         for fd in fds:  # the ones in flight live on in the datagram
             os.close(fd)
-    return frozenset(chosen) if sent else frozenset()
+    return (frozenset(chosen) if sent else frozenset()), tags
 
 
 def open_header(key: bytes, frames: Sequence[Any]) -> Header:
@@ -299,7 +323,9 @@ def _check_with_buffers(
         for index, view in zip(shared_at, mapped, strict=True):
             placed[index] = view
     full = [view for view in placed if view is not None]
-    if not compare_digest(buffer_table(key, table[:NONCE_BYTES], full, frozenset(shared_at)), table):
+    nonce = table[:NONCE_BYTES]
+    tags = gmac_tags(key, nonce, full, parallel=sum(length for length, _ in layout) >= PARALLEL_GMAC_MIN_BYTES)
+    if not compare_digest(_table(nonce, full, tags, frozenset(shared_at)), table):
         raise AuthenticationError("a buffer's GMAC tag does not verify: it was changed on the way")
     if not shared_at:
         return list(frames)
@@ -419,18 +445,52 @@ def buffer_table(key: bytes, nonce: bytes, views: Sequence[memoryview], shared: 
     """``nonce``, then per buffer its length, its place (a frame, or shared memory: the indices in ``shared``) and
     the GMAC tag of each of its chunks, under the one-time key that ``key`` and ``nonce`` give (pure: the sender
     writes it into the envelope, the receiver computes it again over what it received or mapped)."""
+    return _table(nonce, views, gmac_tags(key, nonce, views), shared)
+
+
+def _table(nonce: bytes, views: Sequence[memoryview], tags: Sequence[bytes], shared: Collection[int]) -> bytes:
+    parts = [nonce]
+    at = 0
+    for index, view in enumerate(views):
+        parts.append(_PLACE.pack(view.nbytes, _SHARED if index in shared else _INLINE))
+        chunks = _chunks(view.nbytes)
+        parts.extend(tags[at : at + chunks])
+        at += chunks
+    return b"".join(parts)
+
+
+def gmac_tags(key: bytes, nonce: bytes, views: Sequence[memoryview], parallel: bool = False) -> list[bytes]:
+    """The GMAC tag of each chunk of each buffer, in order, under the one-time key of ``key`` and ``nonce``.
+    ``parallel``: half of the chunks on a helper thread (a receiver's mapping is read for the first time here, and
+    its page faults cost twice the MAC itself: two cores take them in half the time)."""
     one_time = _keyed(key)
     one_time.update(_ONE_TIME_KEY_DOMAIN)
     one_time.update(nonce)
     gmac = _aes_gcm()(one_time.digest())
-    parts = [nonce]
-    for index, view in enumerate(views):
-        parts.append(_PLACE.pack(view.nbytes, _SHARED if index in shared else _INLINE))
-        for chunk in range(_chunks(view.nbytes)):
-            start = chunk * GMAC_CHUNK_BYTES
-            # empty plaintext, the buffer as associated data: the 16-byte tag alone, a GMAC
-            parts.append(gmac.encrypt(_CHUNK_NONCE.pack(index, chunk), b"", view[start : start + GMAC_CHUNK_BYTES]))
-    return b"".join(parts)
+    jobs = [
+        (_CHUNK_NONCE.pack(index, chunk), view[chunk * GMAC_CHUNK_BYTES : (chunk + 1) * GMAC_CHUNK_BYTES])
+        for index, view in enumerate(views)
+        for chunk in range(_chunks(view.nbytes))
+    ]
+
+    def run(part: Sequence[tuple[bytes, memoryview]]) -> list[bytes]:
+        # empty plaintext, the buffer as associated data: the 16-byte tag alone, a GMAC
+        return [gmac.encrypt(chunk_nonce, b"", data) for chunk_nonce, data in part]
+
+    if not parallel or len(jobs) < 2:
+        return run(jobs)
+    odd: list[list[bytes]] = []
+    helper = threading.Thread(target=lambda: odd.append(run(jobs[1::2])), name="xl-comm-gmac", daemon=True)
+    helper.start()
+    try:
+        even = run(jobs[0::2])
+    finally:
+        helper.join()
+    if not odd:  # the helper failed (it said why on stderr): do its half here
+        odd.append(run(jobs[1::2]))
+    tags = [b""] * len(jobs)
+    tags[0::2], tags[1::2] = even, odd[0]
+    return tags
 
 
 _AESGCM: Any = None

@@ -267,6 +267,8 @@ class WorkerLoop:
             if isinstance(message, Task):  # the common case first
                 kind, task_id, body = self._run(message, header.task_id)
                 self._send_one(kind, task_id, body)
+                # An idle worker holds neither the arguments nor the result (large ones are mappings of memfds).
+                del frames, message, body
                 self._answered(kind)
                 if one_shot:
                     return
