@@ -27,6 +27,7 @@ from xl_comm.framing import (
     open_body,
     open_message,
     pack_body,
+    prepare,
     seal,
     table_layout,
 )
@@ -391,3 +392,21 @@ def test_a_memfd_that_cannot_be_mapped_is_read_instead(monkeypatch) -> None:
     finally:
         os.close(fd)
     assert isinstance(view.obj, bytearray) and bytes(view) == data
+
+
+def test_a_body_prepared_ahead_seals_the_same_message() -> None:
+    """The hub writes and tags a large body before it takes its socket lock (framing.prepare)."""
+    before = _memfds()
+    mailbox = LocalMailbox()
+    body = pack_body(Result(pickle.PickleBuffer(_payload(4))))
+    prepared = prepare(KEY, body)
+    assert prepared is not None
+    try:
+        frames = seal(KEY, Header(Kind.RESULT, 3, 1, 7), body, mailbox, prepared)
+    finally:
+        prepared.close()
+    assert len(frames) == 1
+    assert _memfds() == before + 1, "the sender's memfd is closed; only the mailbox's copy (in flight) is left"
+    value = _receive([bytes(memoryview(frame).cast("B")) for frame in frames], mailbox)
+    assert isinstance(value, Result) and bytes(value.value) == _payload(4)
+    assert prepare(KEY, pack_body(Result(b"small"))) is None

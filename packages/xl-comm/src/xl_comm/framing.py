@@ -170,10 +170,17 @@ class Mailbox(Protocol):
     def take(self, worker_id: int, nonce: bytes) -> list[int]: ...
 
 
-def seal(key: bytes, header: Header, body: Sequence[Frame], mailbox: Mailbox | None = None) -> list[Frame]:
+def seal(
+    key: bytes,
+    header: Header,
+    body: Sequence[Frame],
+    mailbox: Mailbox | None = None,
+    prepared: Prepared | None = None,
+) -> list[Frame]:
     """The frames to send: the envelope (header, stream, buffer table, MAC), then the out-of-band buffers that
     travel as frames. With a ``mailbox``, buffers of at least SHARED_MIN_BYTES in a message on the GMAC path go
-    through sealed shared memory instead (sent here, before the frames are)."""
+    through sealed shared memory instead (their fds are sent here, before the frames are). ``prepared``: the
+    memfds and tags of this body made earlier by :func:`prepare` (outside a lock, say); the caller closes it."""
     stream = body[0]
     buffers = body[1:]
     if type(stream) is not bytes:
@@ -190,12 +197,16 @@ def seal(key: bytes, header: Header, body: Sequence[Frame], mailbox: Mailbox | N
     if not _fast(views):
         _mac_buffers(mac, views)
         return [b"".join((head, stream, mac.digest())), *buffers]
-    nonce = os.urandom(NONCE_BYTES)
-    if mailbox is not None:
-        shared, tags = _share(key, mailbox, header.worker_id, nonce, views)
-    else:
-        shared, tags = frozenset(), gmac_tags(key, nonce, views)
-    table = _table(nonce, views, tags, shared)
+    own = prepared is None
+    if prepared is None:
+        prepared = prepare(key, body, share_buffers=mailbox is not None)
+    assert prepared is not None  # the GMAC path
+    try:
+        shared = prepared.deliver(mailbox, header.worker_id) if mailbox is not None else frozenset()
+        table = _table(prepared.nonce, views, prepared.tags, shared)
+    finally:
+        if own:
+            prepared.close()
     mac.update(table)
     envelope = b"".join((head, stream, table, mac.digest()))
     if shared:
@@ -203,16 +214,39 @@ def seal(key: bytes, header: Header, body: Sequence[Frame], mailbox: Mailbox | N
     return [envelope, *buffers]
 
 
-def _share(
-    key: bytes, mailbox: Mailbox, worker_id: int, nonce: bytes, views: Sequence[memoryview]
-) -> tuple[frozenset[int], list[bytes]]:
-    """Write the large buffers into sealed memfds (on a helper thread, while this one computes the GMAC tags over
-    the same bytes: both release the GIL) and send their fds ahead of the message. Returns the indices of the
-    buffers that went that way (none when memfds could not be made or the mailbox could not take them) and the
-    tags."""
+class Prepared:
+    """A body's GMAC tags under a fresh nonce, and the sealed memfds of its large buffers (if any could be made):
+    the costly part of sealing a message with large buffers, which needs neither its header nor a socket.
+    ``close()`` closes the memfds this side still holds (the ones sent live on in flight)."""
+
+    def __init__(self, nonce: bytes, tags: list[bytes], chosen: list[int], fds: list[int] | None) -> None:
+        self.nonce = nonce
+        self.tags = tags
+        self._chosen = chosen
+        self._fds = fds
+
+    def deliver(self, mailbox: Mailbox, worker_id: int) -> frozenset[int]:
+        """Send the memfds to ``worker_id``'s side; the indices of the buffers that went (none: frames)."""
+        if not self._fds or not mailbox.send(worker_id, self.nonce, self._fds):
+            return frozenset()
+        return frozenset(self._chosen)
+
+    def close(self) -> None:
+        fds, self._fds = self._fds, None
+        for fd in fds or ():
+            os.close(fd)
+
+
+def prepare(key: bytes, body: Sequence[Frame], share_buffers: bool = True) -> Prepared | None:
+    """The tags and (``share_buffers``) memfds of a body whose buffers take the GMAC path, else None. The memfds
+    are written on a helper thread while this one computes the tags over the same bytes: both release the GIL."""
+    views = [_view(frame) for frame in body[1:]]
+    if not views or not _fast(views):
+        return None
+    nonce = os.urandom(NONCE_BYTES)
     chosen = [index for index, view in enumerate(views) if view.nbytes >= SHARED_MIN_BYTES]
-    if not chosen or len(chosen) > MAX_SHARED_BUFFERS:
-        return frozenset(), gmac_tags(key, nonce, views)
+    if not share_buffers or not chosen or len(chosen) > MAX_SHARED_BUFFERS:
+        return Prepared(nonce, gmac_tags(key, nonce, views), [], None)
     made: list[list[int] | None] = []
     writer = threading.Thread(
         target=lambda: made.append(share([views[index] for index in chosen])), name="xl-comm-share", daemon=True
@@ -222,15 +256,7 @@ def _share(
         tags = gmac_tags(key, nonce, views)
     finally:
         writer.join()
-    fds = made[0] if made else None
-    if fds is None:
-        return frozenset(), tags
-    try:
-        sent = mailbox.send(worker_id, nonce, fds)
-    finally:
-        for fd in fds:  # the ones in flight live on in the datagram
-            os.close(fd)
-    return (frozenset(chosen) if sent else frozenset()), tags
+    return Prepared(nonce, tags, chosen, made[0] if made else None)
 
 
 def open_header(key: bytes, frames: Sequence[Any]) -> Header:

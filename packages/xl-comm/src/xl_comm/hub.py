@@ -38,6 +38,7 @@ from xl_comm.framing import (
     AuthenticationError,
     BodyError,
     Header,
+    Prepared,
     ProtocolError,
     new_key,
     open_batch,
@@ -45,6 +46,7 @@ from xl_comm.framing import (
     open_message,
     pack_batch,
     pack_body,
+    prepare,
     seal,
 )
 from xl_comm.keys import KeyFiles
@@ -192,12 +194,19 @@ class Hub:
         """
         ident = threading.get_ident()
         on_io_thread = self._in_loop(ident)
-        with self._socket_lock:
-            self._send(worker_id, kind, task_id, body)
-            # The IO thread drains the socket before it next sleeps; only another thread must check.
-            missed = not on_io_thread and not self._closing and input_pending(self._router)
-            if not on_io_thread and not missed:
-                self._quiet_for = ident  # see _help: this thread may sleep on the fd without checking again
+        # Large buffers are written into memfds and tagged before the lock: a 1 GB array takes half a second, which
+        # would hold up every other send and the reading of every reply.
+        prepared = prepare(self.key, body) if self._mailbox is not None and len(body) > 1 else None
+        try:
+            with self._socket_lock:
+                self._send(worker_id, kind, task_id, body, prepared)
+                # The IO thread drains the socket before it next sleeps; only another thread must check.
+                missed = not on_io_thread and not self._closing and input_pending(self._router)
+                if not on_io_thread and not missed:
+                    self._quiet_for = ident  # see _help: this thread may sleep on the fd without checking again
+        finally:
+            if prepared is not None:
+                prepared.close()
         if missed:
             self._wake()
 
@@ -410,7 +419,9 @@ class Hub:
                 self._poller.unregister(fd)
                 os.close(fd)
 
-    def _send(self, worker_id: int, kind: Kind, task_id: int, body: Sequence[Frame]) -> None:
+    def _send(
+        self, worker_id: int, kind: Kind, task_id: int, body: Sequence[Frame], prepared: Prepared | None = None
+    ) -> None:
         if self._closing:
             return
         identity = self._identities.get(worker_id)
@@ -419,7 +430,7 @@ class Hub:
             return
         self._quiet_for = 0
         seq = self._sent[worker_id] = self._sent.get(worker_id, 0) + 1
-        frames = seal(self.key, Header(kind, worker_id, seq, task_id), body, self._mailbox)
+        frames = seal(self.key, Header(kind, worker_id, seq, task_id), body, self._mailbox, prepared)
         try:
             send_frames(self._router, [identity, *frames])
         except zmq.ZMQError as problem:  # the worker disconnected; its sentinel reports the exit
