@@ -41,3 +41,8 @@ def _fds() -> list[str]:
             continue
         found.append(fd)
     return found
+
+
+def large(nbytes: int) -> pickle.PickleBuffer:
+    """A large result from a small argument."""
+    return pickle.PickleBuffer(bytearray(b"r" * nbytes))

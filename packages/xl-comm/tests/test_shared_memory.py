@@ -410,3 +410,64 @@ def test_a_body_prepared_ahead_seals_the_same_message() -> None:
     value = _receive([bytes(memoryview(frame).cast("B")) for frame in frames], mailbox)
     assert isinstance(value, Result) and bytes(value.value) == _payload(4)
     assert prepare(KEY, pack_body(Result(b"small"))) is None
+
+
+def test_a_worker_sends_buffers_only_to_a_mailbox_that_proved_it_holds_the_key() -> None:
+    """Another process may bind the hub's mailbox name when the hub made none: it gets a registration, and never
+    a buffer, unless it answers with the acknowledgement only a holder of the key can make."""
+    import socket
+
+    from xl_comm.shared import _ACK, _ACK_DOMAIN, WorkerMailbox, registration_proof
+
+    address = f"ipc://@xl-comm-test-{os.getpid()}-{os.urandom(4).hex()}"
+    squatter = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    squatter.bind(mailbox_name(address))
+    worker = WorkerMailbox(KEY, address, 5)
+    try:
+        assert worker.registered
+        _, (theirs,), _, _ = socket.recv_fds(squatter, 64, 1)
+        with socket.socket(fileno=theirs) as back:
+            fd = write_sealed(memoryview(_payload()))
+            try:
+                assert not worker.send(5, b"n" * 16, [fd]), "no acknowledgement yet"
+                back.send(_ACK + registration_proof(new_key(), 5, _ACK_DOMAIN))
+                assert not worker.send(5, b"n" * 16, [fd]), "an acknowledgement under another key"
+                back.send(_ACK + registration_proof(KEY, 5, _ACK_DOMAIN))
+                assert worker.send(5, b"n" * 16, [fd]), "the hub's acknowledgement"
+            finally:
+                os.close(fd)
+    finally:
+        worker.close()
+        squatter.close()
+
+
+def test_buffers_nobody_claims_are_closed_beyond_a_bound() -> None:
+    from xl_comm.shared import MAX_PENDING, _Pending
+
+    pending = _Pending()
+    pipes = [os.pipe() for _ in range(MAX_PENDING + 3)]
+    for index, (read, _) in enumerate(pipes):
+        pending.add(1, index.to_bytes(16, "big"), [read])
+    closed = []
+    for read, write in pipes:
+        try:
+            os.fstat(read)
+        except OSError:
+            closed.append(read)
+        os.close(write)
+    assert closed == [read for read, _ in pipes[:3]]
+    assert pending.take(1, (MAX_PENDING + 2).to_bytes(16, "big")) == [pipes[-1][0]]
+    pending.drop()
+
+
+def test_the_first_answer_to_a_small_task_already_uses_shared_memory(local_hub, monkeypatch) -> None:
+    """The hub acknowledges a worker's mailbox when its hello arrives, before any task is sent."""
+    hub, recorder = local_hub
+    counted = _count_mappings(monkeypatch)
+    process = start_worker(hub, 1, "--one-shot")
+    recorder.wait_for(lambda: 1 in recorder.hellos)
+    hub.send(1, Task(shm_tasks.large, (SIZE,)), task_id=1)
+    reply = _reply(recorder, 1)
+    assert isinstance(reply, Result) and bytes(reply.value) == b"r" * SIZE
+    assert counted == [1]
+    assert process.wait(timeout=30) == 0

@@ -77,15 +77,28 @@ class HubHandler(Protocol):
     def on_exit(self, worker_id: int) -> None: ...
 
 
-def _bind(router: zmq.Socket[Any], *, localhost: bool, same_host: bool) -> str:
+def _bind(router: zmq.Socket[Any], key: bytes, *, localhost: bool, same_host: bool) -> tuple[str, HubMailbox | None]:
+    """Bind the socket; with an abstract unix address, the mailbox (xl_comm.shared) is bound first, so no other
+    process can take its name, derived from the address, once the address is seen."""
     # Abstract unix sockets are a Linux kernel feature with no harmless probe (elsewhere zmq would make a file
     # named "@..." in the working directory), hence the platform check.
     if same_host and localhost and sys.platform == "linux" and not forced("tcp"):
         address = f"ipc://@xl-comm-{os.getpid()}-{secrets.token_hex(8)}"
-        router.bind(address)
-        return address
+        mailbox = None
+        if available(address):
+            try:
+                mailbox = HubMailbox(key, address)
+            except OSError as problem:  # large buffers then travel as frames
+                log.warning("no shared memory for large buffers: %s", problem)
+        try:
+            router.bind(address)
+        except BaseException:
+            if mailbox is not None:
+                mailbox.close()
+            raise
+        return address, mailbox
     port = router.bind_to_random_port("tcp://127.0.0.1" if localhost else "tcp://*")
-    return f"tcp://{'127.0.0.1' if localhost else socket.gethostname()}:{port}"
+    return f"tcp://{'127.0.0.1' if localhost else socket.gethostname()}:{port}", None
 
 
 class Hub:
@@ -106,9 +119,8 @@ class Hub:
         self._router.setsockopt(zmq.LINGER, 0)
         self._router.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_MS)
         self._router.setsockopt(zmq.HEARTBEAT_TIMEOUT, 3 * HEARTBEAT_MS)
-        self.address = _bind(self._router, localhost=localhost, same_host=same_host)
         # Large buffers to and from workers on this host go through sealed shared memory (xl_comm.shared).
-        self._mailbox = HubMailbox(self.key, self.address) if available(self.address) else None
+        self.address, self._mailbox = _bind(self._router, self.key, localhost=localhost, same_host=same_host)
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -471,6 +483,10 @@ class Hub:
         if header.kind not in TO_EXECUTOR or wid not in self._expected or header.seq <= self._received.get(wid, 0):
             self._reject("an out-of-place %s message claiming worker %d", header.kind.name, wid)
             return
+        if hello and self._mailbox is not None:
+            # The worker registered its mailbox before its hello: acknowledge it before any task can be sent, so
+            # even the first answer may use shared memory.
+            self._mailbox.drain()
         # No socket lock: one dict operation is atomic, and _forget runs under the same loop lock as this.
         known = self._identities.setdefault(wid, identity) if hello else self._identities.get(wid)
         if known != identity:

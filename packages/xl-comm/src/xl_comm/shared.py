@@ -51,8 +51,13 @@ MAX_SHARED_BUFFERS = 250
 _WRITE_CHUNK = 1 << 30  # pwrite moves at most about 2 GiB per call
 _ABSTRACT_PREFIX = "ipc://@"
 _PROOF_DOMAIN = b"xl-comm mailbox registration"
+_ACK_DOMAIN = b"xl-comm mailbox acknowledged"
 _REGISTER = b"R"
+_ACK = b"A"
 _BUFFERS = b"B"
+#: At most this many datagrams' fds wait for their messages in the hub; older ones are closed beyond it.
+MAX_PENDING = 256
+_CREDENTIALS = struct.Struct("=iII")  # struct ucred: pid, uid, gid
 _WORKER = struct.Struct("!I")
 _NONCE_BYTES = 16
 _PROOF_BYTES = 32
@@ -90,9 +95,10 @@ def mailbox_name(address: str) -> bytes:
     return b"\0" + address[len(_ABSTRACT_PREFIX) :].encode() + b"-shm"
 
 
-def registration_proof(key: bytes, worker_id: int) -> bytes:
-    """What a worker shows the hub with its mailbox: a MAC of its id under the executor's key (pure)."""
-    return blake2b(_PROOF_DOMAIN + _WORKER.pack(worker_id), key=key, digest_size=_PROOF_BYTES).digest()
+def registration_proof(key: bytes, worker_id: int, domain: bytes = _PROOF_DOMAIN) -> bytes:
+    """What a worker shows the hub with its mailbox: a MAC of its id under the executor's key (pure). With the
+    acknowledgement's domain: what the hub answers, so the worker knows its mailbox reached the hub."""
+    return blake2b(domain + _WORKER.pack(worker_id), key=key, digest_size=_PROOF_BYTES).digest()
 
 
 def write_sealed(view: memoryview) -> int:
@@ -151,7 +157,7 @@ _NO_FD: dict[str, bool] = {"trackfd": False} if sys.version_info >= (3, 13) else
 
 def _send_fds(sock: Any, data: bytes, fds: Sequence[int], address: bytes | None = None) -> bool:
     """Send one datagram carrying ``fds``; False (nothing sent) when the peer's queue is full or it is gone."""
-    ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds).tobytes())]
+    ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds).tobytes())] if fds else []
     try:
         if address is None:
             sock.sendmsg([data], ancillary, socket.MSG_DONTWAIT)
@@ -162,19 +168,26 @@ def _send_fds(sock: Any, data: bytes, fds: Sequence[int], address: bytes | None 
     return True
 
 
-def _receive_all(sock: Any) -> list[tuple[bytes, list[int]]]:
-    """Every datagram waiting on ``sock``, with the fds each carried (never blocks)."""
+def _receive_all(sock: Any, uid: int | None = None) -> list[tuple[bytes, list[int]]]:
+    """Every datagram waiting on ``sock``, with the fds each carried (never blocks). ``uid``: drop (and close the
+    fds of) datagrams whose sender's credentials (SO_PASSCRED) name another user."""
     received: list[tuple[bytes, list[int]]] = []
-    space = socket.CMSG_SPACE(MAX_SHARED_BUFFERS * 4)
+    space = socket.CMSG_SPACE(MAX_SHARED_BUFFERS * 4) + socket.CMSG_SPACE(_CREDENTIALS.size)
     while True:
         try:
             data, ancillary, _, _ = sock.recvmsg(_DATAGRAM_MAX, space, socket.MSG_DONTWAIT)
         except (BlockingIOError, InterruptedError):
             return received
         fds: list[int] = []
+        sender = None
         for level, kind, payload in ancillary:
             if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
                 fds.extend(array.array("i", payload[: len(payload) - len(payload) % 4]))
+            elif level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS and len(payload) >= _CREDENTIALS.size:
+                sender = _CREDENTIALS.unpack_from(payload)[1]
+        if uid is not None and sender != uid:
+            _close_all(fds)  # another user's datagram: it cannot be ours, and must not pile up fds here
+            continue
         received.append((data, fds))
 
 
@@ -197,6 +210,8 @@ class _Pending:
         if old is not None:  # a nonce is random: a repeat is junk
             _close_all(old[1])
         self._by_nonce[nonce] = (worker_id, fds)
+        while len(self._by_nonce) > MAX_PENDING:  # the oldest belong to messages nobody will read
+            _close_all(self._by_nonce.pop(next(iter(self._by_nonce)))[1])
 
     def take(self, worker_id: int, nonce: bytes) -> list[int] | None:
         found = self._by_nonce.get(nonce)
@@ -249,7 +264,9 @@ class HubMailbox:
         self._key = key
         self._lock = threading.Lock()
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)  # the sender's uid with each datagram
         self._sock.bind(mailbox_name(address))
+        self._uid = os.getuid()
         self._workers: dict[int, Any] = {}
         self._pending = _Pending()
         self._closed = False
@@ -265,7 +282,7 @@ class HubMailbox:
     def _drain(self) -> None:
         if self._closed:
             return
-        for data, fds in _receive_all(self._sock):
+        for data, fds in _receive_all(self._sock, self._uid):
             kind, body = data[:1], data[1:]
             if kind == _BUFFERS and len(body) == _WORKER.size + _NONCE_BYTES:
                 (worker_id,) = _WORKER.unpack_from(body)
@@ -278,9 +295,12 @@ class HubMailbox:
                     if old is not None:
                         old.close()
                     try:
-                        self._workers[worker_id] = socket.socket(fileno=fds[0])
+                        mailbox = self._workers[worker_id] = socket.socket(fileno=fds[0])
                     except OSError:  # not a socket
                         _close_all(fds)
+                        continue
+                    acknowledgement = _ACK + registration_proof(self._key, worker_id, _ACK_DOMAIN)
+                    _send_fds(mailbox, acknowledgement, [])
                     continue
             _close_all(fds)  # junk: a foreign or malformed datagram
 
@@ -334,6 +354,8 @@ class WorkerMailbox:
         self._lock = threading.Lock()
         self._hub = mailbox_name(address)
         self._worker = _WORKER.pack(worker_id)
+        self._acknowledgement = _ACK + registration_proof(key, worker_id, _ACK_DOMAIN)
+        self._acknowledged = False
         self._sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
         self._pending = _Pending()
         try:
@@ -344,21 +366,34 @@ class WorkerMailbox:
             theirs.close()
 
     def send(self, worker_id: int, nonce: bytes, fds: Sequence[int]) -> bool:
+        """Send buffers to the hub, once the hub has acknowledged this mailbox: until then the name might be bound
+        by another process (a hub without a mailbox leaves it free), which must never get a result's bytes."""
+        with self._lock:
+            if not self._acknowledged:
+                self._collect()
+                if not self._acknowledged:
+                    return False
         return _send_fds(self._sock, _BUFFERS + self._worker + nonce, fds, self._hub)
 
     def take(self, worker_id: int, nonce: bytes) -> list[int]:
         with self._lock:
             fds = self._pending.take(0, nonce)
             if fds is None:
-                for data, received in _receive_all(self._sock):
-                    if data[:1] == _BUFFERS and len(data) == 1 + _WORKER.size + _NONCE_BYTES:
-                        self._pending.add(0, data[1 + _WORKER.size :], received)
-                    else:
-                        _close_all(received)
+                self._collect()
                 fds = self._pending.take(0, nonce)
         if fds is None:
             raise SharedMemoryError("the shared buffers of a message did not arrive")
         return fds
+
+    def _collect(self) -> None:
+        """Read what the hub sent: buffers ahead of their messages, and the acknowledgement."""
+        for data, received in _receive_all(self._sock):
+            if data[:1] == _BUFFERS and len(data) == 1 + _WORKER.size + _NONCE_BYTES:
+                self._pending.add(0, data[1 + _WORKER.size :], received)
+                continue
+            if compare_digest(data, self._acknowledgement):
+                self._acknowledged = True
+            _close_all(received)
 
     def close(self) -> None:
         with self._lock:
