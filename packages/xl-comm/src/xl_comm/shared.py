@@ -17,9 +17,17 @@ to it. An fd in flight in a datagram survives its sender's exit (a one-shot work
 and is released by the kernel with the receiving socket (the receiver's exit, or its close).
 
 Mailboxes: the hub binds a datagram socket at an abstract unix name derived from its zmq address (so only when
-that address is an abstract unix socket: every worker on this host). Each worker makes a socket pair, keeps one
-end and registers the other with the hub, with a keyed proof of its worker id: the hub sends to the worker
-through that end (no name another process could bind first), the worker sends to the hub's name.
+that address is an abstract unix socket: every worker on this host), before it binds the address itself, so no
+other process can take the name once it can see the address; it drops datagrams of other users (their
+credentials come with each datagram, ``SO_PASSCRED``). Each worker makes a socket pair, keeps one end and
+registers the other with the hub, with a keyed proof of its worker id: the hub sends to the worker through that
+end (no name another process could bind first) and answers with a keyed acknowledgement; the worker sends to the
+hub's name only once it has that answer, so if the hub made no mailbox and another process bound the name, it
+never gets a buffer.
+
+Buffers arrive ahead of their messages and wait under the message's nonce; a sender's datagrams keep the order of
+its messages, so a datagram older than the one a message claims belongs to a message that will never be read and
+is closed (at most MAX_PENDING wait in the hub).
 
 Where memfds, seals or abstract unix sockets are missing (not Linux), or with ``XL_PORTABLE=shm``, no mailbox is
 made and large buffers travel as zmq frames, as before.
