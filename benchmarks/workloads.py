@@ -1023,8 +1023,10 @@ def large_arrays(sizes: Sizes, notes: list[str]) -> list[Row]:
             "shared-memory floor": lambda array: shared_client.call_shared(echo, array),
             "PPE": lambda array: ppe.submit(echo_main, array).result(timeout=600),
         }
-        small = np.ones(1 << 20, dtype=np.uint8)
-        for call in calls.values():  # every path warm (a 1 MB array: a full-size warm-up would double the run)
+        # Every path warm, with 8 MiB: above the 4 MiB where executorlib's large-buffer path (GMAC tags, shared
+        # memory, their imports) starts, far below a full-size warm-up, which would double the run.
+        small = np.ones(8 << 20, dtype=np.uint8)
+        for call in calls.values():
             call(small)
         for nbytes in sizes.array_bytes:
             seconds = _array_round_trips(calls, nbytes, sizes.array_repeats)
