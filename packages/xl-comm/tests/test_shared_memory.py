@@ -153,6 +153,7 @@ def test_a_buffer_table_reads_back_as_each_buffers_length_and_place(
 
 
 def test_a_sealed_memfd_cannot_be_changed_even_by_its_writer() -> None:
+    assert REQUIRED_SEALS == fcntl.F_SEAL_WRITE | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_SEAL
     fd = write_sealed(memoryview(b"x" * 8192))
     try:
         assert fcntl.fcntl(fd, fcntl.F_GET_SEALS) & REQUIRED_SEALS == REQUIRED_SEALS

@@ -36,7 +36,6 @@ made and large buffers travel as zmq frames, as before.
 from __future__ import annotations
 
 import _socket as socket  # the socket module costs about 3 ms of a worker's start; its C core 0.3
-import array
 import contextlib
 import os
 import struct
@@ -71,15 +70,11 @@ _NONCE_BYTES = 16
 _PROOF_BYTES = 32
 _DATAGRAM_MAX = 64
 
-try:
-    import fcntl
-
-    #: The seals a memfd gets, and must carry when received: its size and bytes are fixed for good.
-    REQUIRED_SEALS = fcntl.F_SEAL_WRITE | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_SEAL
-    _HAS_MEMFD = hasattr(os, "memfd_create") and sys.platform == "linux"
-except (ImportError, AttributeError):  # pragma: no cover - not Linux
-    REQUIRED_SEALS = 0
-    _HAS_MEMFD = False
+#: The seals a memfd gets, and must carry when received: its size and bytes are fixed for good (Linux's values of
+#: F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE; fcntl is imported on the first large buffer only,
+#: which a test compares with these).
+REQUIRED_SEALS = 0x0001 | 0x0002 | 0x0004 | 0x0008
+_HAS_MEMFD = hasattr(os, "memfd_create") and sys.platform == "linux"
 
 
 class SharedMemoryError(Exception):
@@ -118,6 +113,8 @@ def write_sealed(view: memoryview) -> int:
         done = 0
         while done < nbytes:
             done += os.pwrite(fd, view[done : done + _WRITE_CHUNK], done)
+        import fcntl  # here, not at a worker's start
+
         fcntl.fcntl(fd, fcntl.F_ADD_SEALS, REQUIRED_SEALS)
     except BaseException:
         os.close(fd)
@@ -128,6 +125,7 @@ def write_sealed(view: memoryview) -> int:
 def map_sealed(fd: int, nbytes: int) -> memoryview:
     """A copy-on-write mapping of the sealed memfd ``fd`` of exactly ``nbytes``, as a writable view (writes stay
     in this process). Refused unless the seals make its bytes immutable. Does not close ``fd``."""
+    import fcntl
     import mmap
 
     try:
@@ -165,7 +163,8 @@ _NO_FD: dict[str, bool] = {"trackfd": False} if sys.version_info >= (3, 13) else
 
 def _send_fds(sock: Any, data: bytes, fds: Sequence[int], address: bytes | None = None) -> bool:
     """Send one datagram carrying ``fds``; False (nothing sent) when the peer's queue is full or it is gone."""
-    ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds).tobytes())] if fds else []
+    payload = b"".join(fd.to_bytes(4, sys.byteorder, signed=True) for fd in fds)  # a C int array
+    ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, payload)] if fds else []
     try:
         if address is None:
             sock.sendmsg([data], ancillary, socket.MSG_DONTWAIT)
@@ -190,7 +189,10 @@ def _receive_all(sock: Any, uid: int | None = None) -> list[tuple[bytes, list[in
         sender = None
         for level, kind, payload in ancillary:
             if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                fds.extend(array.array("i", payload[: len(payload) - len(payload) % 4]))
+                fds.extend(
+                    int.from_bytes(payload[at : at + 4], sys.byteorder, signed=True)
+                    for at in range(0, len(payload) - 3, 4)
+                )
             elif level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS and len(payload) >= _CREDENTIALS.size:
                 sender = _CREDENTIALS.unpack_from(payload)[1]
         if uid is not None and sender != uid:
