@@ -9,6 +9,7 @@ import mmap
 import os
 import pickle
 import signal
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -446,9 +447,16 @@ def test_buffers_nobody_claims_are_closed_beyond_a_bound() -> None:
     from xl_comm.shared import MAX_PENDING, _Pending
 
     pending = _Pending()
+    others = [os.pipe() for _ in range(3)]  # another sender's: never closed for this sender's bound
+    for index, (read, _) in enumerate(others):
+        pending.add(2, (10_000 + index).to_bytes(16, "big"), [read])
     pipes = [os.pipe() for _ in range(MAX_PENDING + 3)]
     for index, (read, _) in enumerate(pipes):
         pending.add(1, index.to_bytes(16, "big"), [read])
+    for read, write in others:
+        os.fstat(read)  # still open
+        os.close(write)
+    assert pending.take(2, (10_002).to_bytes(16, "big")) == [others[2][0]]
     closed = []
     for read, write in pipes:
         try:
@@ -472,3 +480,72 @@ def test_the_first_answer_to_a_small_task_already_uses_shared_memory(local_hub, 
     assert isinstance(reply, Result) and bytes(reply.value) == b"r" * SIZE
     assert counted == [1]
     assert process.wait(timeout=30) == 0
+
+
+def test_received_buffers_are_copied_once_mappings_would_hold_too_many_fds(monkeypatch) -> None:
+    """Before Python 3.13 each live mapping holds an fd: beyond the cap a buffer is read into a copy, so arrays the
+    user keeps cannot use up the process's fds; a released mapping gives its place back."""
+    from xl_comm import shared
+
+    if sys.version_info >= (3, 13):
+        pytest.skip("Python 3.13's mmap keeps no fd (trackfd=False): there is no cap to reach")
+    live = shared._LiveMappings()
+    monkeypatch.setattr(shared, "_LIVE", live)
+    monkeypatch.setattr(shared, "MAX_LIVE_MAPPINGS", 2)
+    payload = b"x" * 4096
+    fds = [shared.write_sealed(memoryview(payload)) for _ in range(3)]
+    try:
+        views = [shared.map_sealed(fd, len(payload)) for fd in fds]
+        assert [isinstance(view.obj, mmap.mmap) for view in views] == [True, True, False]
+        assert all(bytes(view) == payload for view in views)
+        assert live.count == 2
+        first = views.pop(0)
+        first.release()
+        del first
+        gc.collect()
+        assert live.count == 1
+        again = shared.map_sealed(fds[0], len(payload))
+        assert isinstance(again.obj, mmap.mmap)
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def test_a_result_whose_shared_buffers_are_lost_fails_its_task(local_hub, monkeypatch) -> None:
+    """An authentic answer whose memfds cannot be read is answered as a failure of its task, never dropped (a
+    dropped result would leave its Future waiting while the worker lives on)."""
+    from xl_comm.shared import HubMailbox, SharedMemoryError
+
+    hub, recorder = local_hub
+
+    def lost(self: HubMailbox, worker_id: int, nonce: bytes) -> list[int]:
+        raise SharedMemoryError("the shared buffers of a message did not arrive")
+
+    monkeypatch.setattr(HubMailbox, "take", lost)
+    process = start_worker(hub, 1, "--one-shot")
+    recorder.wait_for(lambda: 1 in recorder.hellos)
+    hub.send(1, Task(shm_tasks.large, (SIZE,)), task_id=1)
+    reply = _reply(recorder, 1)
+    assert isinstance(reply, Failure)
+    assert "shared buffers" in str(reply.error)
+    assert process.wait(timeout=30) == 0
+
+
+def test_open_message_names_the_task_of_a_message_whose_buffers_are_lost() -> None:
+    """The worker's side of the same rule: the error carries the authenticated header, so the task is answered."""
+    from xl_comm.framing import LostBuffersError
+    from xl_comm.shared import SharedMemoryError
+
+    class Sender:
+        def send(self, worker_id: int, nonce: bytes, fds: Sequence[int]) -> bool:
+            return True
+
+        def take(self, worker_id: int, nonce: bytes) -> list[int]:
+            raise SharedMemoryError("gone")
+
+    key = framing.new_key()
+    header = framing.Header(Kind.TASK, 3, 1, 7)
+    frames = framing.seal(key, header, framing.pack_body(Task(len, (pickle.PickleBuffer(b"a" * SIZE),))), Sender())
+    with pytest.raises(LostBuffersError, match="gone") as caught:
+        framing.open_message(key, frames, Sender())
+    assert caught.value.header == header

@@ -87,6 +87,16 @@ class ProtocolError(Exception):
     """A frame list that is not a message of this protocol (wrong shape, magic or version)."""
 
 
+class LostBuffersError(ProtocolError):
+    """An authentic message whose shared buffers did not arrive or cannot be mapped: its ``header`` is known (the
+    MAC verified), so the receiver answers for its task instead of dropping it (a dropped result would leave its
+    Future waiting)."""
+
+    def __init__(self, header: Header, problem: str) -> None:
+        super().__init__(problem)
+        self.header = header
+
+
 class AuthenticationError(ProtocolError):
     """A message whose MAC does not verify: it did not come from a holder of this executor's key."""
 
@@ -345,7 +355,7 @@ def _check_with_buffers(
         try:
             mapped = map_buffers(mailbox.take(header.worker_id, nonce), [layout[index][0] for index in shared_at])
         except SharedMemoryError as problem:
-            raise ProtocolError(f"not an xl-comm message: {problem}") from None
+            raise LostBuffersError(header, f"the shared buffers of this message cannot be read: {problem}") from None
         for index, view in zip(shared_at, mapped, strict=True):
             placed[index] = view
     full = [view for view in placed if view is not None]

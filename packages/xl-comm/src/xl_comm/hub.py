@@ -38,6 +38,7 @@ from xl_comm.framing import (
     AuthenticationError,
     BodyError,
     Header,
+    LostBuffersError,
     Prepared,
     ProtocolError,
     new_key,
@@ -469,8 +470,11 @@ class Hub:
             self._receive(*message)
 
     def _receive(self, identity: bytes, frames: Sequence[Any]) -> None:
+        lost: LostBuffersError | None = None
         try:
             header, frames = open_message(self.key, frames, self._mailbox)
+        except LostBuffersError as problem:  # authentic: its task gets an answer below, not silence
+            header, frames, lost = problem.header, [], problem
         except (AuthenticationError, ProtocolError) as problem:
             self._reject("a message on %s: %s", self.address, problem)
             return
@@ -493,10 +497,15 @@ class Hub:
             self._reject("a message for worker %d from another connection", wid)
             return
         self._received[wid] = header.seq
+        if lost is not None and header.kind == Kind.REPLIES:  # its tasks are named inside the lost body
+            log.error("lost the answers of worker %d: %s", wid, lost)
+            return
         if header.kind == Kind.REPLIES:
             self._receive_replies(wid, header, frames)
             return
         try:
+            if lost is not None:
+                raise BodyError(header, lost) from lost
             message = open_body(header, frames)
         except BodyError as problem:
             if header.kind == Kind.HELLO:

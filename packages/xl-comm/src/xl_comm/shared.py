@@ -27,7 +27,8 @@ never gets a buffer.
 
 Buffers arrive ahead of their messages and wait under the message's nonce; a sender's datagrams keep the order of
 its messages, so a datagram older than the one a message claims belongs to a message that will never be read and
-is closed (at most MAX_PENDING wait in the hub).
+is closed (at most MAX_PENDING per sender wait in the hub: an honest sender never has that many messages unread,
+so no message of one loses its buffers to the bound).
 
 Where memfds, seals or abstract unix sockets are missing (not Linux), or with ``XL_PORTABLE=shm``, no mailbox is
 made and large buffers travel as zmq frames, as before.
@@ -62,8 +63,12 @@ _ACK_DOMAIN = b"xl-comm mailbox acknowledged"
 _REGISTER = b"R"
 _ACK = b"A"
 _BUFFERS = b"B"
-#: At most this many datagrams' fds wait for their messages in the hub; older ones are closed beyond it.
+#: At most this many datagrams' fds of one sender wait for their messages; its older ones are closed beyond it.
 MAX_PENDING = 256
+#: Before Python 3.13 every live mapping keeps a duplicate of its fd: beyond this many live mappings (or a quarter
+#: of the fd limit, if lower) a received buffer is read into a copy instead, so that arrays kept by the user
+#: cannot use up the process's fds (which zmq, files and sockets need too).
+MAX_LIVE_MAPPINGS = 1024
 _CREDENTIALS = struct.Struct("=iII")  # struct ucred: pid, uid, gid
 _WORKER = struct.Struct("!I")
 _NONCE_BYTES = 16
@@ -137,11 +142,50 @@ def map_sealed(fd: int, nbytes: int) -> memoryview:
     size = os.fstat(fd).st_size
     if size != nbytes:
         raise SharedMemoryError(f"a shared buffer holds {size} bytes, its message says {nbytes}")
+    if not _NO_FD and not _LIVE.claim():
+        return _read_sealed(fd, nbytes)  # enough fds are held by mappings already
     try:
         mapping = mmap.mmap(fd, nbytes, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ | mmap.PROT_WRITE, **_NO_FD)
-    except OSError:  # out of fds (before Python 3.13 a mapping keeps a duplicate of its fd) or of address space
+    except OSError:  # out of fds or of address space
+        if not _NO_FD:
+            _LIVE.release()
         return _read_sealed(fd, nbytes)
+    if not _NO_FD:
+        import weakref
+
+        weakref.finalize(mapping, _LIVE.release)
     return memoryview(mapping)
+
+
+class _LiveMappings:
+    """How many mappings (each holding a duplicated fd before Python 3.13) are alive, against a cap."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.count = 0
+        self._cap: int | None = None
+
+    def claim(self) -> bool:
+        with self._lock:
+            if self._cap is None:
+                self._cap = MAX_LIVE_MAPPINGS
+                with contextlib.suppress(ImportError, OSError, ValueError):
+                    import resource
+
+                    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+                    if soft != resource.RLIM_INFINITY:
+                        self._cap = min(self._cap, soft // 4)
+            if self.count >= self._cap:
+                return False
+            self.count += 1
+            return True
+
+    def release(self) -> None:
+        with self._lock:
+            self.count -= 1
+
+
+_LIVE = _LiveMappings()
 
 
 def _read_sealed(fd: int, nbytes: int) -> memoryview:
@@ -220,8 +264,9 @@ class _Pending:
         if old is not None:  # a nonce is random: a repeat is junk
             _close_all(old[1])
         self._by_nonce[nonce] = (worker_id, fds)
-        while len(self._by_nonce) > MAX_PENDING:  # the oldest belong to messages nobody will read
-            _close_all(self._by_nonce.pop(next(iter(self._by_nonce)))[1])
+        mine = [other for other, (owner, _) in self._by_nonce.items() if owner == worker_id]
+        for other in mine[: max(0, len(mine) - MAX_PENDING)]:  # its oldest belong to messages nobody will read
+            _close_all(self._by_nonce.pop(other)[1])
 
     def take(self, worker_id: int, nonce: bytes) -> list[int] | None:
         found = self._by_nonce.get(nonce)

@@ -25,6 +25,7 @@ from xl_serial import Frame, RemoteError, capture, function_name
 from xl_comm.framing import (
     BodyError,
     Header,
+    LostBuffersError,
     Mailbox,
     ProtocolError,
     open_batch,
@@ -244,8 +245,11 @@ class WorkerLoop:
     def _serve(self, one_shot: bool) -> None:
         while True:
             frames = recv_frames(self._sock)
+            lost: LostBuffersError | None = None
             try:
                 header, frames = open_message(self._key, frames, self._mailbox)
+            except LostBuffersError as problem:  # authentic: its task is answered with the error below
+                header, frames, lost = problem.header, [], problem
             except ProtocolError as problem:
                 print(f"xl_comm.worker: dropped a message: {problem}", file=sys.stderr, flush=True)
                 continue
@@ -253,10 +257,15 @@ class WorkerLoop:
                 print("xl_comm.worker: dropped an out-of-place message", file=sys.stderr, flush=True)
                 continue
             self._received = header.seq
+            if lost is not None and header.kind == Kind.BATCH:  # its tasks are named inside the lost body
+                print(f"xl_comm.worker: lost a batch of tasks: {lost}", file=sys.stderr, flush=True)
+                continue
             if header.kind == Kind.BATCH:
                 self._run_batch(header, frames)
                 continue
             try:
+                if lost is not None:
+                    raise BodyError(header, lost) from lost
                 message = open_body(header, frames)
             except BodyError as problem:
                 if header.kind == Kind.TASK:
