@@ -129,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         "3 = python -c pass (a bare interpreter start);"
     )
     print("       4, 7 = nothing burns CPU while waiting; 5 = executorlib's own single-task latency, same run;")
-    print("       14 = zmq REQ/REP echo of the same pickle-5 buffers, copy=False, no framing or MAC.")
+    print("       14 = zmq REQ/REP echo of the same pickle-5 buffers, copy=False, no framing or MAC")
+    print("            (the shared-memory floor, what executorlib's path on one host does, is in the notes).")
     print("PPE = concurrent.futures.ProcessPoolExecutor.")
     for note in notes:
         print(f"  {note}")

@@ -11,10 +11,12 @@ keeps its guarantee. The contract suite runs with all of them at once in ``scrip
 | F_SETSIG lifeline | the worker's watchdog thread | ``watchdog`` | test_watchdog_* |
 | ``/proc/<pid>/cmdline`` | ``ps -ww -o args=`` | ``ps`` | test_ps_* |
 | ``/proc/self/fd/<n>`` | open by path, then compare device and inode | ``fdpath`` | test_fdpath_* |
+| sealed memfds by ``SCM_RIGHTS`` (large arrays) | zmq frames | ``shm`` | test_frames_replace_shared_memory |
 """
 
 from __future__ import annotations
 
+import operator
 import os
 import select
 import signal
@@ -91,6 +93,25 @@ def test_tcp_replaces_the_abstract_unix_socket(monkeypatch: pytest.MonkeyPatch, 
     monkeypatch.setenv("XL_PORTABLE", "tcp")
     _, hub = _hub(make_executor)
     assert hub.address.startswith("tcp://127.0.0.1:")
+
+
+def _memfd_mapped(array: Any) -> bool:
+    """On the worker: whether an argument arrived in a mapping of an xl-comm memfd."""
+    with open("/proc/self/maps", encoding="ascii", errors="replace") as maps:
+        return any("memfd:xl-comm" in line for line in maps)
+
+
+@pytest.mark.parametrize("forced", ["", "shm", "tcp"])
+def test_frames_replace_shared_memory(monkeypatch: pytest.MonkeyPatch, make_executor: Any, forced: str) -> None:
+    """Large arrays go through sealed memfds unless shm (or tcp, which has no mailbox) is forced."""
+    import numpy as np
+
+    monkeypatch.setenv("XL_PORTABLE", forced)
+    exe, hub = _hub(make_executor)
+    assert (hub._mailbox is None) == bool(forced)
+    array = np.arange(8 << 20, dtype=np.uint8)
+    assert exe.submit(_memfd_mapped, array).result(timeout=TIMEOUT) == (not forced)
+    assert np.array_equal(exe.submit(operator.neg, array).result(timeout=TIMEOUT), -array)
 
 
 def test_poll_replaces_epoll_and_pipe_replaces_eventfd(monkeypatch: pytest.MonkeyPatch, make_executor: Any) -> None:

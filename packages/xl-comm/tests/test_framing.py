@@ -313,7 +313,7 @@ def test_a_buffer_of_several_gmac_chunks(monkeypatch: pytest.MonkeyPatch) -> Non
     payload = random.Random(7).randbytes(3500)  # 4 chunks, no two alike
     frames = _raw(seal(KEY, Header(Kind.RESULT, 1, 1, 1), [pickle.dumps(None), payload]))
     assert len(frames[0]) - framing.table_bytes([memoryview(payload)]) == HEADER_BYTES + 4 + framing.MAC_BYTES
-    assert framing.table_bytes([memoryview(payload)]) == 16 + 8 + 4 * 16
+    assert framing.table_bytes([memoryview(payload)]) == 16 + 8 + 1 + 4 * 16  # nonce, length, place, tags
     assert open_header(KEY, frames).kind is Kind.RESULT
     for position in (10, 1500, 2999, 3499):
         tampered = bytearray(frames[1])

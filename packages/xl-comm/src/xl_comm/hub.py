@@ -38,19 +38,23 @@ from xl_comm.framing import (
     AuthenticationError,
     BodyError,
     Header,
+    LostBuffersError,
+    Prepared,
     ProtocolError,
     new_key,
     open_batch,
     open_body,
-    open_header,
+    open_message,
     pack_batch,
     pack_body,
+    prepare,
     seal,
 )
 from xl_comm.keys import KeyFiles
 from xl_comm.messages import TO_EXECUTOR, Failure, Hello, Kind, Message, Result
 from xl_comm.pollers import PollPoller, new_poller
 from xl_comm.portable import forced
+from xl_comm.shared import HubMailbox, available
 from xl_comm.sockets import NOBLOCK, input_pending, recv_routed, send_frames, try_recv_routed
 
 log = logging.getLogger(__name__)
@@ -74,15 +78,28 @@ class HubHandler(Protocol):
     def on_exit(self, worker_id: int) -> None: ...
 
 
-def _bind(router: zmq.Socket[Any], *, localhost: bool, same_host: bool) -> str:
+def _bind(router: zmq.Socket[Any], key: bytes, *, localhost: bool, same_host: bool) -> tuple[str, HubMailbox | None]:
+    """Bind the socket; with an abstract unix address, the mailbox (xl_comm.shared) is bound first, so no other
+    process can take its name, derived from the address, once the address is seen."""
     # Abstract unix sockets are a Linux kernel feature with no harmless probe (elsewhere zmq would make a file
     # named "@..." in the working directory), hence the platform check.
     if same_host and localhost and sys.platform == "linux" and not forced("tcp"):
         address = f"ipc://@xl-comm-{os.getpid()}-{secrets.token_hex(8)}"
-        router.bind(address)
-        return address
+        mailbox = None
+        if available(address):
+            try:
+                mailbox = HubMailbox(key, address)
+            except OSError as problem:  # large buffers then travel as frames
+                log.warning("no shared memory for large buffers: %s", problem)
+        try:
+            router.bind(address)
+        except BaseException:
+            if mailbox is not None:
+                mailbox.close()
+            raise
+        return address, mailbox
     port = router.bind_to_random_port("tcp://127.0.0.1" if localhost else "tcp://*")
-    return f"tcp://{'127.0.0.1' if localhost else socket.gethostname()}:{port}"
+    return f"tcp://{'127.0.0.1' if localhost else socket.gethostname()}:{port}", None
 
 
 class Hub:
@@ -103,7 +120,8 @@ class Hub:
         self._router.setsockopt(zmq.LINGER, 0)
         self._router.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_MS)
         self._router.setsockopt(zmq.HEARTBEAT_TIMEOUT, 3 * HEARTBEAT_MS)
-        self.address = _bind(self._router, localhost=localhost, same_host=same_host)
+        # Large buffers to and from workers on this host go through sealed shared memory (xl_comm.shared).
+        self.address, self._mailbox = _bind(self._router, self.key, localhost=localhost, same_host=same_host)
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -138,6 +156,8 @@ class Hub:
         self._poller_snapshots = isinstance(self._poller, PollPoller)
         self._poller.register(self._router_fd, select.POLLIN)
         self._poller.register(self._wake_r, select.POLLIN)
+        if self._mailbox is not None:  # drained as datagrams arrive, so its short queue never fills
+            self._poller.register(self._mailbox.fileno(), select.POLLIN)
         # Held by whoever reads the socket and runs handler callbacks: the IO thread, or a caller helping in
         # assist(). Callbacks therefore never run concurrently, whichever thread runs them.
         self._loop_lock = threading.Lock()
@@ -187,12 +207,19 @@ class Hub:
         """
         ident = threading.get_ident()
         on_io_thread = self._in_loop(ident)
-        with self._socket_lock:
-            self._send(worker_id, kind, task_id, body)
-            # The IO thread drains the socket before it next sleeps; only another thread must check.
-            missed = not on_io_thread and not self._closing and input_pending(self._router)
-            if not on_io_thread and not missed:
-                self._quiet_for = ident  # see _help: this thread may sleep on the fd without checking again
+        # Large buffers are written into memfds and tagged before the lock: a 1 GB array takes half a second, which
+        # would hold up every other send and the reading of every reply.
+        prepared = prepare(self.key, body) if self._mailbox is not None and len(body) > 1 else None
+        try:
+            with self._socket_lock:
+                self._send(worker_id, kind, task_id, body, prepared)
+                # The IO thread drains the socket before it next sleeps; only another thread must check.
+                missed = not on_io_thread and not self._closing and input_pending(self._router)
+                if not on_io_thread and not missed:
+                    self._quiet_for = ident  # see _help: this thread may sleep on the fd without checking again
+        finally:
+            if prepared is not None:
+                prepared.close()
         if missed:
             self._wake()
 
@@ -336,6 +363,8 @@ class Hub:
         for fd, _ in events:
             if fd == self._wake_r:
                 self._run_calls()
+            elif self._mailbox is not None and fd == self._mailbox.fileno():
+                self._mailbox.drain()
             elif fd in self._sentinels:
                 self._exited(fd)
         if self._timers:
@@ -395,13 +424,17 @@ class Hub:
             self._identities.pop(worker_id, None)
             self._sent.pop(worker_id, None)
         self._received.pop(worker_id, None)
+        if self._mailbox is not None:
+            self._mailbox.forget(worker_id)
         for fd, owner in list(self._sentinels.items()):
             if owner == worker_id:
                 del self._sentinels[fd]
                 self._poller.unregister(fd)
                 os.close(fd)
 
-    def _send(self, worker_id: int, kind: Kind, task_id: int, body: Sequence[Frame]) -> None:
+    def _send(
+        self, worker_id: int, kind: Kind, task_id: int, body: Sequence[Frame], prepared: Prepared | None = None
+    ) -> None:
         if self._closing:
             return
         identity = self._identities.get(worker_id)
@@ -410,7 +443,7 @@ class Hub:
             return
         self._quiet_for = 0
         seq = self._sent[worker_id] = self._sent.get(worker_id, 0) + 1
-        frames = seal(self.key, Header(kind, worker_id, seq, task_id), body)
+        frames = seal(self.key, Header(kind, worker_id, seq, task_id), body, self._mailbox, prepared)
         try:
             send_frames(self._router, [identity, *frames])
         except zmq.ZMQError as problem:  # the worker disconnected; its sentinel reports the exit
@@ -437,8 +470,11 @@ class Hub:
             self._receive(*message)
 
     def _receive(self, identity: bytes, frames: Sequence[Any]) -> None:
+        lost: LostBuffersError | None = None
         try:
-            header = open_header(self.key, frames)
+            header, frames = open_message(self.key, frames, self._mailbox)
+        except LostBuffersError as problem:  # authentic: its task gets an answer below, not silence
+            header, frames, lost = problem.header, [], problem
         except (AuthenticationError, ProtocolError) as problem:
             self._reject("a message on %s: %s", self.address, problem)
             return
@@ -451,16 +487,25 @@ class Hub:
         if header.kind not in TO_EXECUTOR or wid not in self._expected or header.seq <= self._received.get(wid, 0):
             self._reject("an out-of-place %s message claiming worker %d", header.kind.name, wid)
             return
+        if hello and self._mailbox is not None:
+            # The worker registered its mailbox before its hello: acknowledge it before any task can be sent, so
+            # even the first answer may use shared memory.
+            self._mailbox.drain()
         # No socket lock: one dict operation is atomic, and _forget runs under the same loop lock as this.
         known = self._identities.setdefault(wid, identity) if hello else self._identities.get(wid)
         if known != identity:
             self._reject("a message for worker %d from another connection", wid)
             return
         self._received[wid] = header.seq
+        if lost is not None and header.kind == Kind.REPLIES:  # its tasks are named inside the lost body
+            log.error("lost the answers of worker %d: %s", wid, lost)
+            return
         if header.kind == Kind.REPLIES:
             self._receive_replies(wid, header, frames)
             return
         try:
+            if lost is not None:
+                raise BodyError(header, lost) from lost
             message = open_body(header, frames)
         except BodyError as problem:
             if header.kind == Kind.HELLO:
@@ -501,6 +546,8 @@ class Hub:
                 waiter.poke()
             self._poller.close()
             self._router.close(linger=0)
+            if self._mailbox is not None:
+                self._mailbox.close()
         self._context.term()
         with self._wake_lock:
             os.close(self._wake_r)

@@ -19,6 +19,7 @@ import zmq
 
 from xl_comm.keys import load_key
 from xl_comm.messages import Hello
+from xl_comm.shared import worker_mailbox
 from xl_comm.watchdog import start_watchdog
 from xl_comm.worker_loop import WorkerLoop, close, connect, fast_exit, leave
 
@@ -77,7 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     key = load_key()
     context = zmq.Context(io_threads=1)
     sock, guard = connect(context, args.address, args.connect_timeout)
-    loop = WorkerLoop(sock, key, args.worker_id, args.worker_index, one_shot=args.one_shot)
+    mailbox = worker_mailbox(key, args.address, args.worker_id)  # registered before the hello: see xl_comm.shared
+    loop = WorkerLoop(sock, key, args.worker_id, args.worker_index, one_shot=args.one_shot, mailbox=mailbox)
     loop.send(Hello(pid=os.getpid(), host=os.uname().nodename))
     departing = loop.serve(one_shot=args.one_shot)
     close(context, sock, guard)  # lingers until the answers already made have left

@@ -23,10 +23,12 @@ from xl_serial import Frame
 from xl_comm.framing import (
     BodyError,
     Header,
+    LostBuffersError,
+    Mailbox,
     ProtocolError,
     open_batch,
     open_body,
-    open_header,
+    open_message,
     pack_batch,
     pack_body,
     seal,
@@ -210,8 +212,11 @@ class WorkerLoop:
         origin: str | None = None,
         out: zmq.Socket[Any] | None = None,
         one_shot: bool = False,
+        mailbox: Mailbox | None = None,
     ) -> None:
+        """``mailbox``: where large buffers travel through shared memory (see xl_comm.shared), or None."""
         self._sock = sock
+        self._mailbox = mailbox
         self._out = out if out is not None else sock  # where answers go (MPI ranks answer rank 0 elsewhere)
         self._key = key
         self._worker_id = worker_id
@@ -245,8 +250,11 @@ class WorkerLoop:
     def _serve(self, one_shot: bool) -> None:
         while True:
             frames = recv_frames(self._sock)
+            lost: LostBuffersError | None = None
             try:
-                header = open_header(self._key, frames)
+                header, frames = open_message(self._key, frames, self._mailbox)
+            except LostBuffersError as problem:  # authentic: its task is answered with the error below
+                header, frames, lost = problem.header, [], problem
             except ProtocolError as problem:
                 print(f"xl_comm.worker: dropped a message: {problem}", file=sys.stderr, flush=True)
                 continue
@@ -254,10 +262,15 @@ class WorkerLoop:
                 print("xl_comm.worker: dropped an out-of-place message", file=sys.stderr, flush=True)
                 continue
             self._received = header.seq
+            if lost is not None and header.kind == Kind.BATCH:  # its tasks are named inside the lost body
+                print(f"xl_comm.worker: lost a batch of tasks: {lost}", file=sys.stderr, flush=True)
+                continue
             if header.kind == Kind.BATCH:
                 self._run_batch(header, frames)
                 continue
             try:
+                if lost is not None:
+                    raise BodyError(header, lost) from lost
                 message = open_body(header, frames)
             except BodyError as problem:
                 if header.kind == Kind.TASK:
@@ -268,6 +281,8 @@ class WorkerLoop:
             if isinstance(message, Task):  # the common case first
                 kind, task_id, body = self._run(message, header.task_id)
                 self._send_one(kind, task_id, body)
+                # An idle worker holds neither the arguments nor the result (large ones are mappings of memfds).
+                del frames, message, body
                 self._answered(kind)
                 if one_shot:
                     return
@@ -305,7 +320,7 @@ class WorkerLoop:
         with self._send_lock:
             self._sent += 1
             header = Header(kind, self._worker_id, self._sent, task_id)
-            send_frames(self._out, seal(self._key, header, body))
+            send_frames(self._out, seal(self._key, header, body, self._mailbox))
 
     def _failure(self, problem: BodyError, task_id: int) -> tuple[Kind, int, Sequence[Frame]]:
         from xl_serial import capture

@@ -16,8 +16,8 @@ PORTABLE_VARIABLE = "XL_PORTABLE"
 #: poll (xl-comm: poll instead of epoll), pipe (xl-comm: a pipe instead of an eventfd), waiter (xl-spawn: a waiter
 #: thread instead of a pidfd), watchdog (xl-spawn and xl-comm: a worker thread instead of the F_SETSIG lifeline),
 #: ps (xl-spawn: ``ps`` instead of ``/proc/<pid>/cmdline``), fdpath (xl-cache: open by path instead of
-#: ``/proc/self/fd``)
-FALLBACKS = frozenset({"tcp", "poll", "pipe", "waiter", "watchdog", "ps", "fdpath"})
+#: ``/proc/self/fd``), shm (xl-comm: large buffers as socket frames instead of sealed shared memory)
+FALLBACKS = frozenset({"tcp", "poll", "pipe", "waiter", "watchdog", "ps", "fdpath", "shm"})
 
 
 def forced(name: str) -> bool:
