@@ -123,11 +123,13 @@ def function_stream(fn: Any) -> bytes | None:
         entry = _BY_VALUE.get(id(fn))
         if entry is None:
             return None
+    cached = entry.cached  # one read: the pair is replaced whole, never field by field
+    if cached is not None and cached[0].still_holds(fn, _travels_by_reference, _registered):
+        return cached[1]
     current = fingerprint(fn, _travels_by_reference, _registered)
     if current is None:
         return None
-    cached = entry.cached  # one read: the pair is replaced whole, never field by field
-    if cached is not None and cached[0].ids == current.ids and cached[0].modules == current.modules:
+    if cached is not None and cached[0].same(current):
         return cached[1]
     try:
         stream: bytes = cloudpickle.dumps(fn, protocol=5)
@@ -165,6 +167,8 @@ def resolve_function(stream: bytes) -> Any:
 
 
 def _unchanged(fn: types.FunctionType, state: Fingerprint) -> bool:
+    if state.still_holds(fn, _travels_by_reference, _registered):
+        return True
     current = fingerprint(fn, _travels_by_reference, _registered)
     return current is not None and current.same(state)
 
