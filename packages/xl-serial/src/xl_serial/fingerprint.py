@@ -128,7 +128,10 @@ class Fingerprint:
             return False
         self.hits += 1
         if self.hits == 2:  # reused: worth a compile (built from what is held, not from a second read)
-            self.check = compile_check(fn, self.functions, held)
+            try:
+                self.check = compile_check(fn, self.functions, held)
+            except Exception:  # e.g. MemoryError: the ids keep answering
+                self.check = None
         return True
 
 
