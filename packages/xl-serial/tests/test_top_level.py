@@ -171,3 +171,42 @@ def test_a_compiled_check_does_not_keep_a_recursive_function_alive() -> None:
     del fn
     gc.collect()
     assert gone() is None
+
+
+def test_threads_sending_while_a_global_flips_end_on_the_last_state() -> None:
+    """Senders in other threads race a notebook that rebinds a global: each pickle they send holds one of the
+    states the global had, and once the flipping stops, the next pickle holds the last one (no stale check
+    survives a race between its reads)."""
+    import threading
+
+    space = namespace()
+    fn = space["fn"]
+    streams: set[bytes] = set()
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def send() -> None:
+        try:
+            while not stop.is_set():
+                stream = xl_serial.function_stream(fn)
+                assert stream is not None
+                streams.add(stream)
+        except BaseException as problem:  # reported by the main thread
+            errors.append(problem)
+
+    senders = [threading.Thread(target=send) for _ in range(3)]
+    for sender in senders:
+        sender.start()
+    try:
+        for value in range(2000):
+            space["A"] = value % 2
+    finally:
+        stop.set()
+        for sender in senders:
+            sender.join(timeout=30)
+    assert not errors, errors
+    assert {xl_serial.resolve_function(stream)(0)[3] for stream in streams} <= {0, 1}
+    for last in (7, 8):
+        space["A"] = last
+        stream = xl_serial.function_stream(fn)
+        assert stream is not None and xl_serial.resolve_function(stream)(0)[3] == last
