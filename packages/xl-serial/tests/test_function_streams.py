@@ -441,3 +441,27 @@ def test_a_kept_function_that_changed_itself_is_unpickled_afresh() -> None:
     fresh = xl_serial.resolve_function(stream)
     assert fresh is not kept and fresh(1)[6] is None, "the state the bytes describe, not the changed copy"
     assert xl_serial.resolve_function(stream) is fresh
+
+
+def test_a_full_cache_keeps_the_function_whose_walk_fills_it() -> None:
+    """With the cache of by-value functions one short of full, a function learnt first and its helper learnt
+    during its walk both stay: the second send reuses the first pickle (the cache used to be emptied whole, which
+    dropped the function being sent and failed test_an_unchanged_function_is_pickled_once now and then)."""
+    fillers = []
+    for index in range(pickling._BY_VALUE_LIMIT):
+        space: dict[str, Any] = {"__name__": "__main__"}
+        exec(f"def filler_{index}():\n    return {index}\n", space)
+        fillers.append(space[f"filler_{index}"])
+        xl_serial.function_stream(fillers[-1])
+    while len(pickling._BY_VALUE) >= pickling._BY_VALUE_LIMIT:  # exactly one short of full
+        del pickling._BY_VALUE[next(iter(pickling._BY_VALUE))]
+    while len(pickling._BY_VALUE) < pickling._BY_VALUE_LIMIT - 1:
+        space = {"__name__": "__main__"}
+        exec("def extra():\n    return 0\n", space)
+        fillers.append(space["extra"])
+        xl_serial.function_stream(fillers[-1])
+    namespace = notebook()
+    first = xl_serial.function_stream(namespace["top"])  # learns top, then helper during the walk: full
+    assert first is not None
+    assert xl_serial.function_stream(namespace["top"]) is first
+    assert len(pickling._BY_VALUE) <= pickling._BY_VALUE_LIMIT

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pickle
 import sys
+import threading
 import types
 import weakref
 from collections.abc import Sequence
@@ -249,14 +250,29 @@ def _travels_by_reference(fn: types.FunctionType) -> bool | None:
         except Exception:  # plain pickle cannot: lambdas, functions a module no longer names ...
             by_reference = False
         if by_reference:
-            if len(_BY_REFERENCE) >= _BY_REFERENCE_LIMIT:
-                _BY_REFERENCE.clear()
-            _BY_REFERENCE[id(fn)] = (fn, reference)
+            with _learning:
+                _make_room(_BY_REFERENCE, _BY_REFERENCE_LIMIT)
+                _BY_REFERENCE[id(fn)] = (fn, reference)
             return True
-    if len(_BY_VALUE) >= _BY_VALUE_LIMIT:
-        _BY_VALUE.clear()
-    _BY_VALUE[id(fn)] = _ByValue(fn)
+    with _learning:
+        _make_room(_BY_VALUE, _BY_VALUE_LIMIT)
+        _BY_VALUE[id(fn)] = _ByValue(fn)
     return False
+
+
+#: Held while a function is learnt: two threads making room at once could each find the other's oldest entry gone.
+_learning = threading.Lock()
+
+
+def _make_room(learnt: dict[int, Any], limit: int) -> None:
+    """Drop the oldest entries until one more fits. Not all of them: the function whose walk learns this one (a
+    function it calls) was learnt just before, and its kept pickle must survive the walk."""
+    while len(learnt) >= limit:
+        try:
+            oldest = next(iter(learnt))
+        except RuntimeError:  # a weak reference's callback dropped an entry meanwhile: look again
+            continue
+        learnt.pop(oldest, None)
 
 
 def _registered(module_name: str) -> bool:
