@@ -465,3 +465,23 @@ def test_a_full_cache_keeps_the_function_whose_walk_fills_it() -> None:
     assert first is not None
     assert xl_serial.function_stream(namespace["top"]) is first
     assert len(pickling._BY_VALUE) <= pickling._BY_VALUE_LIMIT
+
+
+def test_learning_a_function_inside_learning_one_does_not_hang() -> None:
+    """A collection while a function is learnt may run a finalizer that sends another new function: the same
+    thread learns again, which must not wait for itself."""
+    import threading
+
+    space: dict[str, Any] = {"__name__": "__main__"}
+    exec("def fresh():\n    return 1\n", space)
+    results: list[Any] = []
+
+    def nested() -> None:
+        with pickling._learning:  # as if a finalizer ran while the lock is held
+            results.append(xl_serial.function_stream(space["fresh"]))
+
+    thread = threading.Thread(target=nested, daemon=True)
+    thread.start()
+    thread.join(timeout=10)
+    assert not thread.is_alive(), "learning a function while the same thread learnt one hung"
+    assert results and results[0] is not None

@@ -261,7 +261,8 @@ def _travels_by_reference(fn: types.FunctionType) -> bool | None:
 
 
 #: Held while a function is learnt: two threads making room at once could each find the other's oldest entry gone.
-_learning = threading.Lock()
+#: Reentrant: a collection while it is held may run a finalizer that sends a function of its own.
+_learning = threading.RLock()
 
 
 def _make_room(learnt: dict[int, Any], limit: int) -> None:
