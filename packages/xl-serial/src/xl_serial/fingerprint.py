@@ -28,12 +28,11 @@ import types
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from xl_serial.top_level import BASE_GLOBALS as _BASE_GLOBALS
 from xl_serial.top_level import EMPTY as _EMPTY
 from xl_serial.top_level import END as _END
 from xl_serial.top_level import MISSING as _MISSING
 from xl_serial.top_level import ROOT as _ROOT
-from xl_serial.top_level import Check, compile_check, global_names, top_level
+from xl_serial.top_level import Check, compile_check, names_read, top_level
 
 #: Types whose instances never change: the same object means the same pickle.
 _IMMUTABLE = frozenset({int, float, complex, str, bytes, bool, type(None), type(Ellipsis), types.CodeType})
@@ -217,13 +216,12 @@ class _Walk:
             elif not self.value(contents, depth):
                 return False
         namespace = fn.__globals__
-        for names in (global_names(code), _BASE_GLOBALS):
-            for name in names:
-                value = namespace.get(name, _MISSING)
-                if type(value) in _IMMUTABLE or value is _MISSING:
-                    parts.append(value)
-                elif not self.value(value, depth):
-                    return False
+        for name in names_read(code):
+            value = namespace.get(name, _MISSING)
+            if type(value) in _IMMUTABLE or value is _MISSING:
+                parts.append(value)
+            elif not self.value(value, depth):
+                return False
         return True
 
     def mapping(self, mapping: Mapping[Any, Any] | None, depth: int) -> bool:

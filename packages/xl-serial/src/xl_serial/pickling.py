@@ -161,8 +161,7 @@ def resolve_function(stream: bytes) -> Any:
     if type(fn) is types.FunctionType and len(stream) <= _RESOLVED_MAX_BYTES:
         state = None if _named_by_module(fn) else fingerprint(fn, _travels_by_reference, _registered)
         if state is not None or _named_by_module(fn):
-            while len(_RESOLVED) >= _RESOLVED_LIMIT:
-                del _RESOLVED[next(iter(_RESOLVED))]
+            _make_room(_RESOLVED, _RESOLVED_LIMIT)
             _RESOLVED[bytes(stream)] = (fn, state)
     return fn
 
@@ -265,9 +264,9 @@ def _travels_by_reference(fn: types.FunctionType) -> bool | None:
 _learning = threading.RLock()
 
 
-def _make_room(learnt: dict[int, Any], limit: int) -> None:
-    """Drop the oldest entries until one more fits. Not all of them: the function whose walk learns this one (a
-    function it calls) was learnt just before, and its kept pickle must survive the walk."""
+def _make_room(learnt: dict[Any, Any], limit: int) -> None:
+    """Drop the oldest (least recently used) entries until one more fits. Not all of them: the function whose walk
+    learns this one (a function it calls) was learnt just before, and its kept pickle must survive the walk."""
     while len(learnt) >= limit:
         try:
             oldest = next(iter(learnt))

@@ -140,13 +140,15 @@ def _contents(cell: types.CellType) -> Any:
         return EMPTY
 
 
-_NAMES: dict[int, tuple[types.CodeType, tuple[str, ...]]] = {}
 _NAMES_LIMIT = 4096
-#: The globals the top level reads per code object (as _NAMES): those its code names, then the base globals.
+#: The globals the top level reads per code object: those its code names, then the base globals. The entry holds
+#: the code, so its id stays its own.
 _NAMES_READ: dict[int, tuple[types.CodeType, tuple[str, ...]]] = {}
 
 
 def names_read(code: types.CodeType) -> tuple[str, ...]:
+    """The globals a function with ``code`` is read for, by the walk and by :func:`top_level` alike: the global
+    names of :func:`global_names`, then :data:`BASE_GLOBALS`; kept per code object."""
     entry = _NAMES_READ.get(id(code))
     if entry is not None and entry[0] is code:
         return entry[1]
@@ -158,17 +160,9 @@ def names_read(code: types.CodeType) -> tuple[str, ...]:
 
 
 def global_names(code: types.CodeType) -> tuple[str, ...]:
-    """The global names ``code`` (and the code nested in it) reads or writes, as cloudpickle finds them; kept per
-    code object (the entry holds the code, so its id stays its own)."""
-    entry = _NAMES.get(id(code))
-    if entry is not None and entry[0] is code:
-        return entry[1]
+    """The global names ``code`` (and the code nested in it) reads or writes, as cloudpickle finds them."""
     extract = getattr(getattr(cloudpickle, "cloudpickle", None), "_extract_code_globals", None)
-    names = tuple(extract(code)) if extract is not None else _all_names(code)
-    if len(_NAMES) >= _NAMES_LIMIT:
-        _NAMES.clear()
-    _NAMES[id(code)] = (code, names)
-    return names
+    return tuple(extract(code)) if extract is not None else _all_names(code)
 
 
 def _all_names(code: types.CodeType) -> tuple[str, ...]:
