@@ -1,14 +1,24 @@
-"""The HDF5 side: a whole file built in memory, and a small reader.
+"""The HDF5 side: a whole file built in memory, and two readers.
 
 h5py's low-level API is used on purpose: opening a file and reading one attribute and one dataset this way
 costs a fraction of the high-level ``h5py.File`` (about 0.2 ms against 0.4 ms here), and the cache hit is on
 every task's path. The files stay ordinary HDF5: ``h5py.File(path)["output"][()]`` reads them.
+
+Cheaper still: a file this module builds starts with an HDF5 *user block* (bytes the HDF5 library skips) that
+holds an index: the stamp, and the offset and length of each dataset's bytes, which are stored contiguous and
+unfiltered. :class:`IndexedReader` reads a file through its index with ``pread`` alone, no HDF5 call (about
+0.05 ms against 0.35 ms for a cache hit here). The index is trusted only as far as it can be checked: its own
+CRC, and the file's size, which a change made with HDF5 tools afterwards alters; a file that fails either is
+read through HDF5 as before. The dataset bytes are checked against the stamp's CRCs on either path.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import os
+import struct
+import zlib
 from collections.abc import Mapping
 
 import numpy as np
@@ -27,13 +37,18 @@ def _string_type(size: int) -> h5t.TypeID:
     return tid
 
 
-def _write_dataset(fid: h5f.FileID, name: str, value: Value) -> None:
+def _write_dataset(fid: h5f.FileID, name: str, value: Value) -> int:
+    """Write one dataset; for ``bytes``, return where its (contiguous) bytes start in the file, else -1."""
     if isinstance(value, bytes):
         data = np.frombuffer(value, dtype=np.uint8)
         did = h5d.create(fid, name.encode(), h5t.STD_U8LE, h5s.create_simple(data.shape))
-        if data.size:
-            did.write(h5s.ALL, h5s.ALL, data)
-        return
+        if not data.size:
+            return 0  # no storage: nothing to point at
+        did.write(h5s.ALL, h5s.ALL, data)
+        offset = did.get_offset()
+        if offset is None:
+            raise ValueError(f"HDF5 stored dataset {name!r} without a contiguous address")
+        return int(offset)
     if isinstance(value, str):
         raw = value.encode()
         scalar = np.array(raw, dtype=f"S{max(len(raw), 1)}")
@@ -44,29 +59,73 @@ def _write_dataset(fid: h5f.FileID, name: str, value: Value) -> None:
         scalar, tid = np.array(value, dtype=np.int64), h5t.STD_I64LE
     did = h5d.create(fid, name.encode(), tid, h5s.create(h5s.SCALAR))
     did.write(h5s.ALL, h5s.ALL, scalar, mtype=tid)
+    return -1
 
 
-def build_image(meta: bytes, datasets: Mapping[str, Value]) -> bytes:
-    """The bytes of an HDF5 file with ``meta`` as the stamp attribute and one dataset per entry.
+#: The first bytes of the user block of a file with an index (the HDF5 signature's style: a high byte, then
+#: line ends that a text-mode transfer would mangle).
+INDEX_MAGIC = b"\x89XLCIX\r\n"
+#: magic, stamp length, index length, CRC-32 of stamp + index, size of the whole file
+_HEADER = struct.Struct("<8sIIIQ")
+#: HDF5 takes user blocks of 512 bytes times a power of two; a stamp that needs more than this (an enormous
+#: error message) gets no index, and its file is read through HDF5.
+MAX_INDEX_BLOCK = 1 << 20
+_SMALLEST_BLOCK = 512
+
+
+def _index_block_size(meta: bytes, datasets: Mapping[str, Value]) -> int:
+    """The user block that holds the index of these datasets (0: none, as some value is not bytes)."""
+    if not all(isinstance(value, bytes) for value in datasets.values()):
+        return 0
+    # each entry: its JSON name, and two integers of at most 20 digits with their punctuation
+    needed = _HEADER.size + len(meta) + 2 + sum(len(json.dumps(name)) + 46 for name in datasets)
+    size = _SMALLEST_BLOCK
+    while size < needed:
+        size *= 2
+    return size if size <= MAX_INDEX_BLOCK else 0
+
+
+def build_file(meta: bytes, datasets: Mapping[str, Value]) -> tuple[bytes, bytes]:
+    """``(user block, HDF5 image)``: together, the bytes of an HDF5 file with ``meta`` as the stamp attribute and
+    one dataset per entry; the user block holds the index (it is empty when the file gets none).
 
     ``bytes`` become 1-D uint8 datasets (upstream's layout for pickles), ``float``/``int``/``str`` scalars.
-    Built in memory, so the caller writes it with one system call and renames it into place.
+    Built in memory, so the caller writes it in one go and renames it into place; two parts, so a large output
+    is not copied once more to join them.
     """
+    block_size = _index_block_size(meta, datasets)
     fapl = h5p.create(h5p.FILE_ACCESS)
     fapl.set_fapl_core(backing_store=False)
+    fcpl = h5p.create(h5p.FILE_CREATE)
+    if block_size:
+        fcpl.set_userblock(block_size)
     # HDF5 refuses a second open file of one name, in-memory ones too: a unique name per image (threads).
-    fid = h5f.create(f"xl-cache-image-{next(_image_numbers)}".encode(), h5f.ACC_TRUNC, fapl=fapl)
+    fid = h5f.create(f"xl-cache-image-{next(_image_numbers)}".encode(), h5f.ACC_TRUNC, fcpl=fcpl, fapl=fapl)
+    index: dict[str, tuple[int, int]] = {}
     try:
         tid = _string_type(len(meta))
         aid = h5a.create(fid, META_ATTRIBUTE.encode(), tid, h5s.create(h5s.SCALAR))
         aid.write(np.array(meta, dtype=f"S{max(len(meta), 1)}"), mtype=tid)
         for name, value in datasets.items():
-            _write_dataset(fid, name, value)
+            offset = _write_dataset(fid, name, value)
+            if isinstance(value, bytes):
+                index[name] = (offset if value else 0, len(value))
         h5f.flush(fid)
-        image: bytes = fid.get_file_image()
+        image: bytes = fid.get_file_image()  # the file after the user block: HDF5's offsets count the block
     finally:
         fid.close()
-    return image
+    if not block_size:
+        return b"", image
+    listing = json.dumps(index, separators=(",", ":")).encode()
+    header = _HEADER.pack(INDEX_MAGIC, len(meta), len(listing), zlib.crc32(meta + listing), block_size + len(image))
+    block = header + meta + listing
+    return block + bytes(block_size - len(block)), image
+
+
+def build_image(meta: bytes, datasets: Mapping[str, Value]) -> bytes:
+    """The whole file of :func:`build_file` as one ``bytes``."""
+    block, image = build_file(meta, datasets)
+    return block + image if block else image
 
 
 class H5Reader:
@@ -117,3 +176,93 @@ class H5Reader:
         if dims[0]:
             did.read(h5s.ALL, h5s.ALL, buffer)
         return buffer.tobytes()
+
+
+def _read_exactly(fd: int, size: int, offset: int) -> bytes:
+    """``size`` bytes of ``fd`` from ``offset``; ``OSError`` if the file ends first."""
+    data = os.pread(fd, size, offset)
+    if len(data) == size:
+        return data
+    parts = [data]
+    got = len(data)
+    while got < size:  # Linux reads at most about 2 GiB per call
+        chunk = os.pread(fd, size - got, offset + got)
+        if not chunk:
+            raise OSError(f"the file ends {size - got} bytes before the dataset does (truncated)")
+        parts.append(chunk)
+        got += len(chunk)
+    return b"".join(parts)
+
+
+class IndexedReader:
+    """Read-only access to a file through its index (see the module's docstring), on a descriptor of its own."""
+
+    def __init__(self, path: str, fd: int, meta: bytes, index: dict[str, tuple[int, int]]) -> None:
+        self.path = path
+        self._fd = fd
+        self._meta = meta
+        self._index = index
+
+    @classmethod
+    def open(cls, path: str, fd: int, size: int) -> IndexedReader | None:
+        """A reader of the open file ``fd`` (``size`` bytes) by its index; ``None`` when it has no index that
+        checks out (no user block of ours, a bad CRC, another size than the index says, an entry outside the
+        file): such a file is read through HDF5."""
+        head = os.pread(fd, _SMALLEST_BLOCK, 0)
+        if len(head) < _HEADER.size or not head.startswith(INDEX_MAGIC):
+            return None
+        _, meta_size, index_size, crc, recorded_size = _HEADER.unpack_from(head)
+        if recorded_size != size or _HEADER.size + meta_size + index_size > min(size, MAX_INDEX_BLOCK):
+            return None
+        end = _HEADER.size + meta_size + index_size
+        body = head[_HEADER.size : end] if end <= len(head) else _read_exactly(fd, end - _HEADER.size, _HEADER.size)
+        if zlib.crc32(body) != crc:
+            return None
+        try:
+            listing = json.loads(body[meta_size:])
+        except ValueError:
+            return None
+        if not isinstance(listing, dict):
+            return None
+        index: dict[str, tuple[int, int]] = {}
+        for name, entry in listing.items():
+            if not (isinstance(entry, list) and len(entry) == 2 and all(type(n) is int and n >= 0 for n in entry)):
+                return None
+            offset, length = entry
+            if offset + length > size:
+                return None
+            index[name] = (offset, length)
+        return cls(path, os.dup(fd), body[:meta_size], index)
+
+    def __enter__(self) -> IndexedReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            os.close(fd)
+
+    def meta(self) -> bytes:
+        return self._meta
+
+    def has_meta(self) -> bool:
+        return True
+
+    def names(self) -> list[str]:
+        return list(self._index)
+
+    def has(self, name: str) -> bool:
+        return name in self._index
+
+    def read_bytes(self, name: str) -> bytes:
+        offset, length = self._index[name]
+        if self._fd < 0:
+            raise ValueError(f"the reader of {self.path} is closed")
+        return _read_exactly(self._fd, length, offset) if length else b""
+
+
+#: What the cache reads a file with: through its index when it has one, else through HDF5.
+Reader = H5Reader | IndexedReader

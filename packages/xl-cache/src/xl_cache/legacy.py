@@ -15,7 +15,7 @@ import pickle
 import pickletools
 from typing import Any
 
-from xl_cache.h5image import H5Reader
+from xl_cache.h5image import Reader
 from xl_cache.layout import Meta, Stamp, Status, parse_name
 
 LEGACY_FORMAT = 0
@@ -81,7 +81,7 @@ def status_of(names: set[str]) -> Status:
     return "pending"
 
 
-def legacy_meta(reader: H5Reader, key: str | None) -> Meta:
+def legacy_meta(reader: Reader, key: str | None) -> Meta:
     """The stamp-less file ``reader`` described as a :class:`Meta` of format 0; ``ValueError`` if it is not a
     1.x cache file either (it has no ``function`` dataset)."""
     names = set(reader.names())

@@ -22,7 +22,7 @@ from typing import Any
 import xl_serial
 
 from xl_cache.errors import CacheCorruptError, CacheTrustError, CacheVersionError
-from xl_cache.h5image import H5Reader, Value, build_image
+from xl_cache.h5image import H5Reader, IndexedReader, Reader, Value, build_file
 from xl_cache.layout import (
     FORMAT_VERSION,
     Meta,
@@ -77,8 +77,9 @@ def private_dir(path: str | os.PathLike[str]) -> str:
     return path
 
 
-def atomic_write(path: str, data: bytes) -> None:
-    """Write ``path`` so that it is either absent, the old file, or the complete new one.
+def atomic_write(path: str, data: bytes | tuple[bytes, ...]) -> None:
+    """Write ``path`` (``data``, or its parts one after the other) so that it is either absent, the old file, or
+    the complete new one.
 
     The bytes go to a private temporary file in the same directory (:func:`claim_temporary`), are fsynced, and
     the file is renamed over ``path``; a crash at any point leaves at most a ``*.tmp-*`` file, which no reader
@@ -90,9 +91,10 @@ def atomic_write(path: str, data: bytes) -> None:
     fd, temporary, number = claim_temporary(directory, name)
     try:
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            for part in (data,) if isinstance(data, bytes) else data:
+                view = memoryview(part)
+                while view:
+                    view = view[os.write(fd, view) :]
             os.fsync(fd)
             os.replace(temporary, path)
         except BaseException:
@@ -271,10 +273,10 @@ def write_file(
     for name, value in (("runtime", runtime), ("queue_id", queue_id), ("error_log_file", error_log_file)):
         if value is not None:
             datasets[name] = pack(value)
-    atomic_write(path, build_image(encode_meta(meta), datasets))
+    atomic_write(path, build_file(encode_meta(meta), datasets))
 
 
-def open_file(path: str) -> H5Reader:
+def open_file(path: str) -> Reader:
     """Open a cache file; ``FileNotFoundError`` if it is absent, :class:`CacheTrustError` if someone else could
     have written or replaced it (:func:`~xl_cache.layout.trust_problem`), :class:`CacheCorruptError` if it is not
     HDF5.
@@ -299,6 +301,9 @@ def open_file(path: str) -> H5Reader:
         if not stat.S_ISREG(file_stat.st_mode):
             raise CacheCorruptError(f"cache file {path} is not a regular file; delete it")
         try:
+            indexed = IndexedReader.open(path, fd, file_stat.st_size)
+            if indexed is not None:
+                return indexed
             return _open_pinned(path, fd, file_stat)
         except OSError as problem:
             raise CacheCorruptError(
@@ -352,7 +357,7 @@ def _open_pinned(path: str, fd: int, file_stat: os.stat_result) -> H5Reader:
     return reader
 
 
-def read_meta(reader: H5Reader, *, key: str | None = None) -> Meta:
+def read_meta(reader: Reader, *, key: str | None = None) -> Meta:
     """The stamp of the file; a file without one, as executorlib 1.x writes them, is read as format 0 with
     ``key`` (default: from its name) as its key."""
     try:
@@ -377,7 +382,7 @@ def check_versions(meta: Meta, path: str) -> None:
         )
 
 
-def read_pickled(reader: H5Reader, meta: Meta, name: str) -> bytes:
+def read_pickled(reader: Reader, meta: Meta, name: str) -> bytes:
     """The bytes of dataset ``name``, checked against the CRC in the stamp."""
     expected = meta.checksums.get(name)
     try:

@@ -11,7 +11,7 @@ from typing import Any, Literal
 import xl_serial
 
 from xl_cache.errors import CacheCorruptError
-from xl_cache.h5image import H5Reader
+from xl_cache.h5image import Reader
 from xl_cache.layout import INPUTS, Meta, input_name, output_name
 from xl_cache.legacy import LEGACY_FORMAT
 from xl_cache.store import (
@@ -134,7 +134,7 @@ def write_result_file(
     return path
 
 
-def read_error(reader: H5Reader, meta: Meta) -> BaseException:
+def read_error(reader: Reader, meta: Meta) -> BaseException:
     """The exception stored in the open file ``reader``, with its remote traceback attached when it has one."""
     stored = unpack_from(meta, reader.path, read_pickled(reader, meta, "error"))
     if isinstance(stored, BaseException) and "error_traceback" in meta.checksums:
