@@ -8,13 +8,15 @@ import struct
 import zlib
 from pathlib import Path
 
+import cloudpickle
 import h5py
 import pytest
 import xl_cache
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from xl_cache import h5image
 from xl_cache.h5image import INDEX_MAGIC, MAX_INDEX_BLOCK, H5Reader, IndexedReader, build_file, build_image
-from xl_cache.store import open_file
+from xl_cache.store import open_file, pack, write_file
 
 names = st.text(st.characters(blacklist_characters="/.\0", blacklist_categories=("Cs",)), min_size=1, max_size=12)
 datasets = st.dictionaries(names, st.binary(max_size=3000), max_size=6)
@@ -142,3 +144,45 @@ def test_a_large_dataset_is_read_whole(tmp_path: Path) -> None:
         assert indexed.read_bytes("output") == value and indexed.read_bytes("empty") == b""
     with pytest.raises(ValueError, match="closed"):
         indexed.read_bytes("output")
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
+@given(meta=stamps, first=datasets, data=st.data())
+def test_a_file_built_from_its_shapes_template_is_the_file_hdf5_builds(
+    tmp_path: Path, meta: bytes, first: dict[str, bytes], data: st.DataObject
+) -> None:
+    other_meta = data.draw(st.binary(min_size=len(meta), max_size=len(meta))).replace(b"\0", b"-")
+    other = {name: data.draw(st.binary(min_size=len(value), max_size=len(value))) for name, value in first.items()}
+    h5image._templates.clear()
+    build_file(meta, first)  # learns the shape
+    assume(len(h5image._templates) == 1)  # not when the stamp also occurs elsewhere in the image (a short one)
+    block, image = build_file(other_meta, other)
+    assert image == h5image._hdf5_image(other_meta, other, len(block))[0]
+    path = tmp_path / "k_o.h5"
+    path.write_bytes(block + image)
+    with H5Reader(path) as hdf5:
+        assert hdf5.meta() == other_meta and {name: hdf5.read_bytes(name) for name in hdf5.names()} == other
+
+
+def test_tasks_of_one_function_reuse_a_template(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    h5image._templates.clear()
+
+    def write(key: str, argument: int) -> str:
+        path = str(tmp_path / f"{key}_i.h5")
+        inputs = {"function": pack(len), "input_args": pack(([argument],)), "input_kwargs": pack({})}
+        write_file(path, key=key, function="len", status="pending", pickled=inputs, created=1.5)
+        return path
+
+    write("a" * 32, 1)
+    assert len(h5image._templates) == 1
+
+    def no_hdf5(*args: object) -> None:
+        raise AssertionError("a file of a known shape was built by HDF5")
+
+    monkeypatch.setattr(h5image, "_hdf5_image", no_hdf5)
+    for key, argument in (("b" * 32, 2), ("c" * 32, 3)):
+        path = write(key, argument)
+        with h5py.File(path, "r") as f:
+            assert cloudpickle.loads(f["input_args"][()].tobytes()) == ([argument],)
+        [entry] = [e for e in xl_cache.list_entries(tmp_path) if e.key == key]
+        assert entry.load("input_args") == ([argument],) and entry.status == "pending"
