@@ -289,9 +289,12 @@ def _wait_for_exit(pid: int, timeout: float = 10) -> None:
             os.kill(pid, 0)
         except ProcessLookupError:
             return
-        with open(f"/proc/{pid}/stat") as stat:
-            if stat.read().split(") ")[1].startswith("Z"):
-                return  # exited, not yet reaped by its (gone) parent
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                if stat.read().split(") ")[1].startswith("Z"):
+                    return  # exited, not yet reaped by its (gone) parent
+        except OSError:  # it exited between the two looks (ESRCH from read, ENOENT from open)
+            return
         time.sleep(0.05)
     os.kill(pid, signal.SIGKILL)
     raise AssertionError(f"process {pid} still runs")

@@ -30,7 +30,7 @@ def _alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as stat:
             return stat.read().split(") ")[1][0] != "Z"
-    except FileNotFoundError:
+    except OSError:  # gone: ENOENT from open, or ESRCH from read if it went in between
         return False
 
 
