@@ -549,3 +549,9 @@ def test_open_message_names_the_task_of_a_message_whose_buffers_are_lost() -> No
     with pytest.raises(LostBuffersError, match="gone") as caught:
         framing.open_message(key, frames, Sender())
     assert caught.value.header == header
+    # and for a receiver: the header with no frames, and opening the body fails its task with the reason
+    opened_header, opened, lost = framing.open_received(key, frames, Sender())
+    assert (opened_header, opened) == (header, []) and isinstance(lost, LostBuffersError)
+    with pytest.raises(framing.BodyError, match="gone") as failed:
+        framing.open_body(opened_header, opened, lost)
+    assert failed.value.header == header

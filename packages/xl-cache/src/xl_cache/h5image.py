@@ -82,10 +82,8 @@ MAX_INDEX_BLOCK = 1 << 20
 _SMALLEST_BLOCK = 512
 
 
-def _index_block_size(meta: bytes, datasets: Mapping[str, Value]) -> int:
-    """The user block that holds the index of these datasets (0: none, as some value is not bytes)."""
-    if not all(isinstance(value, bytes) for value in datasets.values()):
-        return 0
+def _index_block_size(meta: bytes, datasets: Mapping[str, bytes]) -> int:
+    """The user block that holds the index of these datasets (0: none, the stamp is too long)."""
     # each entry: its JSON name, and two integers of at most 20 digits with their punctuation
     needed = _HEADER.size + len(meta) + 2 + sum(len(json.dumps(name)) + 46 for name in datasets)
     size = _SMALLEST_BLOCK
@@ -131,7 +129,7 @@ def _hdf5_image(
         for name, value in datasets.items():
             offset = _write_dataset(fid, name, value)
             if isinstance(value, bytes):
-                index[name] = (offset if value else 0, len(value))
+                index[name] = (offset, len(value))  # an empty one is (0, 0): no storage to point at
         h5f.flush(fid)
         image: bytes = fid.get_file_image()  # the file after the user block: HDF5's offsets count the block
     finally:
@@ -167,10 +165,10 @@ def build_file(meta: bytes, datasets: Mapping[str, Value]) -> tuple[bytes, bytes
     Built in memory, so the caller writes it in one go and renames it into place; two parts, so a large output
     is not copied once more to join them.
     """
-    block_size = _index_block_size(meta, datasets)
+    blobs = {name: value for name, value in datasets.items() if isinstance(value, bytes)}
+    block_size = _index_block_size(meta, blobs) if len(blobs) == len(datasets) else 0  # scalars: no index
     if not block_size:
         return b"", _hdf5_image(meta, datasets, 0)[0]
-    blobs = {name: value for name, value in datasets.items() if isinstance(value, bytes)}  # all of them, here
     shape = (block_size, len(meta), tuple((name, len(value)) for name, value in blobs.items()))
     template = _templates.get(shape)
     if template is None:

@@ -392,8 +392,24 @@ def open_frames(key: bytes, frames: Sequence[Any], mailbox: Mailbox | None = Non
     return header, [_stream(opened), *opened[1:]]
 
 
-def open_body(header: Header, frames: Sequence[Any]) -> Message:
-    """Unpickle the body of frames whose header already verified; BodyError if that fails."""
+def open_received(
+    key: bytes, frames: Sequence[Any], mailbox: Mailbox | None = None
+) -> tuple[Header, list[Any], LostBuffersError | None]:
+    """:func:`open_message` for a receiver that answers for every authentic task: a message whose shared buffers
+    are lost comes back with no frames and the error third, which :func:`open_body` then raises as a BodyError
+    (its task fails, rather than its Future waiting for an answer that was dropped)."""
+    try:
+        header, opened = open_message(key, frames, mailbox)
+    except LostBuffersError as problem:
+        return problem.header, [], problem
+    return header, opened, None
+
+
+def open_body(header: Header, frames: Sequence[Any], lost: LostBuffersError | None = None) -> Message:
+    """Unpickle the body of frames whose header already verified; BodyError if that fails or ``lost`` says the
+    body's buffers are gone."""
+    if lost is not None:
+        raise BodyError(header, lost) from lost
     return _decode(header, [_stream(frames), *frames[1:]])
 
 

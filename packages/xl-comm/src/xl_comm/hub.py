@@ -38,13 +38,12 @@ from xl_comm.framing import (
     AuthenticationError,
     BodyError,
     Header,
-    LostBuffersError,
     Prepared,
     ProtocolError,
     new_key,
     open_batch,
     open_body,
-    open_message,
+    open_received,
     pack_batch,
     pack_body,
     prepare,
@@ -470,11 +469,8 @@ class Hub:
             self._receive(*message)
 
     def _receive(self, identity: bytes, frames: Sequence[Any]) -> None:
-        lost: LostBuffersError | None = None
         try:
-            header, frames = open_message(self.key, frames, self._mailbox)
-        except LostBuffersError as problem:  # authentic: its task gets an answer below, not silence
-            header, frames, lost = problem.header, [], problem
+            header, frames, lost = open_received(self.key, frames, self._mailbox)
         except (AuthenticationError, ProtocolError) as problem:
             self._reject("a message on %s: %s", self.address, problem)
             return
@@ -504,9 +500,7 @@ class Hub:
             self._receive_replies(wid, header, frames)
             return
         try:
-            if lost is not None:
-                raise BodyError(header, lost) from lost
-            message = open_body(header, frames)
+            message = open_body(header, frames, lost)
         except BodyError as problem:
             if header.kind == Kind.HELLO:
                 return

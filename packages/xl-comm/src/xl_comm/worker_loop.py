@@ -23,12 +23,11 @@ from xl_serial import Frame
 from xl_comm.framing import (
     BodyError,
     Header,
-    LostBuffersError,
     Mailbox,
     ProtocolError,
     open_batch,
     open_body,
-    open_message,
+    open_received,
     pack_batch,
     pack_body,
     seal,
@@ -249,12 +248,8 @@ class WorkerLoop:
 
     def _serve(self, one_shot: bool) -> None:
         while True:
-            frames = recv_frames(self._sock)
-            lost: LostBuffersError | None = None
             try:
-                header, frames = open_message(self._key, frames, self._mailbox)
-            except LostBuffersError as problem:  # authentic: its task is answered with the error below
-                header, frames, lost = problem.header, [], problem
+                header, frames, lost = open_received(self._key, recv_frames(self._sock), self._mailbox)
             except ProtocolError as problem:
                 print(f"xl_comm.worker: dropped a message: {problem}", file=sys.stderr, flush=True)
                 continue
@@ -269,9 +264,7 @@ class WorkerLoop:
                 self._run_batch(header, frames)
                 continue
             try:
-                if lost is not None:
-                    raise BodyError(header, lost) from lost
-                message = open_body(header, frames)
+                message = open_body(header, frames, lost)
             except BodyError as problem:
                 if header.kind == Kind.TASK:
                     self._send_all([self._failure(problem, header.task_id)])
