@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # Imported here so that a spawned child re-importing this module as __mp_main__ stays light.
     from benchmarks.report import table
-    from benchmarks.workloads import FULL, QUICK, WORKLOADS, MainFunctions, use_main_functions
+    from benchmarks.workloads import FULL, QUICK, WORKLOADS, MainFunctions, remove_leftovers, use_main_functions
 
     use_main_functions(MainFunctions(echo=echo_in_main, inc=inc_in_main))
 
@@ -114,15 +114,18 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     notes: list[str] = []
     started = time.perf_counter()
-    for name, workload in WORKLOADS:
-        if args.only and not any(part in name for part in args.only.split(",")):
-            continue
-        print(f"running {name} ...", file=sys.stderr, flush=True)
-        # Each row starts from a collected heap: a row's cyclic garbage (e.g. 50,000 failed Futures, whose
-        # tracebacks are cycles: 1.4 million objects) otherwise makes the next rows' collections slow; measured
-        # on row 8 at 5000 entries: 498 us per warm hit after row 7, 360-390 us after a collection.
-        gc.collect()
-        rows.extend(workload(sizes, notes))
+    try:
+        for name, workload in WORKLOADS:
+            if args.only and not any(part in name for part in args.only.split(",")):
+                continue
+            print(f"running {name} ...", file=sys.stderr, flush=True)
+            # Each row starts from a collected heap: a row's cyclic garbage (e.g. 50,000 failed Futures, whose
+            # tracebacks are cycles: 1.4 million objects) otherwise makes the next rows' collections slow; measured
+            # on row 8 at 5000 entries: 498 us per warm hit after row 7, 360-390 us after a collection.
+            gc.collect()
+            rows.extend(workload(sizes, notes))
+    finally:
+        remove_leftovers()
     elapsed = time.perf_counter() - started
     print()
     print(table(rows))
