@@ -134,3 +134,17 @@ def _group_members(pgid: int) -> list[int]:
             if int(fields[2]) == pgid and fields[0] != "Z":
                 members.append(int(entry))
     return members
+
+
+def test_a_child_stopped_at_once_ends_alone(server: ForkServer, probe_dir: Path, tmp_path: Path) -> None:
+    """A child stopped right after its fork (an executor's spare at shutdown), before it dropped the server's
+    signal handlers, ends by itself: it never runs the server's SIGTERM handler, which kills every child."""
+    out = tmp_path / "running.json"
+    running = _start(server, probe_dir, out, -1)  # runs until stopped, like a task
+    read_when_written(out, TIMEOUT)
+    for i in range(30):
+        child = _start(server, probe_dir, tmp_path / f"out{i}.json", 0)
+        child.shutdown(wait=False)  # the Kill follows the fork on the server's socket
+        assert child.wait(TIMEOUT) in (0, -signal.SIGTERM)
+    assert not _readable(running.sentinel, 0.2), "a sibling's stop killed the running child"
+    assert running.shutdown(wait=True) == -signal.SIGTERM

@@ -420,11 +420,16 @@ class ForkedSpawner:
 # -- the server --------------------------------------------------------------------------------------------------
 
 
+#: The signals the server handles in Python, which a forked child must not handle with the server's handlers.
+_HANDLED_SIGNALS = {signal.SIGTERM, signal.SIGCHLD}
+
+
 class _Server:
     """The loop of ``python -m xl_spawn.forkserver``: fork on request, reap on SIGCHLD, report exits."""
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
+        self._pid = os.getpid()
         self._children: set[int] = set()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
@@ -466,13 +471,19 @@ class _Server:
     def _handle(self, message: object, fds: list[int]) -> None:
         if isinstance(message, Fork):
             lifeline = fds[0] if fds else -1
+            # Until the child has dropped our handlers, SIGTERM and SIGCHLD wait: a SIGTERM for the new child (a
+            # spare stopped at once: Kill before its setsid) would otherwise run _terminated in the child, which
+            # SIGKILLs every other child of this server, tasks running included.
+            mask = signal.pthread_sigmask(signal.SIG_BLOCK, _HANDLED_SIGNALS)
             try:
                 pid = os.fork()
             except OSError as problem:
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
                 self._report(ForkFailed(message.request, str(problem)))
             else:
                 if pid == 0:
-                    self._child(message, lifeline)  # never returns
+                    self._child(message, lifeline, mask)  # never returns
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
                 self._children.add(pid)
                 self._report(Forked(message.request, pid))
             finally:
@@ -506,7 +517,9 @@ class _Server:
 
     def _terminated(self, signum: int, _frame: object) -> None:
         """SIGTERM (close() gave up waiting): kill the children's groups and leave at once, whatever the main
-        thread was doing."""
+        thread was doing. Only the server itself: a child that still held this handler just ends."""
+        if os.getpid() != self._pid:
+            os._exit(128 + signum)
         for pid in self._children:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
@@ -523,13 +536,15 @@ class _Server:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
 
-    def _child(self, message: Fork, lifeline: int) -> None:
-        """In the forked child: become ``python -m module args`` in a session of its own; never returns."""
+    def _child(self, message: Fork, lifeline: int, mask: set[int | signal.Signals]) -> None:
+        """In the forked child: become ``python -m module args`` in a session of its own; never returns. Starts
+        with SIGTERM and SIGCHLD blocked (see _handle); a SIGTERM that came meanwhile ends it once unblocked."""
         code = 1
         try:
             signal.set_wakeup_fd(-1)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             for fd in (self._wake_r, self._wake_w):
                 os.close(fd)
             self._sock.close()
