@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from xl_spawn import pid_is_zombie
 
 TIMEOUT = 60
 
@@ -289,12 +290,8 @@ def _wait_for_exit(pid: int, timeout: float = 10) -> None:
             os.kill(pid, 0)
         except ProcessLookupError:
             return
-        try:
-            with open(f"/proc/{pid}/stat") as stat:
-                if stat.read().split(") ")[1].startswith("Z"):
-                    return  # exited, not yet reaped by its (gone) parent
-        except OSError:  # it exited between the two looks (ESRCH from read, ENOENT from open)
-            return
+        if pid_is_zombie(pid):
+            return  # exited, not yet reaped by its (gone) parent; one gone since kill() is seen on the next turn
         time.sleep(0.05)
     os.kill(pid, signal.SIGKILL)
     raise AssertionError(f"process {pid} still runs")
