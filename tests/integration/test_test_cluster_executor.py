@@ -47,6 +47,17 @@ def sleep_and_return(seconds: float, value: Any) -> Any:
     return value
 
 
+def stubborn_once(marker: str, value: Any) -> Any:
+    """The first run ignores SIGTERM (a cancel then waits for the launcher's SIGKILL), says so in ``marker`` and
+    sleeps; a later run returns at once."""
+    if os.path.exists(marker):
+        return value
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    Path(marker).write_text("ready")
+    time.sleep(60)
+    return None
+
+
 def die(code: int) -> None:
     print("about to die", flush=True)
     print("last words on stderr", file=sys.stderr, flush=True)
@@ -148,6 +159,24 @@ def test_cancelling_a_future_terminates_its_process(executor: Any, cache: Path) 
     _wait_for_exit(pid)
     with pytest.raises(CancelledError):
         dependent.result(timeout=TIMEOUT)
+
+
+def test_the_same_call_submitted_while_its_cancelled_process_ends_gets_its_result(
+    executor: Any, cache: Path, tmp_path: Path
+) -> None:
+    marker = tmp_path / "ready"
+    first = executor.submit(stubborn_once, str(marker), 7)
+    pid = _wait_for_queue_id(cache, "stubborn_once")
+    deadline = time.monotonic() + TIMEOUT
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert first.cancel()
+    again = executor.submit(stubborn_once, str(marker), 7)  # shares the process still ignoring its SIGTERM
+    dependent = executor.submit(add, again, 1)
+    assert again.result(timeout=TIMEOUT) == 7  # from a new process, not the cancellation of the first Future
+    assert dependent.result(timeout=TIMEOUT) == 8 and first.cancelled()
+    assert again.job.attempt == 1 and again.job.queue_id != pid
+    _wait_for_exit(pid)
 
 
 def test_shutdown_cancel_futures_stops_the_processes(cache: Path) -> None:

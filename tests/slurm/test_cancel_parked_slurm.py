@@ -1,4 +1,5 @@
-"""Cancelling tasks parked on a Future that never completes, on the real cluster (issue 14, items 3 and 4).
+"""Cancelling tasks parked on a Future that never completes, on the real cluster (issue 14, items 3 and 4), and a
+call submitted again while the job of its cancelled twin is being stopped.
 
 SlurmJobExecutor (srun steps, per call and as a pool) and SlurmClusterExecutor (sbatch jobs in file mode, and a
 pool of worker jobs): cancelling the waiting task, directly or through ``shutdown(cancel_futures=True)``, must
@@ -28,6 +29,15 @@ def add(a: int, b: int) -> int:
 def sleep_and_return(seconds: float, value: Any) -> Any:
     time.sleep(seconds)
     return value
+
+
+def slow_once(marker: str, value: Any) -> Any:
+    """The first run says so in ``marker`` and sleeps; a later run returns at once."""
+    if Path(marker).exists():
+        return value
+    Path(marker).write_text("running")
+    time.sleep(300)
+    return None
 
 
 def build(kind: str, cache: Path) -> Any:
@@ -86,5 +96,31 @@ def test_cluster_cancel_futures_with_running_and_waiting_jobs_sets_each_future_o
         assert all(f.cancelled() for f in futures), futures
         assert not wait(futures, timeout=0).not_done
         assert "unexpected state" not in caplog.text
+    finally:
+        exe.shutdown(wait=False, cancel_futures=True)
+
+
+@pytest.mark.timeout(240)
+def test_the_same_call_submitted_while_its_cancelled_job_ends_gets_its_result(
+    slurm_cluster: SlurmCluster, tmp_path: Path
+) -> None:
+    """The second call shares the job being cancelled: that job is submitted again for it, and the job of a
+    dependent submitted meanwhile (afterok on the cancelled job, so it never runs) too."""
+    from executorlib import SlurmClusterExecutor
+
+    marker = tmp_path / "running"
+    exe = SlurmClusterExecutor(cache_directory=str(tmp_path / "cache"))
+    try:
+        first = exe.submit(slow_once, str(marker), 7)
+        deadline = time.monotonic() + 120
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert marker.exists(), "the first job never started"
+        assert first.cancel()
+        again = exe.submit(slow_once, str(marker), 7)
+        dependent = exe.submit(add, again, 1)
+        assert again.result(timeout=120) == 7 and dependent.result(timeout=120) == 8
+        assert first.cancelled()
+        call_bounded(lambda: exe.shutdown(wait=True), SHUTDOWN, what="shutdown(wait=True)")
     finally:
         exe.shutdown(wait=False, cancel_futures=True)

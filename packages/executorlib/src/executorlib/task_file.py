@@ -46,6 +46,14 @@ class FileTask:
     ended: bool = False
     lost: BaseException | None = None
     """Set when the task ended without output (its job died, or an upstream job did)."""
+    stopping: bool = False
+    """Every Future was cancelled and its job is being stopped; a Future adopted meanwhile starts it again."""
+    attempt: int = 0
+    """How many times the job was started again (for a Future adopted while it was stopped): a launcher's
+    callback of an earlier start sees the change and does nothing."""
+    bound_to: tuple[tuple[FileTask, int], ...] = ()
+    """The upstream tasks whose jobs this task's job names as its dependencies (a batch job's ``afterok``), each
+    with its ``attempt`` then: if one was started again since, this job never runs and is started again too."""
     job_log: str | None = None
     """The job's log when its job launcher keeps one elsewhere than a batch job's ``time.out`` (a local
     process's copy of its stderr in its job directory)."""

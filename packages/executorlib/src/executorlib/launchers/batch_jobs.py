@@ -172,6 +172,7 @@ class BatchJobLauncher:
 
     def start(self, task: FileTask, after: Sequence[FileTask]) -> None:
         dependency = [up.queue_id for up in after if up.queue_id is not None]
+        task.bound_to = tuple((up, up.attempt) for up in after if up.queue_id is not None)
         variables = self.script_variables(task, dependency)
         os.makedirs(task.working_directory, mode=0o700, exist_ok=True)
         task.queue_id = self.queue.submit(task.working_directory, variables, task.resources.submission_template)

@@ -116,12 +116,13 @@ class LocalJobLauncher:
             return
         remaining = [len(after)]
         count_lock = threading.Lock()
+        attempt = task.attempt
 
         def one_ended(upstream: FileTask) -> None:
             with count_lock:
                 remaining[0] -= 1
                 last = remaining[0] == 0
-            if not last or task.ended:  # cancelled while it waited
+            if not last or task.ended or task.attempt != attempt:  # cancelled while it waited (and started again)
                 return
             lost = next((up for up in after if up.lost is not None), None)
             assert self._on_end is not None

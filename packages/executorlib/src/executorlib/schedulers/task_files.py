@@ -8,7 +8,7 @@ argument produced by this scheduler is written as an :class:`xl_cache.OutputRef`
 SLURM by ``--dependency=afterok:A:B``, local processes by starting one once its upstream processes ended. So the
 submitting process may exit and a later one, submitting the same calls, finds the results, or re-attaches to the
 jobs still queued or running (their ids are recorded in the task files, or for local processes in
-``<key>/queue_id``), and never starts a second job for a key.
+``<key>/queue_id``), and never runs two jobs for a key at once.
 
 Nothing here polls: process ends arrive through pidfds (local) or from the one queue watcher of the SLURM
 launcher, cancellations through the Futures' done-callbacks, and ``shutdown(wait=True)`` waits on a condition.
@@ -44,11 +44,13 @@ LOG_TAIL_LINES = 20
 
 
 def _settle(future: Future[Any], *, result: Any = None, error: BaseException | None = None) -> None:
-    with contextlib.suppress(InvalidStateError):  # cancelled by its user meanwhile
+    try:
         if error is not None:
             future.set_exception(error)
         else:
             future.set_result(result)
+    except InvalidStateError:  # cancelled by its user meanwhile: wait() and as_completed() must count it done
+        cancel_and_notify(future)
 
 
 class TaskFileScheduler:
@@ -251,14 +253,25 @@ class TaskFileScheduler:
             resource_dict={**task_resource_dict(task.resources), **task.extras},
             error_log_file=task.resources.error_log_file,
         )
+        self._launch(task)
+
+    def _launch(self, task: FileTask) -> None:
+        """Start the job of ``task`` after its upstream jobs still running. An upstream that ended without output
+        (since the call was linked to it) ends this task as its job would have, without starting one."""
         with self._lock:
+            lost = next((up for up in task.upstream if up.lost is not None), None)
             after = [up for up in task.upstream if not up.ended]
+        if lost is not None:
+            self._job_ended(task, JobEnd("CANCELLED", f"its upstream task {lost.key} ended without output"))
+            return
         self._launcher.start(task, after)
 
     # -- ends ------------------------------------------------------------------------------------------------
 
     def _job_ended(self, task: FileTask, end: JobEnd) -> None:
-        """The launcher saw the job of ``task`` end: complete its Futures from the output file, or fail them."""
+        """The launcher saw the job of ``task`` end: complete its Futures from the output file, or fail them. A
+        job stopped because every Future was cancelled is started again if a Future was adopted meanwhile (the
+        same call submitted again): that Future is not the cancelled one's. So is a job bound to such a job."""
         import xl_cache
 
         with self._lock:
@@ -270,22 +283,39 @@ class TaskFileScheduler:
             outcome = xl_cache.load_result(task.cache_directory, task.key)
         except Exception as problem:  # a damaged output file: say so
             error = problem
-        cancelled = False
-        if outcome is None and error is None:
-            cancelled = all(f.cancelled() for f in task.futures) or any(
-                isinstance(up.lost, CancelledError) for up in task.upstream
-            )
-            error = CancelledError(f"task {task.key} was cancelled") if cancelled else self._lost_error(task, end)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(task.input_file)  # nothing will run it: the next run submits it again
-        with self._lock:
-            task.ended = True
-            if outcome is None:
-                task.lost = error
-            self._in_flight.pop((task.cache_directory, task.key), None)
-            futures = list(task.futures)
-            callbacks, task._end_callbacks = task._end_callbacks, []
-            self._idle.notify_all()
+        lost = self._lost_error(task, end) if outcome is None and error is None else None
+        cancelled = restart = False
+        with self._lock:  # one look at the Futures: one adopted from now on sees the task ended
+            if task.ended:
+                return
+            if lost is not None:
+                upstream_lost = [up.lost for up in task.upstream if up.lost is not None]
+                cancelled = any(isinstance(e, CancelledError) for e in upstream_lost) or all(
+                    f.cancelled() for f in task.futures
+                )
+                rebound = any(up.attempt != seen for up, seen in task.bound_to)  # its afterok job was replaced
+                restart = (task.stopping or rebound) and not cancelled and not upstream_lost
+                if restart:
+                    task.stopping, task.queue_id, task.attempt = False, None, task.attempt + 1
+                    task.bound_to = ()
+                else:
+                    error = CancelledError(f"task {task.key} was cancelled") if cancelled else lost
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(task.input_file)  # nothing will run it: the next run submits it again
+            if not restart:
+                task.ended = True
+                if outcome is None:
+                    task.lost = error
+                self._in_flight.pop((task.cache_directory, task.key), None)
+                futures = list(task.futures)
+                callbacks, task._end_callbacks = task._end_callbacks, []
+                self._idle.notify_all()
+        if restart:
+            try:
+                self._launch(task)
+            except Exception as problem:
+                self._job_ended(task, JobEnd("FAILED", f"it could not be started again: {problem!r}"))
+            return
         self._delivering.depth = getattr(self._delivering, "depth", 0) + 1
         try:
             for future in futures:
@@ -325,9 +355,11 @@ class TaskFileScheduler:
         detaching shutdown cancelled leave their jobs running."""
         if not future.cancelled():
             return
+        cancel_and_notify(future)  # cancel() alone leaves it uncounted by wait() and as_completed()
         with self._lock:
-            if self._detached or task.ended or not all(f.cancelled() for f in task.futures):
+            if self._detached or task.ended or task.stopping or not all(f.cancelled() for f in task.futures):
                 return
+            task.stopping = True
         self._launcher.cancel(task)
 
     # -- executor surface ------------------------------------------------------------------------------------
