@@ -4,7 +4,8 @@ Real task files (xl-cache, HDF5) in a temporary directory; a job "runs" by ``xl_
 process. What is checked: a job stopped because its only Future was cancelled is started again when the same call
 was submitted meanwhile (the new Future gets the result, not the cancellation), a batch job bound to a replaced
 job is started again too, a call linked to an upstream that ended without output starts no job, and a cancelled
-Future counts as done for ``wait()`` whatever its job does.
+Future counts as done for ``wait()`` whatever its job does, and a stopped job leaves alone the task file another
+executor wrote since for the same call.
 """
 
 from __future__ import annotations
@@ -190,3 +191,20 @@ def test_a_call_linked_to_an_upstream_that_ended_without_output_starts_no_job(
     error = dependent.exception(timeout=TIMEOUT)
     assert isinstance(error, JobFailedError) and f"its upstream task {upstream.key}" in str(error)
     assert not list(tmp_path.glob("*_i.h5"))
+
+
+def test_a_stopped_job_leaves_the_task_file_another_executor_wrote_since(tmp_path: Path) -> None:
+    old_launcher, new_launcher = ScriptedLauncher(), ScriptedLauncher()
+    old, new = TaskFileScheduler(old_launcher), TaskFileScheduler(new_launcher)
+    try:
+        cancelled = submit(old, tmp_path, add, 1, 2)
+        assert cancelled.cancel()  # its job is being stopped ...
+        again = submit(new, tmp_path, add, 1, 2)  # ... when a new executor submits the same call: its own file
+        old_launcher.end(old_launcher.started[0][0], "CANCELLED")
+        task = new_launcher.started[0][0]
+        assert (tmp_path / f"{task.key}_i.h5").exists()  # the new job needs it
+        new_launcher.run(task)
+        assert again.result(timeout=TIMEOUT) == 3
+    finally:
+        old.shutdown(wait=False, cancel_futures=True)
+        new.shutdown(wait=False, cancel_futures=True)

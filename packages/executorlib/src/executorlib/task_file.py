@@ -54,6 +54,8 @@ class FileTask:
     bound_to: tuple[tuple[FileTask, int], ...] = ()
     """The upstream tasks whose jobs this task's job names as its dependencies (a batch job's ``afterok``), each
     with its ``attempt`` then: if one was started again since, this job never runs and is started again too."""
+    input_identity: tuple[int, int] | None = None
+    """(inode, mtime) of the task file this task wrote or re-attached to (see :func:`remove_input`)."""
     job_log: str | None = None
     """The job's log when its job launcher keeps one elsewhere than a batch job's ``time.out`` (a local
     process's copy of its stderr in its job directory)."""
@@ -99,6 +101,30 @@ class FileTask:
         callback(self)
 
 
+def note_input(task: FileTask) -> None:
+    """Remember the task file as this task's, after this process wrote it (every write replaces the file)."""
+    try:
+        stat = os.stat(task.input_file)
+    except OSError:
+        task.input_identity = None
+        return
+    task.input_identity = (stat.st_ino, stat.st_mtime_ns)
+
+
+def remove_input(task: FileTask) -> None:
+    """Remove the task file of a task that ended without output (nothing will run it), unless it is no longer
+    this task's: an executor that submitted the same call since, on the same cache directory, wrote its own
+    (a new file), which its job is about to read."""
+    try:
+        stat = os.stat(task.input_file)
+    except FileNotFoundError:
+        return
+    if task.input_identity != (stat.st_ino, stat.st_mtime_ns):
+        return
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(task.input_file)
+
+
 def record_queue_id(task: FileTask) -> None:
     """Write the job id into the pending task file, without racing the job: if the job already finished (its
     output exists), a task file rewritten here would read as pending forever, so it is removed again."""
@@ -113,6 +139,7 @@ def record_queue_id(task: FileTask) -> None:
         return  # the job ran already and removed it
     except Exception:  # the id is a convenience (get_cache_data, re-attachment); the job runs regardless
         return
+    note_input(task)
     if os.path.exists(task.output_file):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(task.input_file)

@@ -34,7 +34,7 @@ from executorlib.errors import JobFailedError
 from executorlib.launchers.protocol import JobLauncher
 from executorlib.resources import Resources
 from executorlib.status import SchedulerState, TaskFuture
-from executorlib.task_file import FileTask, JobEnd
+from executorlib.task_file import FileTask, JobEnd, note_input, remove_input
 
 #: Where task files go when neither the executor nor the call names a cache directory.
 DEFAULT_CACHE_DIRECTORY = "executorlib_cache"
@@ -209,8 +209,7 @@ class TaskFileScheduler:
                 task.lost = problem
                 futures = list(task.futures)
                 self._idle.notify_all()
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(task.input_file)  # a failed submission is not a result: the next run tries again
+            remove_input(task)  # a failed submission is not a result: the next run tries again
             for each in futures:
                 _settle(each, error=problem)
 
@@ -236,9 +235,10 @@ class TaskFileScheduler:
         if queue_id is None:
             return False
         task.queue_id = queue_id
+        note_input(task)
         if self._launcher.attach(task):
             return True
-        task.queue_id = None
+        task.queue_id = task.input_identity = None
         return False
 
     def _start(self, task: FileTask, fn: Callable[..., Any], args: Any, kwargs: Any) -> None:
@@ -253,6 +253,7 @@ class TaskFileScheduler:
             resource_dict={**task_resource_dict(task.resources), **task.extras},
             error_log_file=task.resources.error_log_file,
         )
+        note_input(task)
         self._launch(task)
 
     def _launch(self, task: FileTask) -> None:
@@ -300,8 +301,7 @@ class TaskFileScheduler:
                     task.bound_to = ()
                 else:
                     error = CancelledError(f"task {task.key} was cancelled") if cancelled else lost
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(task.input_file)  # nothing will run it: the next run submits it again
+                    remove_input(task)  # nothing will run it: the next run submits it again
             if not restart:
                 task.ended = True
                 if outcome is None:
