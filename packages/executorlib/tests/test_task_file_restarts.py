@@ -98,6 +98,16 @@ def submit(scheduler: TaskFileScheduler, cache: Path, fn: Callable[..., Any], *a
     return future
 
 
+def submit_and_cancel(
+    scheduler: TaskFileScheduler, launcher: ScriptedLauncher, cache: Path, *args: Any
+) -> tuple[Future[Any], FileTask]:
+    """``add(*args)`` submitted, its job started, its Future cancelled: the task, whose job is being stopped."""
+    future = submit(scheduler, cache, add, *args)
+    task = launcher.started[-1][0]
+    assert future.cancel()
+    return future, task
+
+
 def test_the_same_call_submitted_while_its_job_is_stopped_starts_it_again(
     scheduler: TaskFileScheduler, launcher: ScriptedLauncher, tmp_path: Path
 ) -> None:
@@ -121,9 +131,7 @@ def test_the_same_call_submitted_while_its_job_is_stopped_starts_it_again(
 def test_a_cancelled_future_whose_job_completes_anyway_counts_as_done(
     scheduler: TaskFileScheduler, launcher: ScriptedLauncher, tmp_path: Path
 ) -> None:
-    future = submit(scheduler, tmp_path, add, 1, 2)
-    task = launcher.started[0][0]
-    assert future.cancel()
+    future, task = submit_and_cancel(scheduler, launcher, tmp_path, 1, 2)
     launcher.run(task)  # the stop came too late: the output is written
     assert future.cancelled() and not wait([future], timeout=0).not_done
     assert (tmp_path / f"{task.key}_o.h5").exists()  # the result stays cached for the next call
@@ -146,9 +154,7 @@ def test_a_job_stopped_for_good_removes_its_task_file_and_cancels_its_dependents
 def test_a_job_bound_to_a_replaced_job_is_started_again(
     scheduler: TaskFileScheduler, launcher: ScriptedLauncher, tmp_path: Path
 ) -> None:
-    first = submit(scheduler, tmp_path, add, 1, 2)
-    upstream = launcher.started[0][0]
-    assert first.cancel()
+    _, upstream = submit_and_cancel(scheduler, launcher, tmp_path, 1, 2)
     again = submit(scheduler, tmp_path, add, 1, 2)
     dependent = submit(scheduler, tmp_path, add, again, 10)  # bound (afterok) to the job being stopped
     [_, (task, _, after)] = launcher.started
