@@ -101,6 +101,12 @@ class FileTask:
         callback(self)
 
 
+def upstream_lost(upstream: FileTask) -> JobEnd:
+    """The end of a job that never runs because ``upstream`` ended without output (as SLURM cancels an afterok
+    job whose upstream job failed)."""
+    return JobEnd("CANCELLED", f"its upstream task {upstream.key} ended without output")
+
+
 def note_input(task: FileTask) -> None:
     """Remember the task file as this task's, after this process wrote it (every write replaces the file)."""
     try:

@@ -34,7 +34,7 @@ from xl_spawn import UnwatchableProcessError, exit_fd, pid_runs
 from executorlib.launchers.local import LocalLauncher
 from executorlib.launchers.protocol import user_import_paths
 from executorlib.resources import Resources, check_template_keys
-from executorlib.task_file import FileTask, JobEnd
+from executorlib.task_file import FileTask, JobEnd, upstream_lost
 
 WORKER_MODULE = "xl_cache.worker"
 #: After SIGTERM, how long a cancelled process may take before it gets SIGKILL.
@@ -126,8 +126,8 @@ class LocalJobLauncher:
                 return
             lost = next((up for up in after if up.lost is not None), None)
             assert self._on_end is not None
-            if lost is not None:  # as SLURM cancels an afterok job whose upstream job failed
-                self._on_end(task, JobEnd("CANCELLED", f"its upstream task {lost.key} ended without output"))
+            if lost is not None:
+                self._on_end(task, upstream_lost(lost))
                 return
             try:
                 self._spawn(task)

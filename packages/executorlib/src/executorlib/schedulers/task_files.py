@@ -34,7 +34,7 @@ from executorlib.errors import JobFailedError
 from executorlib.launchers.protocol import JobLauncher
 from executorlib.resources import Resources
 from executorlib.status import SchedulerState, TaskFuture
-from executorlib.task_file import FileTask, JobEnd, note_input, remove_input
+from executorlib.task_file import FileTask, JobEnd, note_input, remove_input, upstream_lost
 
 #: Where task files go when neither the executor nor the call names a cache directory.
 DEFAULT_CACHE_DIRECTORY = "executorlib_cache"
@@ -263,7 +263,7 @@ class TaskFileScheduler:
             lost = next((up for up in task.upstream if up.lost is not None), None)
             after = [up for up in task.upstream if not up.ended]
         if lost is not None:
-            self._job_ended(task, JobEnd("CANCELLED", f"its upstream task {lost.key} ended without output"))
+            self._job_ended(task, upstream_lost(lost))
             return
         self._launcher.start(task, after)
 
@@ -284,12 +284,11 @@ class TaskFileScheduler:
             outcome = xl_cache.load_result(task.cache_directory, task.key)
         except Exception as problem:  # a damaged output file: say so
             error = problem
-        lost = self._lost_error(task, end) if outcome is None and error is None else None
         cancelled = restart = False
         with self._lock:  # one look at the Futures: one adopted from now on sees the task ended
             if task.ended:
                 return
-            if lost is not None:
+            if outcome is None and error is None:
                 upstream_lost = [up.lost for up in task.upstream if up.lost is not None]
                 cancelled = any(isinstance(e, CancelledError) for e in upstream_lost) or all(
                     f.cancelled() for f in task.futures
@@ -300,7 +299,10 @@ class TaskFileScheduler:
                     task.stopping, task.queue_id, task.attempt = False, None, task.attempt + 1
                     task.bound_to = ()
                 else:
-                    error = CancelledError(f"task {task.key} was cancelled") if cancelled else lost
+                    # the job's log is read only for the error that quotes it (a failure, not a cancel)
+                    error = (
+                        CancelledError(f"task {task.key} was cancelled") if cancelled else self._lost_error(task, end)
+                    )
                     remove_input(task)  # nothing will run it: the next run submits it again
             if not restart:
                 task.ended = True
